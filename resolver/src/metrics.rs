@@ -1,0 +1,223 @@
+//! Counters kept by the sans-IO core and rendered with CoreDNS's metric names and labels
+//! (dns-servers.md §1.7), so existing dashboards keep working.
+//!
+//! Plain arrays on the hot path (no map lookup, no allocation); the text rendering is done by the
+//! driver when `/metrics` is scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::wire;
+
+/// CoreDNS's `type` label buckets (plugin/metrics/vars).
+pub const TYPE_LABELS: [&str; 19] =
+    ["A", "AAAA", "MX", "SOA", "CNAME", "PTR", "TXT", "NS", "SRV", "DS", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "HTTPS", "IXFR", "AXFR", "ANY", "other"];
+
+pub fn type_bucket(qtype: u16) -> usize {
+    match qtype {
+        wire::TYPE_A => 0,
+        wire::TYPE_AAAA => 1,
+        15 => 2,
+        wire::TYPE_SOA => 3,
+        wire::TYPE_CNAME => 4,
+        wire::TYPE_PTR => 5,
+        wire::TYPE_TXT => 6,
+        wire::TYPE_NS => 7,
+        wire::TYPE_SRV => 8,
+        43 => 9,
+        48 => 10,
+        46 => 11,
+        47 => 12,
+        50 => 13,
+        65 => 14,
+        251 => 15,
+        252 => 16,
+        255 => 17,
+        _ => 18,
+    }
+}
+
+pub const RCODE_LABELS: [&str; 11] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"];
+
+/// `coredns_dns_request_duration_seconds` buckets: ExponentialBuckets(0.00025, 2, 16).
+pub const DURATION_BUCKETS: usize = 16;
+
+fn bucket_bound(i: usize) -> f64 {
+    0.00025 * f64::from(1u32 << i)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub buckets: [u64; DURATION_BUCKETS],
+    pub count: u64,
+    pub sum_ns: u128,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            if s <= bucket_bound(i) {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ns += d.as_nanos();
+    }
+}
+
+/// Per server block (CoreDNS's `server` and `zone` labels).
+#[derive(Debug, Clone)]
+pub struct BlockMetrics {
+    pub server: String,
+    pub zone: String,
+    /// [proto udp/tcp][family 1/2][type bucket]
+    pub requests: [[[u64; 19]; 2]; 2],
+    pub responses: [u64; 16],
+    pub duration: Vec<Histogram>,
+    pub cache_hits_success: u64,
+    pub cache_hits_denial: u64,
+    pub cache_misses: u64,
+    pub cache_served_stale: u64,
+    pub cache_prefetch: u64,
+    pub autopath_success: u64,
+    pub forward_max_concurrent_rejects: u64,
+}
+
+impl BlockMetrics {
+    pub fn new(server: String, zone: String) -> Self {
+        BlockMetrics {
+            server,
+            zone,
+            requests: [[[0; 19]; 2]; 2],
+            responses: [0; 16],
+            duration: vec![Histogram::default(); 19],
+            cache_hits_success: 0,
+            cache_hits_denial: 0,
+            cache_misses: 0,
+            cache_served_stale: 0,
+            cache_prefetch: 0,
+            autopath_success: 0,
+            forward_max_concurrent_rejects: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamMetrics {
+    pub requests: u64,
+    pub responses: [u64; 16],
+    pub healthcheck_failures: u64,
+    pub timeouts: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub blocks: Vec<BlockMetrics>,
+    pub upstreams: BTreeMap<SocketAddr, UpstreamMetrics>,
+    /// Queries matching no server block, or dropped before one was chosen (zone `dropped`).
+    pub dropped: u64,
+    pub healthcheck_broken: u64,
+    pub cache_entries: Vec<(String, usize, usize)>,
+}
+
+impl Metrics {
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# HELP coredns_build_info A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.\n# TYPE coredns_build_info gauge");
+        let _ = writeln!(o, "coredns_build_info{{version=\"ndots-{}\",revision=\"\",goversion=\"rust\"}} 1", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(o, "# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.\n# TYPE coredns_dns_requests_total counter");
+        for b in &self.blocks {
+            for (p, proto) in ["udp", "tcp"].iter().enumerate() {
+                for (f, fam) in ["1", "2"].iter().enumerate() {
+                    for (t, ty) in TYPE_LABELS.iter().enumerate() {
+                        let v = b.requests[p][f][t];
+                        if v > 0 {
+                            let _ = writeln!(o, "coredns_dns_requests_total{{server=\"{}\",zone=\"{}\",view=\"\",proto=\"{proto}\",family=\"{fam}\",type=\"{ty}\"}} {v}", b.server, b.zone);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = writeln!(o, "# HELP coredns_dns_responses_total Counter of response status codes.\n# TYPE coredns_dns_responses_total counter");
+        for b in &self.blocks {
+            for (r, v) in b.responses.iter().enumerate() {
+                if *v > 0 {
+                    let label = RCODE_LABELS.get(r).copied().unwrap_or("other");
+                    let _ = writeln!(o, "coredns_dns_responses_total{{server=\"{}\",zone=\"{}\",view=\"\",rcode=\"{label}\",plugin=\"\"}} {v}", b.server, b.zone);
+                }
+            }
+        }
+        let _ = writeln!(o, "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took per zone.\n# TYPE coredns_dns_request_duration_seconds histogram");
+        for b in &self.blocks {
+            for (t, h) in b.duration.iter().enumerate() {
+                if h.count == 0 {
+                    continue;
+                }
+                let labels = format!("server=\"{}\",zone=\"{}\",view=\"\",type=\"{}\"", b.server, b.zone, TYPE_LABELS[t]);
+                for (i, c) in h.buckets.iter().enumerate() {
+                    let _ = writeln!(o, "coredns_dns_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {c}", bucket_bound(i));
+                }
+                let _ = writeln!(o, "coredns_dns_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(o, "coredns_dns_request_duration_seconds_sum{{{labels}}} {}", h.sum_ns as f64 / 1e9);
+                let _ = writeln!(o, "coredns_dns_request_duration_seconds_count{{{labels}}} {}", h.count);
+            }
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_entries The number of elements in the cache.\n# TYPE coredns_cache_entries gauge");
+        for (server, success, denial) in &self.cache_entries {
+            let _ = writeln!(o, "coredns_cache_entries{{server=\"{server}\",type=\"success\",zones=\".\",view=\"\"}} {success}");
+            let _ = writeln!(o, "coredns_cache_entries{{server=\"{server}\",type=\"denial\",zones=\".\",view=\"\"}} {denial}");
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_hits_total The count of cache hits.\n# TYPE coredns_cache_hits_total counter");
+        for b in &self.blocks {
+            let _ = writeln!(o, "coredns_cache_hits_total{{server=\"{}\",type=\"success\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_hits_success);
+            let _ = writeln!(o, "coredns_cache_hits_total{{server=\"{}\",type=\"denial\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_hits_denial);
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_misses_total The count of cache misses. Deprecated, derive misses from cache hits/requests counters.\n# TYPE coredns_cache_misses_total counter");
+        for b in &self.blocks {
+            let _ = writeln!(o, "coredns_cache_misses_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_misses);
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_requests_total The count of cache requests.\n# TYPE coredns_cache_requests_total counter");
+        for b in &self.blocks {
+            let total = b.cache_hits_success + b.cache_hits_denial + b.cache_misses;
+            let _ = writeln!(o, "coredns_cache_requests_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {total}", b.server, b.zone);
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_served_stale_total The number of requests served from stale cache entries.\n# TYPE coredns_cache_served_stale_total counter");
+        for b in &self.blocks {
+            let _ = writeln!(o, "coredns_cache_served_stale_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_served_stale);
+        }
+        let _ = writeln!(o, "# HELP coredns_cache_prefetch_total The number of times the cache has prefetched a cached item.\n# TYPE coredns_cache_prefetch_total counter");
+        for b in &self.blocks {
+            let _ = writeln!(o, "coredns_cache_prefetch_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_prefetch);
+        }
+        let _ = writeln!(o, "# HELP coredns_autopath_success_total Counter of requests that did autopath.\n# TYPE coredns_autopath_success_total counter");
+        for b in &self.blocks {
+            let _ = writeln!(o, "coredns_autopath_success_total{{server=\"{}\"}} {}", b.server, b.autopath_success);
+        }
+        let _ = writeln!(o, "# HELP coredns_forward_requests_total Counter of requests made per upstream.\n# TYPE coredns_forward_requests_total counter");
+        for (to, u) in &self.upstreams {
+            let _ = writeln!(o, "coredns_forward_requests_total{{to=\"{to}\"}} {}", u.requests);
+        }
+        let _ = writeln!(o, "# HELP coredns_forward_responses_total Counter of responses received per upstream.\n# TYPE coredns_forward_responses_total counter");
+        for (to, u) in &self.upstreams {
+            for (r, v) in u.responses.iter().enumerate() {
+                if *v > 0 {
+                    let _ = writeln!(o, "coredns_forward_responses_total{{rcode=\"{}\",to=\"{to}\"}} {v}", RCODE_LABELS.get(r).copied().unwrap_or("other"));
+                }
+            }
+        }
+        let _ = writeln!(o, "# HELP coredns_forward_healthcheck_failures_total Counter of the number of failed healthchecks.\n# TYPE coredns_forward_healthcheck_failures_total counter");
+        for (to, u) in &self.upstreams {
+            let _ = writeln!(o, "coredns_forward_healthcheck_failures_total{{to=\"{to}\"}} {}", u.healthcheck_failures);
+        }
+        let _ = writeln!(o, "# HELP coredns_forward_healthcheck_broken_total Counter of the number of complete failures of the healthchecks.\n# TYPE coredns_forward_healthcheck_broken_total counter");
+        let _ = writeln!(o, "coredns_forward_healthcheck_broken_total {}", self.healthcheck_broken);
+        let _ = writeln!(o, "# HELP coredns_forward_max_concurrent_rejects_total Counter of the number of queries rejected because the concurrent queries were at maximum.\n# TYPE coredns_forward_max_concurrent_rejects_total counter");
+        let rejects: u64 = self.blocks.iter().map(|b| b.forward_max_concurrent_rejects).sum();
+        let _ = writeln!(o, "coredns_forward_max_concurrent_rejects_total {rejects}");
+        o
+    }
+}
