@@ -211,8 +211,17 @@ impl Cache {
     }
 
     /// Decides whether and how long to keep a response (without OPT), then stores it.
-    /// Returns the part it went into.
-    pub fn store(&mut self, key: &[u8], qname: &[u8], msg: &[u8], layout: &Layout, now: Duration, rng: &mut fastrand::Rng) -> Option<PartKind> {
+    /// Returns the part it went into and the TTL it got, which the answer being stored is then served
+    /// with too (CoreDNS applies the capped TTL to the reply that filled the cache).
+    pub fn store(
+        &mut self,
+        key: &[u8],
+        qname: &[u8],
+        msg: &[u8],
+        layout: &Layout,
+        now: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> Option<(PartKind, u32)> {
         if msg.len() < wire::HEADER_LEN || wire::flags::tc(msg) {
             return None;
         }
@@ -221,7 +230,8 @@ impl Cache {
         let (kind, ttl) = match rcode {
             wire::RCODE_NOERROR if answers > 0 => {
                 // Minimum TTL over answer and authority (CoreDNS minMsgTTL), clamped.
-                let min = layout.records.iter().filter(|r| r.section < 2).filter_map(|r| wire::u32_at(msg, r.ttl_at as usize).ok()).min()?;
+                let min =
+                    layout.records.iter().filter(|r| r.section < 2).filter_map(|r| wire::u32_at(msg, r.ttl_at as usize).ok()).min()?;
                 let p = self.cfg.success;
                 (PartKind::Success, min.clamp(p.min_ttl.min(p.max_ttl), p.max_ttl))
             }
@@ -251,17 +261,17 @@ impl Cache {
         let part = self.part_mut(kind);
         if let Some(slot) = part.map.get_mut(key) {
             *slot = entry;
-            return Some(kind);
+            return Some((kind, ttl));
         }
         if part.map.len() >= part.capacity {
             let victim = rng.usize(..part.map.len());
             part.map.swap_remove_index(victim);
             part.map.insert(key.into(), entry);
             self.evictions += 1;
-            return Some(kind);
+            return Some((kind, ttl));
         }
         part.map.insert(key.into(), entry);
-        Some(kind)
+        Some((kind, ttl))
     }
 
     /// Marks a refresh as finished without a new answer (so a later hit may try again).
@@ -321,7 +331,7 @@ pub fn write_answer(msg: &[u8], spans: &[RecordSpan], shape: &Shape<'_>, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CachePart, CacheConfig};
+    use crate::config::{CacheConfig, CachePart};
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::rdata::{A, SOA};
     use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -364,7 +374,7 @@ mod tests {
         let q = wire::name_from_str(name).expect("name");
         let mut k = Vec::new();
         key(&mut k, &q, wire::TYPE_A, wire::CLASS_IN, false, false);
-        c.store(&k, &q, msg, &l, now, &mut fastrand::Rng::with_seed(1))
+        c.store(&k, &q, msg, &l, now, &mut fastrand::Rng::with_seed(1)).map(|(kind, _)| kind)
     }
 
     fn lookup_ttl(c: &mut Cache, name: &str, now: Duration) -> Option<u32> {

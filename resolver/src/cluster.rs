@@ -179,7 +179,12 @@ impl ClusterState {
     pub fn parse(text: &str, file: &str) -> Result<ClusterState, ClusterError> {
         let list: List = serde_yaml_ng::from_str(text).map_err(|e| {
             let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            ClusterError::Parse { file: file.to_string(), line, col, msg: format!("{e}; expected a Kubernetes List (kubectl get ... -o yaml)") }
+            ClusterError::Parse {
+                file: file.to_string(),
+                line,
+                col,
+                msg: format!("{e}; expected a Kubernetes List (kubectl get ... -o yaml)"),
+            }
         })?;
         Ok(ClusterState::from_items(list.items))
     }
@@ -258,7 +263,11 @@ impl ClusterState {
             }
             for p in s.ports.unwrap_or_default() {
                 if let Some(port) = p.port {
-                    let port = Port { name: p.name.unwrap_or_default(), port, protocol: p.protocol.unwrap_or_else(|| "TCP".into()).to_ascii_lowercase() };
+                    let port = Port {
+                        name: p.name.unwrap_or_default(),
+                        port,
+                        protocol: p.protocol.unwrap_or_else(|| "TCP".into()).to_ascii_lowercase(),
+                    };
                     if !service.endpoint_ports.contains(&port) {
                         service.endpoint_ports.push(port);
                     }

@@ -313,7 +313,8 @@ fn parse_key(key: &Token) -> Result<(String, u16), ConfigError> {
         }
         None => (text, 53),
     };
-    let zone = normalize_zone(zone).ok_or_else(|| ConfigError::at(&key.pos, format!("bad zone '{zone}'; expected a domain name such as cluster.local or .")))?;
+    let zone = normalize_zone(zone)
+        .ok_or_else(|| ConfigError::at(&key.pos, format!("bad zone '{zone}'; expected a domain name such as cluster.local or .")))?;
     Ok((zone, port))
 }
 
@@ -487,7 +488,10 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
         "bind" => {
             for t in a.rest() {
                 let ip = t.text.parse::<IpAddr>().map_err(|_| {
-                    ConfigError::at(&t.pos, format!("bind: bad address '{}'; expected an IP address (interface names are not supported)", t.text))
+                    ConfigError::at(
+                        &t.pos,
+                        format!("bind: bad address '{}'; expected an IP address (interface names are not supported)", t.text),
+                    )
                 })?;
                 s.bind.push(ip);
             }
@@ -543,7 +547,9 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
             let source = if last.text == "@kubernetes" {
                 // The kubernetes plugin appends the host's search list (dns-servers.md §1.3).
                 let host = std::env::var("NDOTS_HOST_RESOLV_CONF").unwrap_or_else(|_| "/etc/resolv.conf".into());
-                s.autopath_host_search = read_resolv_conf(Path::new(&host)).map(|rc| rc.search.iter().filter_map(|d| wire::name_from_str(d)).collect()).unwrap_or_default();
+                s.autopath_host_search = read_resolv_conf(Path::new(&host))
+                    .map(|rc| rc.search.iter().filter_map(|d| wire::name_from_str(d)).collect())
+                    .unwrap_or_default();
                 AutopathSource::Kubernetes
             } else if last.text.starts_with('@') {
                 return Err(ConfigError::at(&last.pos, format!("autopath: unknown plugin '{}'; expected @kubernetes", last.text)));
@@ -610,7 +616,10 @@ fn parse_cache(d: &Directive, s: &ServerConfig) -> Result<CacheConfig, ConfigErr
                     p.duration = dur(t, "a prefetch duration")?;
                 }
                 if let Some(t) = sa.next() {
-                    let pct = t.text.strip_suffix('%').ok_or_else(|| ConfigError::at(&t.pos, "prefetch: expected a percentage with '%', such as 10%"))?;
+                    let pct = t
+                        .text
+                        .strip_suffix('%')
+                        .ok_or_else(|| ConfigError::at(&t.pos, "prefetch: expected a percentage with '%', such as 10%"))?;
                     let tok = Token { text: pct.to_string(), ..t.clone() };
                     p.percentage = num(&tok, "a percentage", 10u8, 90u8)?;
                 }
@@ -689,7 +698,9 @@ fn parse_rcode(t: &Token) -> Result<u8, ConfigError> {
         "NXDOMAIN" => wire::RCODE_NXDOMAIN,
         "NOTIMP" => wire::RCODE_NOTIMP,
         "REFUSED" => wire::RCODE_REFUSED,
-        _ => return Err(ConfigError::at(&t.pos, format!("unknown rcode '{}'; expected NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...", t.text))),
+        _ => {
+            return Err(ConfigError::at(&t.pos, format!("unknown rcode '{}'; expected NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...", t.text)));
+        }
     })
 }
 
@@ -719,7 +730,10 @@ fn parse_template(d: &Directive, s: &ServerConfig) -> Result<TemplateConfig, Con
             }
             "fallthrough" => t.fallthrough = true,
             "match" => {
-                return Err(ConfigError::at(&sub.name.pos, "template: `match` regexes are not supported yet; expected rcode, answer or fallthrough"));
+                return Err(ConfigError::at(
+                    &sub.name.pos,
+                    "template: `match` regexes are not supported yet; expected rcode, answer or fallthrough",
+                ));
             }
             _ => return Err(unknown_option(d, sub, "rcode, answer, fallthrough")),
         }
@@ -731,7 +745,8 @@ fn parse_hosts(d: &Directive, s: &ServerConfig, base: &Path) -> Result<HostsConf
     let mut a = Args::new(d);
     let mut h = HostsConfig { zones: s.zones_wire.clone(), entries: Vec::new(), ttl: 3600, no_reverse: false, fallthrough: None };
     if let Some(file) = a.next() {
-        let text = std::fs::read_to_string(base.join(&file.text)).map_err(|e| ConfigError::at(&file.pos, format!("hosts: cannot read '{}': {e}", file.text)))?;
+        let text = std::fs::read_to_string(base.join(&file.text))
+            .map_err(|e| ConfigError::at(&file.pos, format!("hosts: cannot read '{}': {e}", file.text)))?;
         for line in text.lines() {
             parse_hosts_line(line, &mut h.entries);
         }
@@ -742,7 +757,9 @@ fn parse_hosts(d: &Directive, s: &ServerConfig, base: &Path) -> Result<HostsConf
     }
     for sub in &d.block {
         match sub.name.text.as_str() {
-            "ttl" => h.ttl = num(sub.args.first().ok_or_else(|| ConfigError::at(&sub.name.pos, "ttl: expected seconds"))?, "a TTL", 0u32, 86400)?,
+            "ttl" => {
+                h.ttl = num(sub.args.first().ok_or_else(|| ConfigError::at(&sub.name.pos, "ttl: expected seconds"))?, "a TTL", 0u32, 86400)?
+            }
             "no_reverse" => h.no_reverse = true,
             "reload" => {}
             "fallthrough" => h.fallthrough = Some(sub.args.iter().map(zone_wire).collect::<Result<_, _>>()?),
@@ -871,7 +888,10 @@ fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) -> Result<(
     let mut text = t.text.as_str();
     if let Some((scheme, rest)) = text.split_once("://") {
         if scheme != "dns" {
-            return Err(ConfigError::at(&t.pos, format!("forward: '{scheme}://' upstreams are not supported; expected IP[:PORT], dns:// or a resolv.conf file")));
+            return Err(ConfigError::at(
+                &t.pos,
+                format!("forward: '{scheme}://' upstreams are not supported; expected IP[:PORT], dns:// or a resolv.conf file"),
+            ));
         }
         text = rest;
     }
@@ -888,7 +908,10 @@ fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) -> Result<(
     } else if let Ok(ip) = text.parse::<IpAddr>() {
         out.push(SocketAddr::new(ip, 53));
     } else {
-        return Err(ConfigError::at(&t.pos, format!("forward: bad upstream '{}'; expected IP[:PORT], [IPv6]:PORT or a resolv.conf path", t.text)));
+        return Err(ConfigError::at(
+            &t.pos,
+            format!("forward: bad upstream '{}'; expected IP[:PORT], [IPv6]:PORT or a resolv.conf path", t.text),
+        ));
     }
     Ok(())
 }
@@ -987,7 +1010,10 @@ mod tests {
         assert_eq!(cache.denial, CachePart { capacity: 9984, max_ttl: 1800, min_ttl: 5 });
         assert_eq!(cache.servfail_ttl, Duration::from_secs(5));
         let f = &s.forward[0];
-        assert_eq!((f.max_fails, f.expire, f.read_timeout, f.health_check), (2, Duration::from_secs(10), Duration::from_secs(2), Duration::from_millis(500)));
+        assert_eq!(
+            (f.max_fails, f.expire, f.read_timeout, f.health_check),
+            (2, Duration::from_secs(10), Duration::from_secs(2), Duration::from_millis(500))
+        );
         assert_eq!(f.policy, Policy::Random);
         assert_eq!(f.to, vec!["10.0.0.1:53".parse::<SocketAddr>().expect("addr")]);
     }

@@ -79,12 +79,7 @@ pub fn parse_file(path: &Path) -> Result<Corefile, ConfigError> {
 }
 
 /// Parses Corefile text. `base` is the folder for relative imports (None: imports of files fail).
-pub fn parse_str(
-    text: &str,
-    file: &str,
-    base: Option<PathBuf>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Corefile, ConfigError> {
+pub fn parse_str(text: &str, file: &str, base: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> Result<Corefile, ConfigError> {
     let file: Arc<str> = file.into();
     let tokens = lex(text, &file, env)?;
     let mut p = Parser { snippets: Vec::new(), base, env, imports: 0 };
@@ -201,7 +196,10 @@ impl Parser<'_> {
                 continue;
             }
             if !t.quoted && t.text == "import" {
-                return Err(ConfigError::at(&t.pos, "import outside a server block is not supported; expected a server block key such as `.:53`"));
+                return Err(ConfigError::at(
+                    &t.pos,
+                    "import outside a server block is not supported; expected a server block key such as `.:53`",
+                ));
             }
             if is_open(t) || is_close(t) {
                 return Err(ConfigError::at(&t.pos, format!("unexpected '{}'; expected a server block key such as `.:53`", t.text)));
@@ -279,8 +277,7 @@ impl Parser<'_> {
         };
         let mut out = Vec::new();
         for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| ConfigError::at(&arg.pos, format!("import {}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::at(&arg.pos, format!("import {}: {e}", p.display())))?;
             let file: Arc<str> = p.display().to_string().into();
             out.extend(lex(&text, &file, self.env)?);
         }
@@ -300,7 +297,9 @@ fn glob_files(pattern: &Path) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len())
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len())
         })
         .collect();
     out.sort();
@@ -385,8 +384,10 @@ mod tests {
 
     #[test]
     fn snippets_env_and_commas() {
-        let cf = parse("(common) {\n errors\n cache 30\n}\nexample.org, example.net:1053 {\n import common # two lines\n forward . {$UPSTREAM}\n}\n")
-            .expect("parses");
+        let cf = parse(
+            "(common) {\n errors\n cache 30\n}\nexample.org, example.net:1053 {\n import common # two lines\n forward . {$UPSTREAM}\n}\n",
+        )
+        .expect("parses");
         let b = &cf.blocks[0];
         assert_eq!(b.keys.len(), 2);
         assert_eq!(b.directives.len(), 3);

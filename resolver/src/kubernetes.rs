@@ -93,7 +93,8 @@ impl Kubernetes<'_> {
 
     fn soa(&self, zone: &str) -> Record {
         // CoreDNS's SOA for the cluster zone: ns.dns.<zone>, hostmaster.<zone>, 7200/1800/86400, minttl = ttl.
-        let soa = SOA::new(name(&format!("ns.dns.{zone}")), name(&format!("hostmaster.{zone}")), self.serial, 7200, 1800, 86400, self.cfg.ttl);
+        let soa =
+            SOA::new(name(&format!("ns.dns.{zone}")), name(&format!("hostmaster.{zone}")), self.serial, 7200, 1800, 86400, self.cfg.ttl);
         Record::from_rdata(name(zone), self.cfg.ttl, RData::SOA(soa))
     }
 
@@ -106,7 +107,8 @@ impl Kubernetes<'_> {
         let all: Vec<String> = wire::labels(qname).map(|l| String::from_utf8_lossy(l).into_owned()).collect();
         let rel: Vec<&str> = all[..all.len() - zone_labels].iter().rev().map(String::as_str).collect();
         let is_reverse = zone_text.ends_with("in-addr.arpa.") || zone_text.ends_with("ip6.arpa.");
-        let found = if is_reverse { self.reverse(&qname_text, &owner, qtype) } else { self.forward(&rel, &owner, &zone_text, qtype, client) };
+        let found =
+            if is_reverse { self.reverse(&qname_text, &owner, qtype) } else { self.forward(&rel, &owner, &zone_text, qtype, client) };
         let ttl = self.cfg.ttl;
         let mut s = Synth { authoritative: true, ..Synth::default() };
         match found {
@@ -138,7 +140,9 @@ impl Kubernetes<'_> {
         match rel {
             [] => match qtype {
                 wire::TYPE_SOA => Found::Records(vec![self.soa(zone)], vec![]),
-                wire::TYPE_NS => Found::Records(vec![Record::from_rdata(owner.clone(), ttl, RData::NS(NS(name(&format!("ns.dns.{zone}")))))], vec![]),
+                wire::TYPE_NS => {
+                    Found::Records(vec![Record::from_rdata(owner.clone(), ttl, RData::NS(NS(name(&format!("ns.dns.{zone}")))))], vec![])
+                }
                 _ => Found::NoData,
             },
             ["dns-version"] => {
@@ -219,12 +223,21 @@ impl Kubernetes<'_> {
             [proto] if proto.starts_with('_') => Found::NoData,
             [proto, port] if proto.starts_with('_') && port.starts_with('_') => {
                 if qtype != wire::TYPE_SRV {
-                    return if self.srv(svc, &svc_fqdn, Some((&proto[1..], &port[1..])), owner).is_found() { Found::NoData } else { Found::NxDomain };
+                    return if self.srv(svc, &svc_fqdn, Some((&proto[1..], &port[1..])), owner).is_found() {
+                        Found::NoData
+                    } else {
+                        Found::NxDomain
+                    };
                 }
                 self.srv(svc, &svc_fqdn, Some((&proto[1..], &port[1..])), owner)
             }
             [host] if svc.kind == ServiceKind::Headless => {
-                let recs: Vec<Record> = ready().filter(|e| self.endpoint_label(e) == *host).map(|e| e.ip).filter(|ip| type_matches(qtype, ip)).map(|ip| ip_record(owner, ttl, ip)).collect();
+                let recs: Vec<Record> = ready()
+                    .filter(|e| self.endpoint_label(e) == *host)
+                    .map(|e| e.ip)
+                    .filter(|ip| type_matches(qtype, ip))
+                    .map(|ip| ip_record(owner, ttl, ip))
+                    .collect();
                 if !recs.is_empty() {
                     Found::Records(recs, vec![])
                 } else if ready().any(|e| self.endpoint_label(e) == *host) {
@@ -289,7 +302,13 @@ impl Kubernetes<'_> {
         if qtype != wire::TYPE_PTR {
             return Found::NoData;
         }
-        let zone = self.cfg.zones.iter().map(|z| wire::name_to_string(z)).find(|z| !z.ends_with(".arpa.")).unwrap_or_else(|| "cluster.local.".into());
+        let zone = self
+            .cfg
+            .zones
+            .iter()
+            .map(|z| wire::name_to_string(z))
+            .find(|z| !z.ends_with(".arpa."))
+            .unwrap_or_else(|| "cluster.local.".into());
         let target = match ep {
             None => format!("{svc}.{ns}.svc.{zone}"),
             Some(i) => {

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod corefile;
+pub mod driver;
 pub mod kubernetes;
 pub mod metrics;
 pub mod server;

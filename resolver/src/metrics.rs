@@ -12,8 +12,10 @@ use std::time::Duration;
 use crate::wire;
 
 /// CoreDNS's `type` label buckets (plugin/metrics/vars).
-pub const TYPE_LABELS: [&str; 19] =
-    ["A", "AAAA", "MX", "SOA", "CNAME", "PTR", "TXT", "NS", "SRV", "DS", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "HTTPS", "IXFR", "AXFR", "ANY", "other"];
+pub const TYPE_LABELS: [&str; 19] = [
+    "A", "AAAA", "MX", "SOA", "CNAME", "PTR", "TXT", "NS", "SRV", "DS", "DNSKEY", "RRSIG", "NSEC", "NSEC3", "HTTPS", "IXFR", "AXFR", "ANY",
+    "other",
+];
 
 pub fn type_bucket(qtype: u16) -> usize {
     match qtype {
@@ -39,7 +41,8 @@ pub fn type_bucket(qtype: u16) -> usize {
     }
 }
 
-pub const RCODE_LABELS: [&str; 11] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"];
+pub const RCODE_LABELS: [&str; 11] =
+    ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"];
 
 /// `coredns_dns_request_duration_seconds` buckets: ExponentialBuckets(0.00025, 2, 16).
 pub const DURATION_BUCKETS: usize = 16;
@@ -127,31 +130,49 @@ impl Metrics {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "# HELP coredns_build_info A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.\n# TYPE coredns_build_info gauge");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_build_info A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.\n# TYPE coredns_build_info gauge"
+        );
         let _ = writeln!(o, "coredns_build_info{{version=\"ndots-{}\",revision=\"\",goversion=\"rust\"}} 1", env!("CARGO_PKG_VERSION"));
-        let _ = writeln!(o, "# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.\n# TYPE coredns_dns_requests_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.\n# TYPE coredns_dns_requests_total counter"
+        );
         for b in &self.blocks {
             for (p, proto) in ["udp", "tcp"].iter().enumerate() {
                 for (f, fam) in ["1", "2"].iter().enumerate() {
                     for (t, ty) in TYPE_LABELS.iter().enumerate() {
                         let v = b.requests[p][f][t];
                         if v > 0 {
-                            let _ = writeln!(o, "coredns_dns_requests_total{{server=\"{}\",zone=\"{}\",view=\"\",proto=\"{proto}\",family=\"{fam}\",type=\"{ty}\"}} {v}", b.server, b.zone);
+                            let _ = writeln!(
+                                o,
+                                "coredns_dns_requests_total{{server=\"{}\",zone=\"{}\",view=\"\",proto=\"{proto}\",family=\"{fam}\",type=\"{ty}\"}} {v}",
+                                b.server, b.zone
+                            );
                         }
                     }
                 }
             }
         }
-        let _ = writeln!(o, "# HELP coredns_dns_responses_total Counter of response status codes.\n# TYPE coredns_dns_responses_total counter");
+        let _ =
+            writeln!(o, "# HELP coredns_dns_responses_total Counter of response status codes.\n# TYPE coredns_dns_responses_total counter");
         for b in &self.blocks {
             for (r, v) in b.responses.iter().enumerate() {
                 if *v > 0 {
                     let label = RCODE_LABELS.get(r).copied().unwrap_or("other");
-                    let _ = writeln!(o, "coredns_dns_responses_total{{server=\"{}\",zone=\"{}\",view=\"\",rcode=\"{label}\",plugin=\"\"}} {v}", b.server, b.zone);
+                    let _ = writeln!(
+                        o,
+                        "coredns_dns_responses_total{{server=\"{}\",zone=\"{}\",view=\"\",rcode=\"{label}\",plugin=\"\"}} {v}",
+                        b.server, b.zone
+                    );
                 }
             }
         }
-        let _ = writeln!(o, "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took per zone.\n# TYPE coredns_dns_request_duration_seconds histogram");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took per zone.\n# TYPE coredns_dns_request_duration_seconds histogram"
+        );
         for b in &self.blocks {
             for (t, h) in b.duration.iter().enumerate() {
                 if h.count == 0 {
@@ -173,49 +194,94 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP coredns_cache_hits_total The count of cache hits.\n# TYPE coredns_cache_hits_total counter");
         for b in &self.blocks {
-            let _ = writeln!(o, "coredns_cache_hits_total{{server=\"{}\",type=\"success\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_hits_success);
-            let _ = writeln!(o, "coredns_cache_hits_total{{server=\"{}\",type=\"denial\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_hits_denial);
+            let _ = writeln!(
+                o,
+                "coredns_cache_hits_total{{server=\"{}\",type=\"success\",zones=\"{}\",view=\"\"}} {}",
+                b.server, b.zone, b.cache_hits_success
+            );
+            let _ = writeln!(
+                o,
+                "coredns_cache_hits_total{{server=\"{}\",type=\"denial\",zones=\"{}\",view=\"\"}} {}",
+                b.server, b.zone, b.cache_hits_denial
+            );
         }
-        let _ = writeln!(o, "# HELP coredns_cache_misses_total The count of cache misses. Deprecated, derive misses from cache hits/requests counters.\n# TYPE coredns_cache_misses_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_cache_misses_total The count of cache misses. Deprecated, derive misses from cache hits/requests counters.\n# TYPE coredns_cache_misses_total counter"
+        );
         for b in &self.blocks {
             let _ = writeln!(o, "coredns_cache_misses_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_misses);
         }
-        let _ = writeln!(o, "# HELP coredns_cache_requests_total The count of cache requests.\n# TYPE coredns_cache_requests_total counter");
+        let _ =
+            writeln!(o, "# HELP coredns_cache_requests_total The count of cache requests.\n# TYPE coredns_cache_requests_total counter");
         for b in &self.blocks {
             let total = b.cache_hits_success + b.cache_hits_denial + b.cache_misses;
             let _ = writeln!(o, "coredns_cache_requests_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {total}", b.server, b.zone);
         }
-        let _ = writeln!(o, "# HELP coredns_cache_served_stale_total The number of requests served from stale cache entries.\n# TYPE coredns_cache_served_stale_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_cache_served_stale_total The number of requests served from stale cache entries.\n# TYPE coredns_cache_served_stale_total counter"
+        );
         for b in &self.blocks {
-            let _ = writeln!(o, "coredns_cache_served_stale_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_served_stale);
+            let _ = writeln!(
+                o,
+                "coredns_cache_served_stale_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}",
+                b.server, b.zone, b.cache_served_stale
+            );
         }
-        let _ = writeln!(o, "# HELP coredns_cache_prefetch_total The number of times the cache has prefetched a cached item.\n# TYPE coredns_cache_prefetch_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_cache_prefetch_total The number of times the cache has prefetched a cached item.\n# TYPE coredns_cache_prefetch_total counter"
+        );
         for b in &self.blocks {
-            let _ = writeln!(o, "coredns_cache_prefetch_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_prefetch);
+            let _ =
+                writeln!(o, "coredns_cache_prefetch_total{{server=\"{}\",zones=\"{}\",view=\"\"}} {}", b.server, b.zone, b.cache_prefetch);
         }
-        let _ = writeln!(o, "# HELP coredns_autopath_success_total Counter of requests that did autopath.\n# TYPE coredns_autopath_success_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_autopath_success_total Counter of requests that did autopath.\n# TYPE coredns_autopath_success_total counter"
+        );
         for b in &self.blocks {
             let _ = writeln!(o, "coredns_autopath_success_total{{server=\"{}\"}} {}", b.server, b.autopath_success);
         }
-        let _ = writeln!(o, "# HELP coredns_forward_requests_total Counter of requests made per upstream.\n# TYPE coredns_forward_requests_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_forward_requests_total Counter of requests made per upstream.\n# TYPE coredns_forward_requests_total counter"
+        );
         for (to, u) in &self.upstreams {
             let _ = writeln!(o, "coredns_forward_requests_total{{to=\"{to}\"}} {}", u.requests);
         }
-        let _ = writeln!(o, "# HELP coredns_forward_responses_total Counter of responses received per upstream.\n# TYPE coredns_forward_responses_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_forward_responses_total Counter of responses received per upstream.\n# TYPE coredns_forward_responses_total counter"
+        );
         for (to, u) in &self.upstreams {
             for (r, v) in u.responses.iter().enumerate() {
                 if *v > 0 {
-                    let _ = writeln!(o, "coredns_forward_responses_total{{rcode=\"{}\",to=\"{to}\"}} {v}", RCODE_LABELS.get(r).copied().unwrap_or("other"));
+                    let _ = writeln!(
+                        o,
+                        "coredns_forward_responses_total{{rcode=\"{}\",to=\"{to}\"}} {v}",
+                        RCODE_LABELS.get(r).copied().unwrap_or("other")
+                    );
                 }
             }
         }
-        let _ = writeln!(o, "# HELP coredns_forward_healthcheck_failures_total Counter of the number of failed healthchecks.\n# TYPE coredns_forward_healthcheck_failures_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_forward_healthcheck_failures_total Counter of the number of failed healthchecks.\n# TYPE coredns_forward_healthcheck_failures_total counter"
+        );
         for (to, u) in &self.upstreams {
             let _ = writeln!(o, "coredns_forward_healthcheck_failures_total{{to=\"{to}\"}} {}", u.healthcheck_failures);
         }
-        let _ = writeln!(o, "# HELP coredns_forward_healthcheck_broken_total Counter of the number of complete failures of the healthchecks.\n# TYPE coredns_forward_healthcheck_broken_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_forward_healthcheck_broken_total Counter of the number of complete failures of the healthchecks.\n# TYPE coredns_forward_healthcheck_broken_total counter"
+        );
         let _ = writeln!(o, "coredns_forward_healthcheck_broken_total {}", self.healthcheck_broken);
-        let _ = writeln!(o, "# HELP coredns_forward_max_concurrent_rejects_total Counter of the number of queries rejected because the concurrent queries were at maximum.\n# TYPE coredns_forward_max_concurrent_rejects_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_forward_max_concurrent_rejects_total Counter of the number of queries rejected because the concurrent queries were at maximum.\n# TYPE coredns_forward_max_concurrent_rejects_total counter"
+        );
         let rejects: u64 = self.blocks.iter().map(|b| b.forward_max_concurrent_rejects).sum();
         let _ = writeln!(o, "coredns_forward_max_concurrent_rejects_total {rejects}");
         o

@@ -126,7 +126,17 @@ struct Task {
 
 #[derive(Debug)]
 enum XKind {
-    Query { block: usize, fwd: usize, key: Vec<u8>, waiters: Vec<usize>, qname: Vec<u8>, qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool },
+    Query {
+        block: usize,
+        fwd: usize,
+        key: Vec<u8>,
+        waiters: Vec<usize>,
+        qname: Vec<u8>,
+        qtype: u16,
+        qclass: u16,
+        dnssec_ok: bool,
+        cd: bool,
+    },
     Probe,
 }
 
@@ -289,7 +299,8 @@ impl Server {
             blocks.push(b);
         }
         self.blocks = blocks;
-        self.metrics.blocks = cfg.servers.iter().map(|s| BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default())).collect();
+        self.metrics.blocks =
+            cfg.servers.iter().map(|s| BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default())).collect();
         self.cfg = cfg;
         self.generation += 1;
         // Old-generation exchanges may no longer be coalesced onto.
@@ -359,7 +370,12 @@ impl Server {
         {
             *seen += 1;
             if *seen > 2 {
-                self.halted = Some(format!("Loop ({}) detected for zone {zone}: the HINFO probe {} came back {} times", client.local, wire::name_to_string(probe), seen));
+                self.halted = Some(format!(
+                    "Loop ({}) detected for zone {zone}: the HINFO probe {} came back {} times",
+                    client.local,
+                    wire::name_to_string(probe),
+                    seen
+                ));
             }
         }
         let (qs, qe) = view.qname_range;
@@ -595,7 +611,8 @@ impl Server {
             }
         }
         // forward
-        let fwd = b.cfg.forward.iter().position(|f| wire::is_subdomain(&name, &f.from) && !f.except.iter().any(|z| wire::is_subdomain(&name, z)));
+        let fwd =
+            b.cfg.forward.iter().position(|f| wire::is_subdomain(&name, &f.from) && !f.except.iter().any(|z| wire::is_subdomain(&name, z)));
         match fwd {
             Some(fi) => self.forward(now, tid, fi),
             // No plugin answered: SERVFAIL, as CoreDNS's `plugin.NextOrFailure`.
@@ -608,12 +625,13 @@ impl Server {
         let msg = build_synth(name, task.qtype, task.qclass, &synth);
         let Ok(layout) = wire::layout(&msg) else { return self.finish_servfail(now, tid) };
         let (bi, qtype, qclass, dnssec_ok, cd) = (task.block, task.qtype, task.qclass, task.edns.is_some_and(|e| e.dnssec_ok), task.cd);
+        let mut ttl = None;
         if cacheable && let Some(c) = self.blocks[bi].cache.as_mut().filter(|c| c.covers(name)) {
             let mut key = Vec::new();
             cache::key(&mut key, name, qtype, qclass, dnssec_ok, cd);
-            c.store(&key, name, &msg, &layout, now, &mut self.rng);
+            ttl = c.store(&key, name, &msg, &layout, now, &mut self.rng).map(|(_, t)| t);
         }
-        self.finish_inner(now, tid, msg, layout.records, None);
+        self.finish_inner(now, tid, msg, layout.records, ttl);
     }
 
     fn finish_servfail(&mut self, now: Now, tid: usize) {
@@ -926,7 +944,11 @@ impl Server {
         let Some(x) = self.exchanges.get(&xid) else { return };
         // The answer must repeat our question, or it is ignored (spoofing resistance, RFC 5452 §9.1).
         let mut name = Vec::new();
-        let Ok(name_end) = (if wire::u16_at(msg, 4) == Ok(1) { wire::read_name_lower(msg, wire::HEADER_LEN, &mut name) } else { Err(wire::WireError::Truncated) }) else {
+        let Ok(name_end) = (if wire::u16_at(msg, 4) == Ok(1) {
+            wire::read_name_lower(msg, wire::HEADER_LEN, &mut name)
+        } else {
+            Err(wire::WireError::Truncated)
+        }) else {
             return;
         };
         let (Ok(qt), Ok(qc)) = (wire::u16_at(msg, name_end), wire::u16_at(msg, name_end + 2)) else { return };
@@ -980,11 +1002,13 @@ impl Server {
         if self.coalesce.get(&(block, fwd, key.clone())) == Some(&xid) {
             self.coalesce.remove(&(block, fwd, key.clone()));
         }
+        let mut ttl = None;
         if x.generation == self.generation
             && let Some(c) = self.blocks.get_mut(block).and_then(|b| b.cache.as_mut()).filter(|c| c.covers(&qname))
         {
-            if c.store(&key, &qname, &msg, &layout, now, &mut self.rng).is_none() {
-                c.refresh_failed(&key);
+            match c.store(&key, &qname, &msg, &layout, now, &mut self.rng) {
+                Some((_, t)) => ttl = Some(t),
+                None => c.refresh_failed(&key),
             }
         }
         for tid in waiters {
@@ -993,7 +1017,7 @@ impl Server {
                 self.take_task(tid);
                 continue;
             }
-            self.finish_inner(now, tid, msg.clone(), layout.records.clone(), None);
+            self.finish_inner(now, tid, msg.clone(), layout.records.clone(), ttl);
         }
     }
 
@@ -1098,12 +1122,20 @@ fn round_robin(out: &mut [u8], spans: &[RecordSpan], rng: &mut fastrand::Rng) {
     let answers: Vec<&RecordSpan> = spans.iter().filter(|s| s.section == 0).collect();
     let movable: Vec<bool> = answers
         .iter()
-        .map(|s| (s.rtype == wire::TYPE_A || s.rtype == wire::TYPE_AAAA) && (s.end as usize) <= out.len() && out.get(s.start as usize).is_some_and(|b| b & 0xc0 == 0xc0))
+        .map(|s| {
+            (s.rtype == wire::TYPE_A || s.rtype == wire::TYPE_AAAA)
+                && (s.end as usize) <= out.len()
+                && out.get(s.start as usize).is_some_and(|b| b & 0xc0 == 0xc0)
+        })
         .collect();
     let mut i = 0;
     while i < answers.len() {
         let mut j = i;
-        while j < answers.len() && movable[j] && answers[j].end - answers[j].start == answers[i].end - answers[i].start && answers[j].rtype == answers[i].rtype {
+        while j < answers.len()
+            && movable[j]
+            && answers[j].end - answers[j].start == answers[i].end - answers[i].start
+            && answers[j].rtype == answers[i].rtype
+        {
             j += 1;
         }
         if j - i > 1 {
@@ -1201,7 +1233,11 @@ fn hosts_lookup(h: &crate::config::HostsConfig, name: &[u8], qtype: u16) -> Opti
             return h.fallthrough.is_none().then(|| Synth { rcode: wire::RCODE_NXDOMAIN, ..s.clone() });
         }
         for n in names {
-            s.answers.push(Record::from_rdata(hname(name), h.ttl, RData::PTR(hickory_proto::rr::rdata::PTR(Name::from_ascii(n).unwrap_or_else(|_| Name::root())))));
+            s.answers.push(Record::from_rdata(
+                hname(name),
+                h.ttl,
+                RData::PTR(hickory_proto::rr::rdata::PTR(Name::from_ascii(n).unwrap_or_else(|_| Name::root()))),
+            ));
         }
         return Some(s);
     }
@@ -1216,8 +1252,12 @@ fn hosts_lookup(h: &crate::config::HostsConfig, name: &[u8], qtype: u16) -> Opti
     }
     for ip in ips {
         match (qtype, ip) {
-            (wire::TYPE_A, IpAddr::V4(v4)) => s.answers.push(Record::from_rdata(hname(name), h.ttl, RData::A(hickory_proto::rr::rdata::A(v4)))),
-            (wire::TYPE_AAAA, IpAddr::V6(v6)) => s.answers.push(Record::from_rdata(hname(name), h.ttl, RData::AAAA(hickory_proto::rr::rdata::AAAA(v6)))),
+            (wire::TYPE_A, IpAddr::V4(v4)) => {
+                s.answers.push(Record::from_rdata(hname(name), h.ttl, RData::A(hickory_proto::rr::rdata::A(v4))))
+            }
+            (wire::TYPE_AAAA, IpAddr::V6(v6)) => {
+                s.answers.push(Record::from_rdata(hname(name), h.ttl, RData::AAAA(hickory_proto::rr::rdata::AAAA(v6))))
+            }
             _ => {}
         }
     }

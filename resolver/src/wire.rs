@@ -273,17 +273,7 @@ pub fn parse_query(m: &[u8], qname_lower: &mut Vec<u8>) -> Result<QueryView, Que
     {
         return Err(QueryError::BadVers(id));
     }
-    Ok(QueryView {
-        id,
-        opcode,
-        rd: flags::rd(m),
-        cd: flags::cd(m),
-        qname_range: (HEADER_LEN, name_end),
-        qtype,
-        qclass,
-        question_end,
-        edns,
-    })
+    Ok(QueryView { id, opcode, rd: flags::rd(m), cd: flags::cd(m), qname_range: (HEADER_LEN, name_end), qtype, qclass, question_end, edns })
 }
 
 /// Skips one resource record starting at `at`.
@@ -345,13 +335,7 @@ pub fn layout(m: &[u8]) -> Result<Layout, WireError> {
                 }
                 opt = Some(records.len());
             }
-            records.push(RecordSpan {
-                start: at as u32,
-                end: end as u32,
-                ttl_at: (name_end + 4) as u32,
-                rtype,
-                section: section as u8,
-            });
+            records.push(RecordSpan { start: at as u32, end: end as u32, ttl_at: (name_end + 4) as u32, rtype, section: section as u8 });
             at = end;
         }
     }
