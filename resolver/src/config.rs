@@ -895,22 +895,21 @@ fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) -> Result<(
         }
         text = rest;
     }
-    if text.starts_with('/') || text.starts_with('.') {
+    // CoreDNS (parse.HostPortOrFile): an address if it parses as one, else a resolv.conf file.
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        out.push(sa);
+    } else if let Ok(ip) = text.parse::<IpAddr>() {
+        out.push(SocketAddr::new(ip, 53));
+    } else if base.join(text).is_file() {
         let rc = read_resolv_conf(&base.join(text)).map_err(|e| ConfigError::at(&t.pos, format!("forward: {e}")))?;
         if rc.nameservers.is_empty() {
             return Err(ConfigError::at(&t.pos, format!("forward: {text} lists no nameserver")));
         }
         out.extend(rc.nameservers.into_iter().map(|ip| SocketAddr::new(ip, 53)));
-        return Ok(());
-    }
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        out.push(sa);
-    } else if let Ok(ip) = text.parse::<IpAddr>() {
-        out.push(SocketAddr::new(ip, 53));
     } else {
         return Err(ConfigError::at(
             &t.pos,
-            format!("forward: bad upstream '{}'; expected IP[:PORT], [IPv6]:PORT or a resolv.conf path", t.text),
+            format!("forward: bad upstream '{}'; expected IP[:PORT], [IPv6]:PORT or an existing resolv.conf file", t.text),
         ));
     }
     Ok(())
