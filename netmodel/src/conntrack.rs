@@ -1,0 +1,579 @@
+//! The netfilter connection-tracking table (nf_conntrack), as far as DNS needs it.
+//!
+//! Sources: incidents.md §2.2 (the insertion race), §2.3 (UDP timeouts, the 2 s rule, ASSURED), §2.4
+//! (table size and the full-table behaviour). Kernel-version switches:
+//!
+//! | kernel | change | commit |
+//! |---|---|---|
+//! | 4.19 | race 1 (same DNAT target) resolved: the loser adopts the winner's entry | ed07d9a021df |
+//! | 5.0 | race 2 (reply tuple taken) resolved | 4e35c1cb9460 |
+//! | 5.0 | UDP stream timeout 180 s → 120 s; stream only after 2 s | 294304e4c522, d535c8a69c19 |
+//! | 5.6 | race 3 (different DNAT targets): loser inserted with IPS_NAT_CLASH | bb89abe52bf4 series [unverified version] |
+//! | 5.16 | ASSURED only in stream mode | b7b1d02fc439 |
+//!
+//! A packet goes through `begin` (lookup, NAT decision: PREROUTING/OUTPUT) and, for the first packet of
+//! a flow, `confirm` (insertion: POSTROUTING/INPUT). Two packets of one new flow processed concurrently
+//! on two CPUs both `begin` before either `confirm`s: that is the insertion race.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{Kernel, Proto};
+
+/// Original-direction 5-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tuple {
+    pub proto: Proto,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+impl Tuple {
+    pub fn udp(src: SocketAddr, dst: SocketAddr) -> Tuple {
+        Tuple { proto: Proto::Udp, src, dst }
+    }
+    pub fn reversed(&self) -> Tuple {
+        Tuple { proto: self.proto, src: self.dst, dst: self.src }
+    }
+}
+
+/// Timeouts and sizes. Defaults are the kernel's and kube-proxy's (incidents.md §2.3, §2.4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub kernel: Kernel,
+    /// nf_conntrack_max.
+    pub max: usize,
+    /// nf_conntrack_udp_timeout: 30 s.
+    pub udp_timeout: Duration,
+    /// nf_conntrack_udp_timeout_stream: 180 s before 5.0, 120 s since.
+    pub udp_stream_timeout: Duration,
+    /// Time after creation before a replied UDP flow may enter stream mode (5.0+): 2 s.
+    pub udp_stream_grace: Duration,
+    /// kube-proxy --conntrack-tcp-timeout-established: 24 h.
+    pub tcp_established: Duration,
+    /// TCP SYN_SENT / SYN_RECV: 120 s / 60 s in the kernel; one value here.
+    pub tcp_handshake: Duration,
+    /// TIME_WAIT 120 s.
+    pub tcp_time_wait: Duration,
+    /// kube-proxy --conntrack-tcp-timeout-close-wait: 1 h.
+    pub tcp_close_wait: Duration,
+}
+
+impl Config {
+    /// The defaults for a kernel and a table size.
+    pub fn for_kernel(kernel: Kernel, max: usize) -> Config {
+        Config {
+            kernel,
+            max,
+            udp_timeout: Duration::from_secs(30),
+            udp_stream_timeout: Duration::from_secs(if kernel.at_least(5, 0) { 120 } else { 180 }),
+            udp_stream_grace: Duration::from_secs(2),
+            tcp_established: Duration::from_secs(24 * 3600),
+            tcp_handshake: Duration::from_secs(120),
+            tcp_time_wait: Duration::from_secs(120),
+            tcp_close_wait: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// kube-proxy's `getConntrackMax`: max(max_per_core × CPUs, min), defaults 32768 and 131072
+/// (incidents.md §2.4). A node with ≤ 4 CPUs gets 131072.
+pub fn kube_proxy_max(cpus: usize, max_per_core: usize, min: usize) -> usize {
+    if max_per_core == 0 {
+        return min;
+    }
+    (max_per_core * cpus).max(min)
+}
+
+/// TCP connection states the model distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    Handshake,
+    Established,
+    /// One side sent FIN.
+    Closing,
+    TimeWait,
+}
+
+/// What a TCP packet is, for state tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpFlag {
+    Syn,
+    SynAck,
+    Ack,
+    Fin,
+    Rst,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub orig: Tuple,
+    /// The tuple replies carry (after DNAT: from the real backend).
+    pub reply: Tuple,
+    pub created: Duration,
+    pub expires: Duration,
+    pub seen_reply: bool,
+    pub assured: bool,
+    /// Inserted through race-3 clash resolution (IPS_NAT_CLASH): never ASSURED, times out soon.
+    pub nat_clash: bool,
+    pub tcp: Option<TcpState>,
+}
+
+impl Entry {
+    /// The DNAT target of this flow (the reply's source).
+    pub fn nat_target(&self) -> SocketAddr {
+        self.reply.src
+    }
+}
+
+/// Counters as `conntrack -S` and /proc/net/stat/nf_conntrack show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub insert_failed: u64,
+    pub drop: u64,
+    pub early_drop: u64,
+    pub inserted: u64,
+    /// Entries removed by a `conntrack -D` (kube-proxy cleanup).
+    pub deleted: u64,
+    pub expired: u64,
+}
+
+/// A packet's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deliver to this destination (DNAT applied for original-direction packets; for replies, the
+    /// address the reply is un-NATed to, i.e. the original destination).
+    Accept { to: SocketAddr },
+    /// Dropped in `__nf_conntrack_confirm` (insertion race lost): `insert_failed` counted.
+    InsertFailed,
+    /// Table full and nothing early-droppable: "nf_conntrack: table full, dropping packet".
+    TableFull,
+}
+
+/// A packet between `begin` and `confirm`: an unconfirmed new entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub orig: Tuple,
+    pub target: SocketAddr,
+}
+
+/// Which race a concurrent pair hit (incidents.md §2.2), decided by the simulator from timing and the
+/// two DNAT choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Race {
+    /// Same target, both entries identical: fixed in 4.19.
+    SameTarget,
+    /// Same target, but the first was confirmed before the second's NAT: reply tuple taken; fixed in 5.0.
+    ReplyTupleTaken,
+    /// Different targets: fixed by IPS_NAT_CLASH in ~5.6.
+    DifferentTargets,
+}
+
+impl Race {
+    /// Whether this kernel drops the losing packet of this race.
+    pub fn drops_on(self, kernel: Kernel) -> bool {
+        match self {
+            Race::SameTarget => !kernel.at_least(4, 19),
+            Race::ReplyTupleTaken => !kernel.at_least(5, 0),
+            Race::DifferentTargets => !kernel.at_least(5, 6),
+        }
+    }
+}
+
+pub struct Conntrack {
+    pub cfg: Config,
+    entries: BTreeMap<Tuple, Entry>,
+    /// Reply tuple → original tuple.
+    replies: BTreeMap<Tuple, Tuple>,
+    /// (expires, original tuple), for expiry and early drop.
+    by_expiry: BTreeSet<(Duration, Tuple)>,
+    pub counters: Counters,
+}
+
+impl Conntrack {
+    pub fn new(cfg: Config) -> Conntrack {
+        Conntrack { cfg, entries: BTreeMap::new(), replies: BTreeMap::new(), by_expiry: BTreeSet::new(), counters: Counters::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, orig: &Tuple) -> Option<&Entry> {
+        self.entries.get(orig)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Removes every entry that expired by `now` (the kernel's gc worker).
+    pub fn expire(&mut self, now: Duration) {
+        while let Some(&(at, t)) = self.by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            if let Some(e) = self.entries.remove(&t) {
+                self.replies.remove(&e.reply);
+                self.counters.expired += 1;
+            }
+        }
+    }
+
+    fn set_expiry(&mut self, orig: Tuple, expires: Duration) {
+        if let Some(e) = self.entries.get_mut(&orig) {
+            self.by_expiry.remove(&(e.expires, orig));
+            e.expires = expires;
+            self.by_expiry.insert((expires, orig));
+        }
+    }
+
+    /// Looks up a packet's flow. `Some((orig, is_reply))` if it belongs to a confirmed entry.
+    pub fn lookup(&mut self, now: Duration, t: &Tuple) -> Option<(Tuple, bool)> {
+        self.expire(now);
+        if self.entries.contains_key(t) {
+            return Some((*t, false));
+        }
+        self.replies.get(t).map(|o| (*o, true))
+    }
+
+    /// First half of a packet of a new flow: no confirmed entry exists; the NAT target is decided
+    /// (DNAT by the caller, or the original destination).
+    pub fn begin(&self, orig: Tuple, target: SocketAddr) -> Pending {
+        Pending { orig, target }
+    }
+
+    /// Second half: inserts the entry. `race` says this packet lost an insertion race against a
+    /// concurrent packet of the same flow (the simulator decides from timing); then the kernel version
+    /// decides whether it is dropped (incidents.md §2.2).
+    pub fn confirm(&mut self, now: Duration, p: Pending, race: Option<Race>, early_drop_rng: &mut fastrand::Rng) -> Verdict {
+        self.expire(now);
+        if let Some(race) = race {
+            if race.drops_on(self.cfg.kernel) {
+                self.counters.insert_failed += 1;
+                self.counters.drop += 1;
+                return Verdict::InsertFailed;
+            }
+            if let Some(existing) = self.entries.get(&p.orig) {
+                let winner_target = existing.nat_target();
+                return match race {
+                    // The loser adopts the winner's entry (ed07d9a021df / 4e35c1cb9460).
+                    Race::SameTarget | Race::ReplyTupleTaken => {
+                        self.touch(now, p.orig, false);
+                        Verdict::Accept { to: winner_target }
+                    }
+                    // IPS_NAT_CLASH: the loser keeps its own target; its entry is never ASSURED and
+                    // times out soon. Modelled as delivered with no entry of its own.
+                    Race::DifferentTargets => Verdict::Accept { to: p.target },
+                };
+            }
+        }
+        if self.entries.contains_key(&p.orig) {
+            // Confirmed meanwhile by the same packet stream (not a race): use it.
+            self.touch(now, p.orig, false);
+            let to = self.entries[&p.orig].nat_target();
+            return Verdict::Accept { to };
+        }
+        if self.entries.len() >= self.cfg.max && !self.early_drop(early_drop_rng) {
+            self.counters.drop += 1;
+            return Verdict::TableFull;
+        }
+        let reply = Tuple { proto: p.orig.proto, src: p.target, dst: p.orig.src };
+        let e = Entry {
+            orig: p.orig,
+            reply,
+            created: now,
+            expires: now,
+            seen_reply: false,
+            assured: false,
+            nat_clash: false,
+            tcp: (p.orig.proto == Proto::Tcp).then_some(TcpState::Handshake),
+        };
+        self.entries.insert(p.orig, e);
+        self.replies.insert(reply, p.orig);
+        self.counters.inserted += 1;
+        let timeout = match p.orig.proto {
+            Proto::Udp => self.cfg.udp_timeout,
+            Proto::Tcp => self.cfg.tcp_handshake,
+        };
+        self.set_expiry(p.orig, now + timeout);
+        Verdict::Accept { to: p.target }
+    }
+
+    /// A full table evicts one non-ASSURED entry (the one closest to expiry) before refusing a new
+    /// flow (incidents.md §2.4). The kernel scans hash buckets; which one goes is not modelled exactly.
+    fn early_drop(&mut self, _rng: &mut fastrand::Rng) -> bool {
+        let victim = self.by_expiry.iter().find(|(_, t)| self.entries.get(t).is_some_and(|e| !e.assured)).map(|(_, t)| *t);
+        match victim {
+            Some(t) => {
+                if let Some(e) = self.entries.remove(&t) {
+                    self.by_expiry.remove(&(e.expires, t));
+                    self.replies.remove(&e.reply);
+                }
+                self.counters.early_drop += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A packet of a confirmed flow: refresh its timeout with the kernel's UDP rules
+    /// (`nf_conntrack_udp_packet`): the decision uses SEEN_REPLY as it was *before* this packet, and
+    /// SEEN_REPLY is set after a reply is processed (incidents.md §2.3).
+    pub fn touch(&mut self, now: Duration, orig: Tuple, is_reply: bool) {
+        let cfg = self.cfg;
+        let Some(e) = self.entries.get_mut(&orig) else { return };
+        let timeout = match orig.proto {
+            Proto::Udp => {
+                let t = if e.seen_reply {
+                    let stream = if cfg.kernel.at_least(5, 0) {
+                        // d535c8a69c19: stream only once the flow is older than 2 s.
+                        now > e.created + cfg.udp_stream_grace
+                    } else {
+                        true
+                    };
+                    // ASSURED: any replied flow before 5.16, only stream mode since (b7b1d02fc439).
+                    if !e.nat_clash && (stream || !cfg.kernel.at_least(5, 16)) {
+                        e.assured = true;
+                    }
+                    if stream { cfg.udp_stream_timeout } else { cfg.udp_timeout }
+                } else {
+                    cfg.udp_timeout
+                };
+                if is_reply {
+                    e.seen_reply = true;
+                }
+                t
+            }
+            Proto::Tcp => {
+                if is_reply {
+                    e.seen_reply = true;
+                }
+                match e.tcp.unwrap_or(TcpState::Handshake) {
+                    TcpState::Handshake => cfg.tcp_handshake,
+                    TcpState::Established => cfg.tcp_established,
+                    TcpState::Closing => cfg.tcp_close_wait,
+                    TcpState::TimeWait => cfg.tcp_time_wait,
+                }
+            }
+        };
+        self.set_expiry(orig, now + timeout);
+    }
+
+    /// Updates a TCP flow's state for a flag and refreshes it.
+    pub fn tcp_event(&mut self, now: Duration, orig: Tuple, flag: TcpFlag, is_reply: bool) {
+        if let Some(e) = self.entries.get_mut(&orig) {
+            let st = e.tcp.unwrap_or(TcpState::Handshake);
+            e.tcp = Some(match (st, flag) {
+                (_, TcpFlag::Rst) => TcpState::TimeWait,
+                (TcpState::Handshake, TcpFlag::Ack) if e.seen_reply => {
+                    e.assured = true;
+                    TcpState::Established
+                }
+                (TcpState::Established, TcpFlag::Fin) => TcpState::Closing,
+                (TcpState::Closing, TcpFlag::Fin) | (TcpState::Closing, TcpFlag::Ack) => TcpState::TimeWait,
+                (s, _) => s,
+            });
+        }
+        self.touch(now, orig, is_reply);
+    }
+
+    /// `conntrack -D --orig-dst VIP --dst-nat TARGET_IP -p udp` (kube-proxy ClearEntriesForNAT, §4).
+    /// Returns how many entries went.
+    pub fn delete_nat(&mut self, vip: SocketAddr, target_ip: std::net::IpAddr, proto: Proto) -> usize {
+        let doomed: Vec<Tuple> = self
+            .entries
+            .values()
+            .filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip.ip() && e.reply.src.ip() == target_ip)
+            .map(|e| e.orig)
+            .collect();
+        for t in &doomed {
+            if let Some(e) = self.entries.remove(t) {
+                self.by_expiry.remove(&(e.expires, *t));
+                self.replies.remove(&e.reply);
+                self.counters.deleted += 1;
+            }
+        }
+        doomed.len()
+    }
+
+    /// `conntrack -D --orig-dst VIP -p udp` (ClearEntriesForIP, on a service going from 0 to ≥1 endpoints).
+    pub fn delete_dst(&mut self, vip_ip: std::net::IpAddr, proto: Proto) -> usize {
+        let doomed: Vec<Tuple> =
+            self.entries.values().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
+        for t in &doomed {
+            if let Some(e) = self.entries.remove(t) {
+                self.by_expiry.remove(&(e.expires, *t));
+                self.replies.remove(&e.reply);
+                self.counters.deleted += 1;
+            }
+        }
+        doomed.len()
+    }
+
+    /// Non-ASSURED entries (what early drop can evict).
+    pub fn unassured(&self) -> usize {
+        self.entries.values().filter(|e| !e.assured).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// Sends one new-flow packet through begin+confirm.
+    fn new_flow(ct: &mut Conntrack, now: Duration, t: Tuple, target: SocketAddr) -> Verdict {
+        let p = ct.begin(t, target);
+        ct.confirm(now, p, None, &mut fastrand::Rng::with_seed(1))
+    }
+
+    #[test]
+    fn table_size_follows_kube_proxy() {
+        assert_eq!(kube_proxy_max(2, 32768, 131072), 131072);
+        assert_eq!(kube_proxy_max(4, 32768, 131072), 131072);
+        assert_eq!(kube_proxy_max(16, 32768, 131072), 524288);
+    }
+
+    #[test]
+    fn a_single_query_and_reply_stays_at_30s_on_every_kernel() {
+        for k in [Kernel::new(4, 15), Kernel::new(5, 4), Kernel::new(6, 1)] {
+            let mut ct = Conntrack::new(Config::for_kernel(k, 1000));
+            let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+            new_flow(&mut ct, secs(0.0), t, sa("10.244.0.2:53"));
+            let (orig, is_reply) = ct.lookup(secs(0.001), &Tuple::udp(sa("10.244.0.2:53"), sa("10.0.0.5:40000"))).expect("reply matches");
+            assert!(is_reply);
+            ct.touch(secs(0.001), orig, true);
+            let e = ct.get(&t).expect("entry");
+            assert_eq!(e.expires, secs(30.001), "kernel {k}");
+            assert!(!e.assured);
+        }
+    }
+
+    #[test]
+    fn the_four_packet_same_socket_exchange_goes_stream_before_5_0() {
+        // A and AAAA from one socket, then both replies: the 4th packet sees SEEN_REPLY (§2.3).
+        let run = |k: Kernel, gap: f64| {
+            let mut ct = Conntrack::new(Config::for_kernel(k, 1000));
+            let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+            new_flow(&mut ct, secs(0.0), t, sa("10.244.0.2:53"));
+            ct.touch(secs(0.00002), t, false);
+            ct.touch(secs(0.001), t, true);
+            ct.touch(secs(0.001 + gap), t, true);
+            ct.get(&t).cloned().expect("entry")
+        };
+        let old = run(Kernel::new(4, 19), 0.0001);
+        assert_eq!(old.expires - secs(0.0011), Duration::from_secs(180));
+        assert!(old.assured);
+        // 5.0: within the first 2 s the flow stays at 30 s (d535c8a69c19) but is ASSURED until 5.16.
+        let new = run(Kernel::new(5, 4), 0.0001);
+        assert_eq!(new.expires - secs(0.0011), Duration::from_secs(30));
+        assert!(new.assured);
+        let newest = run(Kernel::new(5, 16), 0.0001);
+        assert!(!newest.assured, "5.16: ASSURED only in stream mode");
+        // A reply arriving after 2 s does enter stream mode on 5.x: 120 s.
+        let late = run(Kernel::new(5, 4), 2.5);
+        assert_eq!(late.expires - secs(2.501), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_insertion_race_drops_by_kernel_version() {
+        let cases = [
+            (Kernel::new(4, 15), [true, true, true]),
+            (Kernel::new(4, 19), [false, true, true]),
+            (Kernel::new(5, 0), [false, false, true]),
+            (Kernel::new(5, 10), [false, false, false]),
+        ];
+        for (k, drops) in cases {
+            for (race, expect) in [Race::SameTarget, Race::ReplyTupleTaken, Race::DifferentTargets].into_iter().zip(drops) {
+                let mut ct = Conntrack::new(Config::for_kernel(k, 1000));
+                let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+                let mut rng = fastrand::Rng::with_seed(3);
+                let a = ct.begin(t, sa("10.244.0.2:53"));
+                let target_b = if race == Race::DifferentTargets { sa("10.244.1.2:53") } else { sa("10.244.0.2:53") };
+                let b = ct.begin(t, target_b);
+                assert_eq!(ct.confirm(secs(0.0), a, None, &mut rng), Verdict::Accept { to: sa("10.244.0.2:53") });
+                let v = ct.confirm(secs(0.00001), b, Some(race), &mut rng);
+                assert_eq!(v == Verdict::InsertFailed, expect, "kernel {k} {race:?}: {v:?}");
+                assert_eq!(ct.counters.insert_failed, u64::from(expect));
+                assert_eq!(ct.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_table_early_drops_unassured_entries_then_drops_new_flows() {
+        let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(4, 19), 2));
+        let mut rng = fastrand::Rng::with_seed(1);
+        let a = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+        let b = Tuple::udp(sa("10.0.0.5:40001"), sa("10.96.0.10:53"));
+        let c = Tuple::udp(sa("10.0.0.5:40002"), sa("10.96.0.10:53"));
+        new_flow(&mut ct, secs(0.0), a, a.dst);
+        new_flow(&mut ct, secs(0.0), b, b.dst);
+        assert!(matches!(ct.confirm(secs(1.0), ct.begin(c, c.dst), None, &mut rng), Verdict::Accept { .. }));
+        assert_eq!(ct.counters.early_drop, 1);
+        // Make both remaining entries ASSURED (4-packet exchanges): now a new flow is refused.
+        for t in [b, c] {
+            ct.touch(secs(1.0), t, true);
+            ct.touch(secs(1.0), t, true);
+        }
+        let d = Tuple::udp(sa("10.0.0.5:40003"), sa("10.96.0.10:53"));
+        assert_eq!(ct.confirm(secs(1.0), ct.begin(d, d.dst), None, &mut rng), Verdict::TableFull);
+        assert_eq!(ct.counters.drop, 1);
+    }
+
+    #[test]
+    fn kube_proxy_cleanup_deletes_entries_to_a_removed_endpoint() {
+        let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 10), 100));
+        for (port, target) in [(40000, "10.244.0.2:53"), (40001, "10.244.1.2:53"), (40002, "10.244.0.2:53")] {
+            new_flow(&mut ct, secs(0.0), Tuple::udp(SocketAddr::new([10, 0, 0, 5].into(), port), sa("10.96.0.10:53")), sa(target));
+        }
+        assert_eq!(ct.delete_nat(sa("10.96.0.10:53"), "10.244.0.2".parse().expect("ip"), Proto::Udp), 2);
+        assert_eq!(ct.len(), 1);
+    }
+
+    proptest! {
+        /// Whatever the packet sequence: the table never exceeds its size, indexes stay consistent,
+        /// and every entry expires no later than the longest timeout after its last packet.
+        #[test]
+        fn invariants_hold_for_any_packet_sequence(
+            kernel in prop_oneof![Just(Kernel::new(4, 14)), Just(Kernel::new(4, 19)), Just(Kernel::new(5, 4)), Just(Kernel::new(5, 16))],
+            max in 1usize..20,
+            ops in proptest::collection::vec((0u16..30, 0u8..3, 0u32..5000), 1..200),
+        ) {
+            let mut ct = Conntrack::new(Config::for_kernel(kernel, max));
+            let mut rng = fastrand::Rng::with_seed(9);
+            let mut now = Duration::ZERO;
+            for (port, kind, dt_ms) in ops {
+                now += Duration::from_millis(u64::from(dt_ms));
+                let t = Tuple::udp(SocketAddr::new([10, 0, 0, 5].into(), 40000 + port), sa("10.96.0.10:53"));
+                match kind {
+                    0 => { if ct.lookup(now, &t).is_none() { let _ = ct.confirm(now, ct.begin(t, sa("10.244.0.2:53")), None, &mut rng); } }
+                    1 => { if let Some((o, _)) = ct.lookup(now, &t) { ct.touch(now, o, false); } }
+                    _ => { if let Some((o, _)) = ct.lookup(now, &t.reversed()).or_else(|| ct.lookup(now, &Tuple::udp(sa("10.244.0.2:53"), t.src))) { ct.touch(now, o, true); } }
+                }
+                prop_assert!(ct.len() <= max);
+                prop_assert_eq!(ct.entries.len(), ct.replies.len());
+                prop_assert_eq!(ct.entries.len(), ct.by_expiry.len());
+                for e in ct.entries() {
+                    prop_assert!(e.expires > now || e.expires == now);
+                    prop_assert!(e.expires <= now + Duration::from_secs(180));
+                }
+            }
+        }
+    }
+}

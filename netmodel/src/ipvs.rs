@@ -1,0 +1,258 @@
+//! kube-proxy's IPVS mode: the kernel's IPVS connection table (separate from conntrack) and
+//! kube-proxy's graceful termination (incidents.md §3).
+//!
+//! Model (incidents.md §3 "Model"): one entry per (proto, client ip:port, VIP) pinning it to a real
+//! server (RS); every packet refreshes it for `udp_timeout` (300 s, `--ipvs-udp-timeout`). When the RS
+//! is gone:
+//! - `expire_nodest_conn = 0`, or `conn_reuse_mode = 0` with a reused port on kernel < 5.9: every packet
+//!   on the entry is dropped and refreshes it (so a busy port never recovers);
+//! - `expire_nodest_conn = 1` on kernel < 5.9: the first packet is dropped and the entry removed;
+//! - kernel ≥ 5.9 with `expire_nodest_conn = 1` (35dfb013149f): entries go with the RS, nothing dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{Kernel, Proto};
+
+/// kube-proxy's graceful-termination logic, by era (incidents.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Graceful {
+    /// 2018: RS deleted at once for UDP (ActiveConn is always 0), entries stay (kubernetes#71514).
+    V1,
+    /// The #71514 fix: RS kept at weight 0 until no entry uses it (kubernetes#76664).
+    V2,
+    /// Current: UDP RS deleted at once, entries expire on their next packet via expire_nodest_conn.
+    V3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub kernel: Kernel,
+    /// IP_VS_UDP_S_NORMAL: 300 s unless `--ipvs-udp-timeout` sets it.
+    pub udp_timeout: Duration,
+    /// IPVS TCP established timeout: 900 s.
+    pub tcp_timeout: Duration,
+    /// net/ipv4/vs/expire_nodest_conn: kernel default 0; kube-proxy sets 1.
+    pub expire_nodest_conn: bool,
+    /// net/ipv4/vs/conn_reuse_mode: kernel default 1; kube-proxy sets 0 below 5.9.
+    pub conn_reuse_mode: u8,
+    pub graceful: Graceful,
+}
+
+impl Config {
+    /// What a current kube-proxy sets up on this kernel.
+    pub fn kube_proxy(kernel: Kernel) -> Config {
+        Config {
+            kernel,
+            udp_timeout: Duration::from_secs(300),
+            tcp_timeout: Duration::from_secs(900),
+            expire_nodest_conn: true,
+            conn_reuse_mode: if kernel.at_least(5, 9) { 1 } else { 0 },
+            graceful: Graceful::V3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dest {
+    addr: SocketAddr,
+    weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    pub dest: SocketAddr,
+    pub expires: Duration,
+}
+
+/// Where a packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// To this real server (which may be a deleted pod: the simulator then loses the packet).
+    To(SocketAddr),
+    /// Dropped by IPVS: the entry's RS is gone.
+    NoDest,
+    /// Not an IPVS virtual service.
+    NotService,
+    /// A virtual service with no usable RS.
+    NoBackend,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub scheduled: u64,
+    pub nodest_drops: u64,
+    pub expired_nodest: u64,
+}
+
+pub struct Ipvs {
+    pub cfg: Config,
+    services: BTreeMap<SocketAddr, Vec<Dest>>,
+    conns: BTreeMap<(Proto, SocketAddr, SocketAddr), Conn>,
+    pub counters: Counters,
+}
+
+impl Ipvs {
+    pub fn new(cfg: Config) -> Ipvs {
+        Ipvs { cfg, services: BTreeMap::new(), conns: BTreeMap::new(), counters: Counters::default() }
+    }
+
+    pub fn conns(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn conn(&self, proto: Proto, client: SocketAddr, vip: SocketAddr) -> Option<Conn> {
+        self.conns.get(&(proto, client, vip)).copied()
+    }
+
+    /// Sets a virtual service's real servers (as kube-proxy's sync does), applying graceful
+    /// termination to the ones that disappeared.
+    pub fn set_endpoints(&mut self, now: Duration, vip: SocketAddr, endpoints: &[SocketAddr]) {
+        let cfg = self.cfg;
+        let dests = self.services.entry(vip).or_default();
+        for e in endpoints {
+            match dests.iter_mut().find(|d| d.addr == *e) {
+                Some(d) => d.weight = 1,
+                None => dests.push(Dest { addr: *e, weight: 1 }),
+            }
+        }
+        let removed: Vec<SocketAddr> = dests.iter().filter(|d| !endpoints.contains(&d.addr)).map(|d| d.addr).collect();
+        for r in removed {
+            match cfg.graceful {
+                Graceful::V2 => {
+                    if let Some(d) = dests.iter_mut().find(|d| d.addr == r) {
+                        d.weight = 0;
+                    }
+                }
+                Graceful::V1 | Graceful::V3 => dests.retain(|d| d.addr != r),
+            }
+        }
+        self.gc(now, vip);
+    }
+
+    /// Removes weight-0 RS nobody uses any more (v2), and with kernel ≥ 5.9 + expire_nodest_conn the
+    /// entries of deleted RS (35dfb013149f).
+    fn gc(&mut self, now: Duration, vip: SocketAddr) {
+        self.conns.retain(|_, c| c.expires > now);
+        let Some(dests) = self.services.get(&vip) else { return };
+        let live: Vec<SocketAddr> = dests.iter().map(|d| d.addr).collect();
+        if self.cfg.expire_nodest_conn && self.cfg.kernel.at_least(5, 9) {
+            let before = self.conns.len();
+            self.conns.retain(|(_, _, v), c| *v != vip || live.contains(&c.dest));
+            self.counters.expired_nodest += (before - self.conns.len()) as u64;
+        }
+        let used: Vec<SocketAddr> = self.conns.iter().filter(|((_, _, v), _)| *v == vip).map(|(_, c)| c.dest).collect();
+        if let Some(dests) = self.services.get_mut(&vip) {
+            dests.retain(|d| d.weight > 0 || used.contains(&d.addr));
+        }
+    }
+
+    /// A packet from `client` to `vip`. `reused_port` says the client socket is new although an entry
+    /// for its address exists (Linux reused the ephemeral port).
+    pub fn forward(
+        &mut self,
+        now: Duration,
+        proto: Proto,
+        client: SocketAddr,
+        vip: SocketAddr,
+        reused_port: bool,
+        rng: &mut fastrand::Rng,
+    ) -> Verdict {
+        let Some(dests) = self.services.get(&vip) else { return Verdict::NotService };
+        let timeout = match proto {
+            Proto::Udp => self.cfg.udp_timeout,
+            Proto::Tcp => self.cfg.tcp_timeout,
+        };
+        let key = (proto, client, vip);
+        if let Some(c) = self.conns.get(&key).copied() {
+            if c.expires > now {
+                if dests.iter().any(|d| d.addr == c.dest) {
+                    self.conns.insert(key, Conn { dest: c.dest, expires: now + timeout });
+                    return Verdict::To(c.dest);
+                }
+                // The RS is gone.
+                let reuse_pins = self.cfg.conn_reuse_mode == 0 && reused_port && !self.cfg.kernel.at_least(5, 9);
+                self.counters.nodest_drops += 1;
+                if self.cfg.expire_nodest_conn && !reuse_pins {
+                    self.conns.remove(&key);
+                    self.counters.expired_nodest += 1;
+                } else {
+                    self.conns.insert(key, Conn { dest: c.dest, expires: now + timeout });
+                }
+                return Verdict::NoDest;
+            }
+            self.conns.remove(&key);
+        }
+        // Schedule: kube-proxy's default scheduler is round-robin (rr); weight-0 RS get no new entries.
+        let live: Vec<SocketAddr> = dests.iter().filter(|d| d.weight > 0).map(|d| d.addr).collect();
+        if live.is_empty() {
+            return Verdict::NoBackend;
+        }
+        let dest = live[rng.usize(..live.len())];
+        self.counters.scheduled += 1;
+        self.conns.insert(key, Conn { dest, expires: now + timeout });
+        Verdict::To(dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+    const VIP: &str = "10.96.0.10:53";
+    const A: &str = "10.244.0.2:53";
+    const B: &str = "10.244.1.2:53";
+
+    /// Pins a client to A, removes A, then sends packets every second from the same port; returns
+    /// the verdicts.
+    fn stale(cfg: Config, reused_port: bool) -> Vec<Verdict> {
+        let mut ipvs = Ipvs::new(cfg);
+        let mut rng = fastrand::Rng::with_seed(1);
+        ipvs.set_endpoints(Duration::ZERO, sa(VIP), &[sa(A)]);
+        let c = sa("10.0.0.5:40000");
+        assert_eq!(ipvs.forward(Duration::ZERO, Proto::Udp, c, sa(VIP), false, &mut rng), Verdict::To(sa(A)));
+        ipvs.set_endpoints(Duration::from_secs(1), sa(VIP), &[sa(B)]);
+        (2..6).map(|s| ipvs.forward(Duration::from_secs(s), Proto::Udp, c, sa(VIP), reused_port, &mut rng)).collect()
+    }
+
+    #[test]
+    fn graceful_termination_and_expire_nodest_conn_by_era() {
+        let k = Kernel::new(4, 19);
+        // v1, expire_nodest_conn 0: blackholed for as long as the port stays busy.
+        let v1 = Config { expire_nodest_conn: false, conn_reuse_mode: 1, graceful: Graceful::V1, ..Config::kube_proxy(k) };
+        assert!(stale(v1, false).iter().all(|v| *v == Verdict::NoDest));
+        // v2: the RS stays at weight 0 and keeps receiving the pinned client: traffic to the dead pod.
+        let v2 = Config { graceful: Graceful::V2, ..v1 };
+        assert!(stale(v2, false).iter().all(|v| *v == Verdict::To(sa(A))));
+        // expire_nodest_conn 1 on < 5.9: one drop, then rescheduled to a live RS.
+        let v3 = Config::kube_proxy(k);
+        assert_eq!(stale(v3, false), [Verdict::NoDest, Verdict::To(sa(B)), Verdict::To(sa(B)), Verdict::To(sa(B))]);
+        // ...unless conn_reuse_mode 0 pins a reused port: never recovers.
+        assert!(stale(v3, true).iter().all(|v| *v == Verdict::NoDest));
+        // Kernel 5.9+: entries go with the RS; nothing dropped.
+        assert!(stale(Config::kube_proxy(Kernel::new(5, 10)), true).iter().all(|v| *v == Verdict::To(sa(B))));
+    }
+
+    #[test]
+    fn entries_expire_after_the_udp_timeout_of_idleness() {
+        let cfg = Config {
+            udp_timeout: Duration::from_secs(30),
+            expire_nodest_conn: false,
+            graceful: Graceful::V1,
+            ..Config::kube_proxy(Kernel::new(4, 19))
+        };
+        let mut ipvs = Ipvs::new(cfg);
+        let mut rng = fastrand::Rng::with_seed(1);
+        ipvs.set_endpoints(Duration::ZERO, sa(VIP), &[sa(A)]);
+        let c = sa("10.0.0.5:40000");
+        ipvs.forward(Duration::ZERO, Proto::Udp, c, sa(VIP), false, &mut rng);
+        ipvs.set_endpoints(Duration::from_secs(1), sa(VIP), &[sa(B)]);
+        assert_eq!(ipvs.forward(Duration::from_secs(29), Proto::Udp, c, sa(VIP), false, &mut rng), Verdict::NoDest);
+        // 30 s idle after the last packet: a fresh schedule.
+        assert_eq!(ipvs.forward(Duration::from_secs(60), Proto::Udp, c, sa(VIP), false, &mut rng), Verdict::To(sa(B)));
+    }
+}
