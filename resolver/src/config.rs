@@ -28,6 +28,7 @@ pub const PLUGIN_ORDER: &[&str] = &[
     "template",
     "hosts",
     "kubernetes",
+    "file",
     "loop",
     "forward",
 ];
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub templates: Vec<TemplateConfig>,
     pub hosts: Option<HostsConfig>,
     pub kubernetes: Option<KubernetesConfig>,
+    /// `file DBFILE [ZONES]`: authoritative zones from master files.
+    pub files: Vec<crate::zone::Zone>,
     pub forward: Vec<ForwardConfig>,
     pub pos: Pos,
 }
@@ -177,8 +180,9 @@ pub struct KubernetesConfig {
     pub endpoint_pod_names: bool,
     pub namespaces: Vec<String>,
     pub noendpoints: bool,
-    /// ndots-specific: the Kubernetes List (`kubectl get ... -o yaml|json`) to serve.
-    pub cluster_state: PathBuf,
+    /// ndots-specific: the Kubernetes List (`kubectl get ... -o yaml|json`) to serve. The `ndots` binary
+    /// requires it; the simulator hands cluster state to the server directly.
+    pub cluster_state: Option<PathBuf>,
     pub pos: Pos,
 }
 
@@ -259,6 +263,7 @@ impl Config {
                 templates: Vec::new(),
                 hosts: None,
                 kubernetes: None,
+                files: Vec::new(),
                 forward: Vec::new(),
                 pos,
             };
@@ -563,6 +568,23 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
         "template" => s.templates.push(parse_template(d, s)?),
         "hosts" => s.hosts = Some(parse_hosts(d, s, base)?),
         "kubernetes" => s.kubernetes = Some(parse_kubernetes(d, s, base)?),
+        "file" => {
+            let f = a.need("a zone file")?;
+            let zones = zones_or_server(a.rest(), s)?;
+            let text = std::fs::read_to_string(base.join(&f.text))
+                .map_err(|e| ConfigError::at(&f.pos, format!("file: cannot read '{}': {e}", f.text)))?;
+            for z in zones {
+                let origin = wire::name_to_string(&z);
+                let zone =
+                    crate::zone::Zone::parse(&text, &origin).map_err(|e| ConfigError::at(&f.pos, format!("file: {}: {e}", f.text)))?;
+                s.files.push(zone);
+            }
+            for sub in &d.block {
+                if !matches!(sub.name.text.as_str(), "reload") {
+                    return Err(unknown_option(d, sub, "reload"));
+                }
+            }
+        }
         "forward" => s.forward.push(parse_forward(d, base)?),
         other => return Err(ConfigError::at(&d.name.pos, format!("plugin '{other}' is not implemented"))),
     }
@@ -800,10 +822,9 @@ fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> Result<Kube
         endpoint_pod_names: false,
         namespaces: Vec::new(),
         noendpoints: false,
-        cluster_state: PathBuf::new(),
+        cluster_state: None,
         pos: d.name.pos.clone(),
     };
-    let mut have_state = false;
     for sub in &d.block {
         let mut sa = Args::new(sub);
         match sub.name.text.as_str() {
@@ -827,8 +848,7 @@ fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> Result<Kube
             "noendpoints" => k.noendpoints = true,
             "cluster_state" => {
                 let t = sa.need("a file with `kubectl get namespaces,services,endpointslices,pods -A -o yaml` output")?;
-                k.cluster_state = base.join(&t.text);
-                have_state = true;
+                k.cluster_state = Some(base.join(&t.text));
                 sa.done()?;
             }
             // Options about reaching a real apiserver: accepted so manifests run, meaningless with a file source.
@@ -843,12 +863,6 @@ fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> Result<Kube
                 ));
             }
         }
-    }
-    if !have_state {
-        return Err(ConfigError::at(
-            &d.name.pos,
-            "kubernetes: no cluster source; expected `cluster_state FILE` in its block (ndots reads the List printed by `kubectl get namespaces,services,endpointslices,pods -A -o yaml`; an API watch is not implemented yet)",
-        ));
     }
     Ok(k)
 }
@@ -1038,8 +1052,10 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_needs_a_cluster_source() {
-        let e = cfg(".:53 {\n kubernetes cluster.local\n}").expect_err("no source");
-        assert!(e.msg.contains("cluster_state"), "{e}");
+    fn kubernetes_cluster_state_is_read_as_a_path() {
+        let c = cfg(".:53 {\n kubernetes cluster.local {\n cluster_state state.yaml\n }\n}").expect("valid");
+        let k = c.servers[0].kubernetes.as_ref().expect("kubernetes");
+        assert_eq!(k.cluster_state, Some(std::env::temp_dir().join("state.yaml")));
+        assert_eq!(k.zones, vec![wire::name_from_str("cluster.local").expect("name")]);
     }
 }

@@ -96,9 +96,13 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
 }
 
 fn load_state(cfg: &Config) -> Result<ClusterState, DriverError> {
-    match cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()) {
-        Some(k) => Ok(ClusterState::load(&k.cluster_state)?),
-        None => Ok(ClusterState::default()),
+    let Some(k) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()) else { return Ok(ClusterState::default()) };
+    match &k.cluster_state {
+        Some(path) => Ok(ClusterState::load(path)?),
+        None => Err(DriverError::Config(crate::corefile::ConfigError::at(
+            &k.pos,
+            "kubernetes: no cluster source; expected `cluster_state FILE` in its block (ndots reads the List printed by `kubectl get namespaces,services,endpointslices,pods -A -o yaml`; an API watch is not implemented yet)",
+        ))),
     }
 }
 
@@ -522,7 +526,7 @@ fn upstream_tcp(shared: &Rc<Shared>, addr: SocketAddr, payload: Vec<u8>) {
 }
 
 async fn cluster_watch(shared: Rc<Shared>, cfg: Arc<Config>) {
-    let Some(path) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()).map(|k| k.cluster_state.clone()) else { return };
+    let Some(path) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()).and_then(|k| k.cluster_state.clone()) else { return };
     let mut source = FileSource::new(path.clone());
     // The first poll returns the state already loaded at start.
     let _ = source.poll();

@@ -13,6 +13,7 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod server;
 pub mod wire;
+pub mod zone;
 
 pub use cluster::ClusterState;
 pub use config::Config;
