@@ -610,6 +610,13 @@ impl Server {
                 }
             }
         }
+        // file
+        if qclass == wire::CLASS_IN
+            && let Some(z) = b.cfg.files.iter().filter(|z| wire::is_subdomain(&name, &z.origin)).max_by_key(|z| z.origin.len())
+        {
+            let synth = z.lookup(&name, qtype);
+            return self.finish_synth(now, tid, &name, synth, true);
+        }
         // forward
         let fwd =
             b.cfg.forward.iter().position(|f| wire::is_subdomain(&name, &f.from) && !f.except.iter().any(|z| wire::is_subdomain(&name, z)));

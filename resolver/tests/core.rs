@@ -391,3 +391,31 @@ fn pod_index_costs_24_bytes_per_pod() {
     assert_eq!(st.pod_namespace(IpAddr::from([10, 0, 7, 207])), Some("a"));
     assert_eq!(st.pod_namespace(IpAddr::from([10, 0, 7, 208])), None);
 }
+
+#[test]
+fn the_file_plugin_answers_authoritatively_from_a_zone() {
+    let dir = std::env::temp_dir().join(format!("ndots-core-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("example.zone"), "$TTL 300\n@ IN SOA ns h 1 7200 1800 86400 60\nwww IN A 10.1.1.1\n").expect("write");
+    let cf = resolver::corefile::parse_str(
+        ".:53 {\n file example.zone example.org\n forward . 10.0.0.1\n}",
+        "Corefile",
+        Some(dir.clone()),
+        &|_| None,
+    )
+    .expect("parses");
+    let cfg = Config::from_corefile(&cf, &dir).expect("valid");
+    let mut srv = Server::new(Arc::new(cfg), Arc::new(ClusterState::default()), 1);
+    let mut out = Vec::new();
+    srv.handle_query(s(0.0), client(Transport::Udp), &query(1, "www.example.org.", RecordType::A), &mut out);
+    let a = parse(&drain(&mut srv).pop().expect("answer"));
+    assert!(a.metadata.authoritative);
+    assert_eq!(a.answers[0].data, RData::A(A::new(10, 1, 1, 1)));
+    srv.handle_query(s(0.0), client(Transport::Udp), &query(2, "nope.example.org.", RecordType::A), &mut out);
+    let a = parse(&drain(&mut srv).pop().expect("answer"));
+    assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(a.authorities[0].record_type(), RecordType::SOA);
+    // Outside the zone: forwarded.
+    srv.handle_query(s(0.0), client(Transport::Udp), &query(3, "www.example.com.", RecordType::A), &mut out);
+    assert!(drain(&mut srv).iter().any(|t| to_upstream(t).is_some()));
+}

@@ -1,0 +1,202 @@
+//! Client resolver libraries modelled to the packet (incidents.md §1).
+//!
+//! Each library is a sans-IO state machine for one `getaddrinfo`-style lookup: given a parsed
+//! resolv.conf, the name and hints, the pod's interface addresses and a seeded RNG, it emits sends
+//! (socket, transport, server, the exact query bytes) and one timer, and consumes answers and timeouts
+//! until it returns addresses or an error. Per-process state that outlives a lookup (glibc's sticky
+//! single-request flag, the `rotate` counter) lives in `Process`.
+
+pub mod glibc;
+pub mod harness;
+pub mod resolvconf;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub use resolvconf::ResolvConf;
+
+/// Transport of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// One packet the library puts on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    /// The library's socket, numbered from 0 in order of creation within the lookup.
+    pub socket: u32,
+    pub transport: Transport,
+    pub server: SocketAddr,
+    /// The query name exactly as sent (case included), dotted, fully qualified.
+    pub qname: String,
+    pub qtype: u16,
+    /// EDNS UDP size advertised, if any.
+    pub edns: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+/// getaddrinfo's family argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Unspec,
+    Inet,
+    Inet6,
+}
+
+/// getaddrinfo hints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hints {
+    pub family: Family,
+    pub addrconfig: bool,
+    pub v4mapped: bool,
+    pub all: bool,
+    pub canonname: bool,
+}
+
+impl Hints {
+    /// `hints = NULL`: AF_UNSPEC, no flags.
+    pub const NULL: Hints = Hints { family: Family::Unspec, addrconfig: false, v4mapped: false, all: false, canonname: false };
+    /// What Go's cgo resolver passes: AI_CANONNAME | AI_V4MAPPED | AI_ALL (incidents.md §1.4).
+    pub const GO_CGO: Hints = Hints { family: Family::Unspec, addrconfig: false, v4mapped: true, all: true, canonname: true };
+    pub fn addrconfig() -> Hints {
+        Hints { addrconfig: true, ..Hints::NULL }
+    }
+}
+
+/// One getaddrinfo call: the name, the hints, and the calling pod's interface addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub name: String,
+    pub hints: Hints,
+    pub pod: PodAddrs,
+}
+
+/// What the application gets back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Addrs(Vec<IpAddr>),
+    /// EAI_NONAME: NXDOMAIN for every name tried.
+    NoName,
+    /// EAI_NODATA / no address of the asked family.
+    NoData,
+    /// EAI_AGAIN: timeouts or SERVFAIL.
+    Again,
+    /// EAI_FAIL or a library-specific error (e.g. evdns DNS_ERR_TRUNCATED).
+    Fail(String),
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Addrs(_))
+    }
+}
+
+/// The interface addresses of a pod, for AI_ADDRCONFIG (glibc `__check_pf`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodAddrs(pub Vec<IpAddr>);
+
+impl PodAddrs {
+    /// Has IPv4 other than 127.0.0.1 (check_pf.c).
+    pub fn has_v4(&self) -> bool {
+        self.0.iter().any(|a| matches!(a, IpAddr::V4(v4) if !v4.is_loopback()))
+    }
+    /// Has IPv6 other than ::1; link-local fe80:: counts (incidents.md §1.1).
+    pub fn has_v6(&self) -> bool {
+        self.0.iter().any(|a| matches!(a, IpAddr::V6(v6) if !v6.is_loopback()))
+    }
+}
+
+/// State a process keeps across lookups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    /// glibc RES_F_SNGLKUP: after a lost reply, this process sends A and AAAA sequentially.
+    pub single_request: bool,
+    /// glibc RES_F_SNGLKUPREOP: and reopens the socket between them.
+    pub single_request_reopen: bool,
+    /// `rotate` round-robin position.
+    pub rotate: usize,
+}
+
+/// A lookup in progress, whatever the library.
+pub trait Lookup {
+    /// An answer arrived on one of the lookup's sockets.
+    fn handle_answer(&mut self, now: Duration, socket: u32, transport: Transport, msg: &[u8]);
+    /// The destination answered with ICMP port unreachable (a REJECTed Service): ECONNREFUSED.
+    fn handle_refused(&mut self, now: Duration, socket: u32);
+    fn handle_timeout(&mut self, now: Duration);
+    fn poll_send(&mut self) -> Option<Send>;
+    fn poll_timeout(&self) -> Option<Duration>;
+    /// Sockets the library closed (the pod releases their ports).
+    fn poll_closed(&mut self) -> Option<u32>;
+    fn result(&self) -> Option<&Outcome>;
+    /// Process state to keep for the next lookup.
+    fn process(&self) -> Process;
+}
+
+/// Builds a query: ID, RD, one question, optional OPT.
+pub fn build_query(id: u16, qname: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(qname.len() + 32);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    for label in qname.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len().min(63) as u8);
+        m.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(size) = edns {
+        m.extend_from_slice(&[0, 0, 41]);
+        m.extend_from_slice(&size.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    m
+}
+
+/// What an answer says, as a stub resolver reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub id: u16,
+    pub rcode: u8,
+    pub tc: bool,
+    pub qname_lower: Vec<u8>,
+    pub qtype: u16,
+    pub addrs: Vec<IpAddr>,
+    pub ancount: u16,
+}
+
+/// Reads an answer's header, question and A/AAAA records; None if it is not a well-formed response.
+pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
+    use resolver::wire;
+    if msg.len() < wire::HEADER_LEN || !wire::flags::is_response(msg) {
+        return None;
+    }
+    let mut qname_lower = Vec::new();
+    let (qtype, mut at) = if wire::u16_at(msg, 4).ok()? == 1 {
+        let end = wire::read_name_lower(msg, wire::HEADER_LEN, &mut qname_lower).ok()?;
+        (wire::u16_at(msg, end).ok()?, end + 4)
+    } else {
+        (0, wire::HEADER_LEN)
+    };
+    let ancount = wire::u16_at(msg, 6).ok()?;
+    let mut addrs = Vec::new();
+    for _ in 0..ancount {
+        let name_end = wire::skip_name(msg, at).ok()?;
+        let rtype = wire::u16_at(msg, name_end).ok()?;
+        let rdlen = wire::u16_at(msg, name_end + 8).ok()? as usize;
+        let rd = msg.get(name_end + 10..name_end + 10 + rdlen)?;
+        match (rtype, rdlen) {
+            (wire::TYPE_A, 4) => addrs.push(IpAddr::from([rd[0], rd[1], rd[2], rd[3]])),
+            (wire::TYPE_AAAA, 16) => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(rd);
+                addrs.push(IpAddr::from(b));
+            }
+            _ => {}
+        }
+        at = name_end + 10 + rdlen;
+    }
+    Some(Reply { id: wire::flags::id(msg), rcode: wire::flags::rcode(msg), tc: wire::flags::tc(msg), qname_lower, qtype, addrs, ancount })
+}
