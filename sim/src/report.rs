@@ -1,0 +1,139 @@
+//! What a simulation run measured: every lookup, a per-second time series, the events, the trace hash.
+
+use std::time::Duration;
+
+use netmodel::Kernel;
+use netmodel::conntrack::Race;
+
+use crate::engine::NetCounters;
+use crate::spec::ClusterSpec;
+
+/// One application lookup (one getaddrinfo call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRecord {
+    pub pod: usize,
+    pub start: Duration,
+    pub end: Duration,
+    pub name: String,
+    /// Packets the library put on the wire for it.
+    pub queries: u32,
+    pub ok: bool,
+    pub outcome: &'static str,
+}
+
+impl LookupRecord {
+    pub fn latency(&self) -> Duration {
+        self.end - self.start
+    }
+}
+
+/// One simulated second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Second {
+    pub t: Duration,
+    pub lookups: usize,
+    pub failed: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Conntrack entries per node at the end of the second.
+    pub conntrack: Vec<usize>,
+    pub insert_failed: u64,
+    pub dropped_eni: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub seed: u64,
+    pub duration: Duration,
+    pub lookups: Vec<LookupRecord>,
+    pub series: Vec<Second>,
+    pub events: Vec<(Duration, String)>,
+    pub net: NetCounters,
+    pub conntrack_max: Vec<usize>,
+    pub trace_hash: u64,
+}
+
+/// The `q`-quantile (0..=1) of durations in milliseconds, nearest-rank.
+pub fn quantile_ms(mut v: Vec<Duration>, q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1].as_secs_f64() * 1000.0
+}
+
+impl Report {
+    pub fn new(spec: &ClusterSpec) -> Report {
+        Report {
+            seed: spec.seed,
+            duration: spec.duration,
+            lookups: Vec::new(),
+            series: Vec::new(),
+            events: Vec::new(),
+            net: NetCounters::default(),
+            conntrack_max: Vec::new(),
+            trace_hash: 0,
+        }
+    }
+
+    pub fn sample(&mut self, t: Duration, conntrack: Vec<usize>, window: &[LookupRecord], net: &NetCounters, insert_failed: u64) {
+        let lat: Vec<Duration> = window.iter().map(LookupRecord::latency).collect();
+        self.series.push(Second {
+            t,
+            lookups: window.len(),
+            failed: window.iter().filter(|l| !l.ok).count(),
+            p50_ms: quantile_ms(lat.clone(), 0.5),
+            p99_ms: quantile_ms(lat.clone(), 0.99),
+            max_ms: quantile_ms(lat, 1.0),
+            conntrack,
+            insert_failed,
+            dropped_eni: net.dropped_eni,
+        });
+    }
+
+    pub fn events_race(&mut self, t: Duration, kernel: Kernel, race: Race) {
+        if self.events.len() < 10_000 {
+            self.events.push((t, format!("conntrack insertion race {race:?} dropped a packet (kernel {kernel})")));
+        }
+    }
+
+    pub fn success_rate(&self) -> f64 {
+        if self.lookups.is_empty() {
+            return 1.0;
+        }
+        self.lookups.iter().filter(|l| l.ok).count() as f64 / self.lookups.len() as f64
+    }
+
+    pub fn latency_ms(&self, q: f64) -> f64 {
+        quantile_ms(self.lookups.iter().map(LookupRecord::latency).collect(), q)
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.lookups.iter().map(|l| u64::from(l.queries)).sum()
+    }
+
+    /// A few lines for people.
+    pub fn summary(&self) -> String {
+        let peak_ct = self.series.iter().flat_map(|s| s.conntrack.iter().copied()).max().unwrap_or(0);
+        format!(
+            "seed {} · {:.0} s simulated · {} lookups, {:.2}% ok · latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms · {} queries on the wire · conntrack peak {} entries/node, insert_failed {} · drops: race {} table-full {} eni {} dead {} · trace {:016x}",
+            self.seed,
+            self.duration.as_secs_f64(),
+            self.lookups.len(),
+            100.0 * self.success_rate(),
+            self.latency_ms(0.5),
+            self.latency_ms(0.99),
+            self.latency_ms(1.0),
+            self.queries(),
+            peak_ct,
+            self.series.last().map_or(0, |s| s.insert_failed),
+            self.net.dropped_race,
+            self.net.dropped_table_full,
+            self.net.dropped_eni,
+            self.net.dropped_dead,
+            self.trace_hash,
+        )
+    }
+}

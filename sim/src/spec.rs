@@ -1,0 +1,182 @@
+//! What a simulated cluster is made of: the Rust form of a scenario.
+
+use std::time::Duration;
+
+use netmodel::Kernel;
+use netmodel::dnat::KubeProxyConfig;
+
+use crate::client::Hints;
+use crate::client::glibc::Version;
+
+/// kube-proxy's mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProxyMode {
+    Iptables,
+    Ipvs(netmodel::ipvs::Config),
+}
+
+/// A client library and version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Library {
+    Glibc(Version),
+}
+
+/// A group of identical pods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodGroup {
+    pub count: usize,
+    pub namespace: String,
+    pub library: Library,
+    /// resolv.conf text; None: the kubelet's ClusterFirst file for the namespace.
+    pub resolv_conf: Option<String>,
+    pub hints: Hints,
+    /// Lookups per second per pod (Poisson arrivals).
+    pub rate: f64,
+    /// Names looked up, with weights.
+    pub names: Vec<(String, u32)>,
+}
+
+/// One-way latencies between places (incidents.md S12 for loss, cloud-typical values otherwise).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    pub same_node: Duration,
+    pub same_az: Duration,
+    pub cross_az: Duration,
+    /// Cluster node to its AZ's cloud resolver.
+    pub upstream: Duration,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            same_node: Duration::from_micros(30),
+            same_az: Duration::from_micros(150),
+            cross_az: Duration::from_micros(600),
+            upstream: Duration::from_millis(1),
+        }
+    }
+}
+
+/// The insertion-race parameters (incidents.md §7 conventions): `W_race` 20 µs, `p_cpu_split` 0.5,
+/// and how often a same-target race is race 2 rather than race 1 [unverified; tunable].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RaceParams {
+    pub window: Duration,
+    pub p_cpu_split: f64,
+    pub p_reply_tuple_taken: f64,
+}
+
+impl Default for RaceParams {
+    fn default() -> Self {
+        RaceParams { window: Duration::from_micros(20), p_cpu_split: 0.5, p_reply_tuple_taken: 0.5 }
+    }
+}
+
+/// A change at a point of simulated time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Delete a CoreDNS replica pod (by index); the apiserver removes it from kube-dns's endpoints.
+    KillReplica(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSpec {
+    pub seed: u64,
+    pub azs: usize,
+    pub nodes: usize,
+    pub cpus_per_node: usize,
+    pub kernel: Kernel,
+    pub proxy: ProxyMode,
+    pub kube_proxy: KubeProxyConfig,
+    /// kube-proxy --conntrack-max-per-core and --conntrack-min.
+    pub conntrack_max_per_core: usize,
+    pub conntrack_min: usize,
+    pub coredns_replicas: usize,
+    /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
+    pub corefile: String,
+    pub cluster_domain: String,
+    pub pods: Vec<PodGroup>,
+    /// The "internet": an RFC 1035 zone served by each AZ's cloud resolver, origin `.`.
+    pub upstream_zone: String,
+    /// Per-ENI packet budget to the cloud resolver (AWS: 1024/s).
+    pub eni_limit: Option<netmodel::ratelimit::Config>,
+    pub latency: Latency,
+    pub race: RaceParams,
+    pub duration: Duration,
+    pub faults: Vec<(Duration, Fault)>,
+}
+
+impl ClusterSpec {
+    /// A small healthy cluster: kubeadm's Corefile, iptables mode, kernel 5.15, glibc pods looking up
+    /// a mix of cluster and external names.
+    pub fn smoke(seed: u64) -> ClusterSpec {
+        ClusterSpec {
+            seed,
+            azs: 3,
+            nodes: 3,
+            cpus_per_node: 2,
+            kernel: Kernel::new(5, 15),
+            proxy: ProxyMode::Iptables,
+            kube_proxy: KubeProxyConfig::default(),
+            conntrack_max_per_core: 32768,
+            conntrack_min: 131072,
+            coredns_replicas: 2,
+            corefile: KUBEADM_COREFILE.to_string(),
+            cluster_domain: "cluster.local".into(),
+            pods: vec![PodGroup {
+                count: 30,
+                namespace: "default".into(),
+                library: Library::Glibc(Version::CURRENT),
+                resolv_conf: None,
+                hints: Hints::NULL,
+                rate: 1.0,
+                names: vec![
+                    ("web".into(), 3),
+                    ("api.shop.svc.cluster.local".into(), 2),
+                    ("www.google.com".into(), 3),
+                    ("api.github.com".into(), 2),
+                ],
+            }],
+            upstream_zone: DEFAULT_INTERNET.to_string(),
+            eni_limit: Some(netmodel::ratelimit::Config::AWS_ENI),
+            latency: Latency::default(),
+            race: RaceParams::default(),
+            duration: Duration::from_secs(10),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// kubeadm's default Corefile (dns-servers.md §1.1).
+pub const KUBEADM_COREFILE: &str = ".:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30 {
+       disable success cluster.local
+       disable denial cluster.local
+    }
+    loop
+    reload
+    loadbalance
+}
+";
+
+/// The simulated internet's zone.
+pub const DEFAULT_INTERNET: &str = "$TTL 300
+@ IN SOA ns.cloud.internal. hostmaster.cloud.internal. 1 7200 1800 86400 60
+www.google.com. 300 IN A 142.250.74.100
+www.google.com. 300 IN AAAA 2a00:1450:4007:80e::2004
+api.github.com. 60 IN A 140.82.121.6
+";
