@@ -2,6 +2,8 @@
 //!
 //! - `ci`: what CI checks, in order: `cargo fmt --check`, `cargo clippy --all-targets -- -D warnings`,
 //!   `cargo test --workspace`. Stops at the first failure with its exit code.
+//! - `sim check-determinism [SEED]`: the smoke scenario twice in two processes, same trace hash or fail.
+//! - `bench sim`: simulated seconds per wall second for 10, 100 and 1,000-node clusters (release build).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -10,8 +12,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("sim") if args.get(1).map(String::as_str) == Some("check-determinism") => {
+            check_determinism(args.get(2).map(String::as_str).unwrap_or("42"))
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
         _ => {
-            eprintln!("usage: cargo xtask ci\n  ci    fmt --check, clippy -D warnings, and the whole test suite");
+            eprintln!(
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes"
+            );
             ExitCode::from(2)
         }
     }
@@ -41,6 +49,68 @@ fn ci() -> ExitCode {
     for (name, args) in steps {
         if let Err(code) = run(name, cargo().args(&args)) {
             return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn build_sim() -> Result<std::path::PathBuf, ExitCode> {
+    run("cargo build --release -p sim", cargo().args(["build", "--release", "-p", "sim", "--bin", "ndots-sim"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    Ok(std::path::Path::new(&target).join("release").join("ndots-sim"))
+}
+
+fn check_determinism(seed: &str) -> ExitCode {
+    let bin = match build_sim() {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    let mut hashes = Vec::new();
+    for i in 1..=2 {
+        let out = match Command::new(&bin).args(["smoke", "--seed", seed, "--trace-hash"]).output() {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            Ok(o) => {
+                eprintln!("run {i} failed: {}", String::from_utf8_lossy(&o.stderr));
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("cannot run {}: {e}", bin.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("process {i}: seed {seed} trace {out}");
+        hashes.push(out);
+    }
+    if hashes[0] != hashes[1] {
+        eprintln!("NOT deterministic: seed {seed} gave {} and {}\nreplay: {} smoke --seed {seed}", hashes[0], hashes[1], bin.display());
+        return ExitCode::FAILURE;
+    }
+    // And twice in one process (the test compares whole lookup records too).
+    match run(
+        "in-process double run",
+        cargo().args(["test", "--release", "-p", "sim", "--test", "smoke", "the_same_seed_gives_the_same_trace"]).env("SIM_SEED", seed),
+    ) {
+        Ok(()) => {
+            eprintln!("deterministic: seed {seed} -> {}", hashes[0]);
+            ExitCode::SUCCESS
+        }
+        Err(c) => c,
+    }
+}
+
+fn bench_sim() -> ExitCode {
+    let bin = match build_sim() {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    // Realistic load: about 3.3 lookups per pod per second, 30 pods per node; 1,000 nodes at the
+    // 10,000 lookups/s of the 100-node target (the talk's largest cluster ran 60,000 queries/s).
+    let cases: [(&str, &str, &str, &str); 4] =
+        [("10", "300", "1000", "20"), ("100", "3000", "10000", "10"), ("1000", "30000", "10000", "5"), ("1000", "30000", "30000", "3")];
+    for (nodes, pods, rate, secs) in cases {
+        let status = Command::new(&bin).args(["bench", "--nodes", nodes, "--pods", pods, "--rate", rate, "--seconds", secs]).status();
+        if !status.is_ok_and(|s| s.success()) {
+            return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS

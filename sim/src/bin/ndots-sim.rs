@@ -1,0 +1,269 @@
+//! `ndots-sim`: run simulated clusters, look at what a client library puts on the wire.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sim::client::glibc::{Glibc, Version};
+use sim::client::harness::{Harness, Rule};
+use sim::client::{Call, Family, Hints, PodAddrs, Process, ResolvConf};
+use sim::spec::PodGroup;
+use sim::{ClusterSpec, run};
+
+#[derive(Parser)]
+#[command(name = "ndots-sim", version, about = "Deterministic simulation of Kubernetes cluster DNS, running the real ndots resolver")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The built-in smoke cluster: 3 nodes, 2 CoreDNS replicas behind the kube-dns VIP, 30 glibc pods.
+    Smoke {
+        #[arg(long, default_value_t = 1, env = "SIM_SEED")]
+        seed: u64,
+        /// Print only the trace hash (for determinism checks).
+        #[arg(long)]
+        trace_hash: bool,
+    },
+    /// Simulated seconds per wall second for a cluster of the given size.
+    Bench {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 3000)]
+        pods: usize,
+        /// Lookups per second across the cluster.
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// What will my pod put on the wire? Runs one lookup of a library model against a simulated server.
+    Lookup {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Lib::Glibc)]
+        lib: Lib,
+        /// Library version, e.g. 2.36 for glibc.
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        resolv_conf: PathBuf,
+        /// RFC 1035 zone file the server answers from (origin `.`).
+        #[arg(long)]
+        zone: PathBuf,
+        #[arg(long, value_enum, default_value_t = Fam::Unspec)]
+        family: Fam,
+        /// getaddrinfo flags: addrconfig,v4mapped,all,canonname
+        #[arg(long, value_delimiter = ',')]
+        flags: Vec<String>,
+        /// The pod's interface addresses (ADDR/PREFIX), for AI_ADDRCONFIG.
+        #[arg(long = "pod-addr")]
+        pod_addr: Vec<String>,
+        /// QNAME/QTYPE[/COUNT]: ignore that query COUNT times (default always).
+        #[arg(long)]
+        drop: Vec<String>,
+        /// QNAME/QTYPE/MS: answer late.
+        #[arg(long)]
+        delay: Vec<String>,
+        /// QNAME/QTYPE: answer SERVFAIL.
+        #[arg(long)]
+        servfail: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Lib {
+    Glibc,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fam {
+    Unspec,
+    Inet,
+    Inet6,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Smoke { seed, trace_hash } => match run(ClusterSpec::smoke(seed)) {
+            Ok(r) => {
+                if trace_hash {
+                    println!("{:016x}", r.trace_hash);
+                } else {
+                    println!("{}", r.summary());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Cmd::Bench { nodes, pods, rate, seconds, seed } => bench(nodes, pods, rate, seconds, seed),
+        Cmd::Lookup { name, lib, version, resolv_conf, zone, family, flags, pod_addr, drop, delay, servfail, json } => {
+            match lookup(&name, lib, version, &resolv_conf, &zone, family, &flags, &pod_addr, &drop, &delay, &servfail, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("ndots-sim: {msg}");
+    ExitCode::FAILURE
+}
+
+fn bench(nodes: usize, pods: usize, rate: f64, seconds: u64, seed: u64) -> ExitCode {
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.nodes = nodes;
+    spec.coredns_replicas = (nodes / 16).max(2);
+    spec.duration = Duration::from_secs(seconds);
+    spec.eni_limit = None;
+    let template = spec.pods[0].clone();
+    spec.pods = vec![PodGroup { count: pods, rate: rate / pods.max(1) as f64, ..template }];
+    let t0 = Instant::now();
+    match run(spec) {
+        Ok(r) => {
+            let wall = t0.elapsed().as_secs_f64();
+            println!(
+                "nodes {nodes} pods {pods} rate {rate}/s: {seconds} simulated s in {wall:.2} wall s = {:.2} simulated s per wall s ({} lookups, {} queries, {:.2}% ok)",
+                seconds as f64 / wall,
+                r.lookups.len(),
+                r.queries(),
+                100.0 * r.success_rate()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn qtype_of(s: &str) -> Result<u16, String> {
+    Ok(match s.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "AAAA" => 28,
+        "ANY" | "*" => 0,
+        other => return Err(format!("unknown query type '{other}'; expected A, AAAA or ANY")),
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // One argument per command-line flag.
+fn lookup(
+    name: &str,
+    lib: Lib,
+    version: Option<String>,
+    rc_path: &PathBuf,
+    zone_path: &PathBuf,
+    family: Fam,
+    flags: &[String],
+    pod_addr: &[String],
+    drop: &[String],
+    delay: &[String],
+    servfail: &[String],
+    json: bool,
+) -> Result<(), String> {
+    let rc_text = std::fs::read_to_string(rc_path).map_err(|e| format!("{}: {e}", rc_path.display()))?;
+    let zone_text = std::fs::read_to_string(zone_path).map_err(|e| format!("{}: {e}", zone_path.display()))?;
+    let mut rules = Vec::new();
+    for d in drop {
+        let parts: Vec<&str> = d.split('/').collect();
+        let count = match parts.get(2) {
+            Some(c) => Some(c.parse::<u32>().map_err(|_| format!("--drop {d}: COUNT must be a number"))?),
+            None => None,
+        };
+        let [q, t, ..] = parts[..] else { return Err(format!("--drop {d}: expected QNAME/QTYPE[/COUNT]")) };
+        rules.push(Rule::Drop { qname: q.into(), qtype: qtype_of(t)?, count });
+    }
+    for d in delay {
+        let [q, t, ms] = d.split('/').collect::<Vec<_>>()[..] else { return Err(format!("--delay {d}: expected QNAME/QTYPE/MS")) };
+        let ms: u64 = ms.parse().map_err(|_| format!("--delay {d}: MS must be a number"))?;
+        rules.push(Rule::Delay { qname: q.into(), qtype: qtype_of(t)?, delay: Duration::from_millis(ms) });
+    }
+    for d in servfail {
+        let [q, t] = d.split('/').collect::<Vec<_>>()[..] else { return Err(format!("--servfail {d}: expected QNAME/QTYPE")) };
+        rules.push(Rule::ServFail { qname: q.into(), qtype: qtype_of(t)? });
+    }
+    let mut hints = Hints {
+        family: match family {
+            Fam::Unspec => Family::Unspec,
+            Fam::Inet => Family::Inet,
+            Fam::Inet6 => Family::Inet6,
+        },
+        ..Hints::NULL
+    };
+    for f in flags {
+        match f.as_str() {
+            "addrconfig" => hints.addrconfig = true,
+            "v4mapped" => hints.v4mapped = true,
+            "all" => hints.all = true,
+            "canonname" => hints.canonname = true,
+            other => return Err(format!("--flags: unknown flag '{other}'; expected addrconfig, v4mapped, all, canonname")),
+        }
+    }
+    let mut addrs = Vec::new();
+    for a in pod_addr {
+        let ip = a.split('/').next().unwrap_or(a);
+        addrs.push(ip.parse::<IpAddr>().map_err(|_| format!("--pod-addr {a}: expected ADDR/PREFIX"))?);
+    }
+    if addrs.is_empty() {
+        addrs = vec!["10.244.1.10".parse().map_err(|_| "ip")?, "127.0.0.1".parse().map_err(|_| "ip")?];
+    }
+    let rc = ResolvConf::parse(&rc_text);
+    let call = Call { name: name.to_string(), hints, pod: PodAddrs(addrs) };
+    let mut harness = Harness::new(&zone_text, ".", rules).map_err(|e| format!("{}: {e}", zone_path.display()))?;
+    let (sent, outcome) = match lib {
+        Lib::Glibc => {
+            let v = match version {
+                Some(v) => {
+                    let (a, b) = v.split_once('.').ok_or_else(|| format!("--version {v}: expected MAJOR.MINOR such as 2.36"))?;
+                    Version(a.parse().map_err(|_| "bad --version")?, b.parse().map_err(|_| "bad --version")?)
+                }
+                None => Version::CURRENT,
+            };
+            let mut g = Glibc::new(Duration::ZERO, v, &rc, &call, Process::default(), 1);
+            harness.run(&mut g, Duration::from_secs(300))
+        }
+    };
+    for s in &sent {
+        let qtype = match s.send.qtype {
+            1 => "A".to_string(),
+            28 => "AAAA".to_string(),
+            t => t.to_string(),
+        };
+        let transport = format!("{:?}", s.send.transport).to_lowercase();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"t_ms": s.at.as_secs_f64() * 1000.0, "transport": transport, "socket": s.send.socket, "server": s.send.server.to_string(), "qname": s.send.qname, "qtype": qtype, "edns": s.send.edns})
+            );
+        } else {
+            println!(
+                "{:>9.3} ms  {transport}  socket {}  {}  {} {}{}",
+                s.at.as_secs_f64() * 1000.0,
+                s.send.socket,
+                s.send.server,
+                s.send.qname,
+                qtype,
+                s.send.edns.map(|e| format!("  edns {e}")).unwrap_or_default()
+            );
+        }
+    }
+    let result = match &outcome {
+        Some(sim::client::Outcome::Addrs(a)) => serde_json::json!({"addrs": a.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        Some(o) => serde_json::json!({"error": format!("{o:?}")}),
+        None => serde_json::json!({"error": "no result within 300 s"}),
+    };
+    if json {
+        println!("{}", serde_json::json!({ "result": result }));
+    } else {
+        println!("{} queries; result: {result}", sent.len());
+    }
+    Ok(())
+}
