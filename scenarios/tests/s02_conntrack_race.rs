@@ -1,0 +1,81 @@
+//! S2: the conntrack insertion race turns a dropped A/AAAA packet into a 5 s lookup.
+//!
+//! Source: kubernetes#56903, the Weave post (Martynas Pumputis, 2018), the talk; incidents.md §2.2, §7 S2.
+//! Root cause: glibc sends A and AAAA from one socket in one `sendmmsg`; processed on two CPUs before
+//! either is confirmed, the second packet loses the conntrack insertion and is dropped
+//! (`insert_failed`). Race 1 (same backend) was fixed in 4.19, race 2 in 5.0, race 3 (different
+//! backends, (n−1)/n of collisions) by IPS_NAT_CLASH in ~5.6.
+//! Guaranteed now: drops happen exactly on the kernels the matrix says, each costs glibc one 5 s
+//! timeout and switches that process to sequential queries, and `single-request-reopen` or a fixed
+//! kernel removes them.
+
+use std::time::Duration;
+
+use netmodel::Kernel;
+use scenarios::*;
+
+const FILE: &str = "s02_conntrack_race";
+
+/// 3 nodes, `replicas` CoreDNS replicas behind the VIP in iptables mode, 30 glibc pods looking up a
+/// cluster name once a second for 20 s, on `kernel`.
+fn race(test: &str, kernel: Kernel, replicas: usize, resolv_options: &str) -> (Report, String) {
+    let seed = seed(2);
+    let mut spec = cluster(seed, 3, replicas, 30, 1.0, &["web"], 20);
+    spec.kernel = kernel;
+    if !resolv_options.is_empty() {
+        spec.pods[0].resolv_conf = Some(format!(
+            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5 {resolv_options}\n"
+        ));
+    }
+    let r = run(spec).expect("runs");
+    (r, replay(FILE, test, seed))
+}
+
+fn stalled(r: &Report) -> usize {
+    // A lost reply costs glibc its 5 s timeout plus a round trip.
+    r.lookups.iter().filter(|l| (5000.0..5050.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()
+}
+
+#[test]
+fn kernel_4_15_drops_packets_and_each_drop_is_a_5s_lookup() {
+    let (r, hint) = race("kernel_4_15_drops_packets_and_each_drop_is_a_5s_lookup", Kernel::new(4, 15), 2, "");
+    let drops = r.net.dropped_race;
+    assert!(drops >= 10, "{drops} drops; {hint}");
+    assert_eq!(r.series.last().expect("samples").insert_failed, drops, "insert_failed counts each drop; {hint}");
+    assert_eq!(stalled(&r) as u64, drops, "one 5 s lookup per drop; {hint}");
+    // After its first stall a process is sequential (RES_F_SNGLKUP): no lookup that starts after
+    // the pod's first stalled lookup ended is stalled again. (Lookups already under way, like other
+    // threads with their own resolver state, can still be hit.)
+    let is_stalled = |l: &&sim::report::LookupRecord| (5000.0..5050.0).contains(&(l.latency().as_secs_f64() * 1000.0));
+    for pod in 0..30 {
+        let stalls: Vec<_> = r.lookups.iter().filter(|l| l.pod == pod).filter(is_stalled).collect();
+        if let Some(first) = stalls.iter().min_by_key(|l| l.end) {
+            assert!(stalls.iter().all(|l| l.start < first.end), "pod {pod} raced again after going sequential; {hint}");
+        }
+    }
+    assert_eq!(r.success_rate(), 1.0, "the lookups still succeed; {hint}");
+}
+
+#[test]
+fn kernel_5_0_still_drops_race_3_but_only_with_several_backends() {
+    let (two, hint) = race("kernel_5_0_still_drops_race_3_but_only_with_several_backends", Kernel::new(5, 0), 2, "");
+    assert!(two.net.dropped_race > 0, "race 3 with 2 backends; {hint}");
+    let (one, hint) = race("kernel_5_0_still_drops_race_3_but_only_with_several_backends", Kernel::new(5, 0), 1, "");
+    assert_eq!(one.net.dropped_race, 0, "one backend: the same target every time, fixed in 5.0; {hint}");
+}
+
+#[test]
+fn kernel_5_15_never_drops() {
+    let (r, hint) = race("kernel_5_15_never_drops", Kernel::new(5, 15), 3, "");
+    assert_eq!(r.net.dropped_race, 0, "{hint}");
+    assert!(r.latency_ms(1.0) < 50.0, "max {} ms; {hint}", r.latency_ms(1.0));
+}
+
+#[test]
+fn single_request_reopen_removes_the_race_on_an_old_kernel() {
+    let (r, hint) = race("single_request_reopen_removes_the_race_on_an_old_kernel", Kernel::new(4, 15), 2, "single-request-reopen");
+    assert_eq!(r.net.dropped_race, 0, "{hint}");
+    let (r, hint) = race("single_request_reopen_removes_the_race_on_an_old_kernel", Kernel::new(4, 15), 2, "single-request");
+    assert_eq!(r.net.dropped_race, 0, "single-request: the second packet follows the first reply; {hint}");
+    assert!(r.latency_ms(1.0) < Duration::from_millis(50).as_secs_f64() * 1000.0, "{hint}");
+}
