@@ -404,6 +404,39 @@ mod tests {
     }
 
     #[test]
+    fn imports_files_and_globs_relative_to_the_corefile() {
+        let dir = std::env::temp_dir().join(format!("ndots-import-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf.d")).expect("dir");
+        std::fs::write(dir.join("conf.d/a.conf"), "errors\n").expect("write");
+        std::fs::write(dir.join("conf.d/b.conf"), "cache 30\n").expect("write");
+        std::fs::write(dir.join("common"), "loop\n").expect("write");
+        let cf = parse_str(".:53 {\n import common\n import conf.d/*.conf\n}\n", "Corefile", Some(dir.clone()), &|_| None).expect("parses");
+        let names: Vec<_> = cf.blocks[0].directives.iter().map(|d| d.name.text.as_str()).collect();
+        assert_eq!(names, ["loop", "errors", "cache"]);
+        assert!(cf.blocks[0].directives[2].name.pos.file.ends_with("b.conf"), "positions name the imported file");
+        let e = parse_str(".:53 {\n import missing.conf\n}\n", "Corefile", Some(dir), &|_| None).expect_err("missing");
+        assert_eq!(e.pos.line, 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(text in "[ -~\n\t{}]{0,300}") {
+            let _ = parse_str(&text, "Corefile", None, &|_| None);
+        }
+
+        #[test]
+        fn config_never_panics_on_plugin_soup(lines in proptest::collection::vec((
+            proptest::sample::select(vec!["cache", "forward", "kubernetes", "bufsize", "health", "reload", "template", "hosts", "autopath", "bind", "loop", "errors", "log", "prometheus", "ready", "loadbalance", "file", "nope"]),
+            proptest::collection::vec("[a-z0-9.:/%]{1,8}", 0..4),
+        ), 0..8)) {
+            let body: String = lines.iter().map(|(p, args)| format!("  {p} {}\n", args.join(" "))).collect();
+            if let Ok(cf) = parse_str(&format!(".:53 {{\n{body}}}\n"), "Corefile", None, &|_| None) {
+                let _ = crate::config::Config::from_corefile(&cf, std::path::Path::new("/nonexistent"));
+            }
+        }
+    }
+
+    #[test]
     fn same_line_block_bodies() {
         let cf = parse("in-addr.arpa:53 { errors\n cache 30 }\n").expect("parses");
         assert_eq!(cf.blocks[0].directives.len(), 2);

@@ -46,8 +46,6 @@ pub enum DriverError {
 
 /// TCP connections idle longer than this are closed (CoreDNS `timeouts` idle default 10 s).
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Upstream TCP connections are reused until idle this long (forward `expire`, default 10 s).
-const UPSTREAM_EXPIRE: Duration = Duration::from_secs(10);
 /// At most this many client TCP connections at once; more are closed at accept.
 const MAX_TCP_CONNS: usize = 1024;
 /// Sockets per upstream for UDP queries; each query goes out of a random one.
@@ -472,6 +470,20 @@ fn upstream_udp(shared: &Rc<Shared>, addr: SocketAddr) -> std::io::Result<Rc<Udp
 }
 
 /// Sends a query over the upstream's pooled TCP connection, opening one when there is none.
+/// forward's `expire` for an upstream (default 10 s): how long an idle TCP connection is kept.
+fn expire_for(shared: &Shared, addr: SocketAddr) -> Duration {
+    let server = shared.server.borrow();
+    server
+        .config()
+        .servers
+        .iter()
+        .flat_map(|s| &s.forward)
+        .filter(|f| f.to.contains(&addr))
+        .map(|f| f.expire)
+        .min()
+        .unwrap_or(Duration::from_secs(10))
+}
+
 fn upstream_tcp(shared: &Rc<Shared>, addr: SocketAddr, payload: Vec<u8>) {
     if let Some(tx) = shared.upstream_tcp.borrow().get(&addr)
         && tx.send(payload.clone()).is_ok()
@@ -482,6 +494,7 @@ fn upstream_tcp(shared: &Rc<Shared>, addr: SocketAddr, payload: Vec<u8>) {
     let _ = tx.send(payload);
     shared.upstream_tcp.borrow_mut().insert(addr, tx);
     let sh = shared.clone();
+    let expire = expire_for(shared, addr);
     tokio::task::spawn_local(async move {
         let stream = match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -513,7 +526,7 @@ fn upstream_tcp(shared: &Rc<Shared>, addr: SocketAddr, payload: Vec<u8>) {
             }
         });
         // Write queries until the connection has been idle for `expire`.
-        while let Ok(Some(q)) = tokio::time::timeout(UPSTREAM_EXPIRE, rx.recv()).await {
+        while let Ok(Some(q)) = tokio::time::timeout(expire, rx.recv()).await {
             let len = (q.len() as u16).to_be_bytes();
             if wr.write_all(&len).await.is_err() || wr.write_all(&q).await.is_err() {
                 break;

@@ -586,6 +586,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Truncation keeps a valid message no larger than the limit, with TC set exactly when records
+        /// were dropped, and the counts match what is left.
+        #[test]
+        fn truncation_fits_and_stays_valid(n in 0usize..80, limit in 12usize..2000) {
+            use hickory_proto::op::{Message, MessageType, OpCode, Query};
+            use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
+            let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+            let owner = Name::from_ascii("many.example.").expect("name");
+            m.add_query(Query::query(owner.clone(), RecordType::A));
+            for i in 0..n {
+                m.add_answer(Record::from_rdata(owner.clone(), 60, RData::A(A::new(10, 0, (i / 256) as u8, i as u8))));
+            }
+            let mut bytes = m.to_vec().expect("encodes");
+            let full = bytes.len();
+            let l = layout(&bytes).expect("layout");
+            let cut = truncate(&mut bytes, &l.records, limit);
+            proptest::prop_assert_eq!(cut, full > limit);
+            let question_len = l.records.first().map_or(full, |r| r.start as usize);
+            proptest::prop_assert!(bytes.len() <= limit.max(question_len));
+            let parsed = Message::from_vec(&bytes).expect("still parses");
+            proptest::prop_assert_eq!(parsed.metadata.truncation, cut);
+            proptest::prop_assert!(parsed.answers.len() <= n);
+            if !cut { proptest::prop_assert_eq!(parsed.answers.len(), n); }
+        }
+
         #[test]
         fn parse_query_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let mut lower = Vec::new();

@@ -419,3 +419,15 @@ fn the_file_plugin_answers_authoritatively_from_a_zone() {
     srv.handle_query(s(0.0), client(Transport::Udp), &query(3, "www.example.com.", RecordType::A), &mut out);
     assert!(drain(&mut srv).iter().any(|t| to_upstream(t).is_some()));
 }
+
+#[test]
+fn prefer_udp_asks_upstream_over_udp_even_for_tcp_clients() {
+    let mut srv = server(".:53 {\n forward . 10.0.0.1 {\n prefer_udp\n }\n}");
+    let mut out = Vec::new();
+    srv.handle_query(s(0.0), client(Transport::Tcp), &query(1, "a.example.", RecordType::A), &mut out);
+    assert_eq!(drain(&mut srv).iter().find_map(to_upstream), Some((up("10.0.0.1:53"), Transport::Udp)));
+    // Without it, a TCP client's query goes upstream over TCP (CoreDNS mirrors the client).
+    let mut srv = server(".:53 {\n forward . 10.0.0.1\n}");
+    srv.handle_query(s(0.0), client(Transport::Tcp), &query(1, "a.example.", RecordType::A), &mut out);
+    assert_eq!(drain(&mut srv).iter().find_map(to_upstream), Some((up("10.0.0.1:53"), Transport::Tcp)));
+}

@@ -301,3 +301,22 @@ fn reload_with_a_broken_file_keeps_serving_the_old_config() {
     assert_eq!(short(m.port, &["cart.shop.svc.cluster.local"]), ["10.96.12.7"]);
     assert_eq!(short(m.port, &["www.example.org"]), ["93.184.215.14"]);
 }
+
+#[test]
+fn a_changed_cluster_state_file_is_served_within_seconds() {
+    let (_up, m) = pair("state-reload", "");
+    assert_eq!(status(&dig(m.port, &["new.shop.svc.cluster.local"])), "NXDOMAIN");
+    let added = format!(
+        "{STATE}- apiVersion: v1\n  kind: Service\n  metadata: {{name: new, namespace: shop}}\n  spec: {{type: ClusterIP, clusterIP: 10.96.99.9}}\n"
+    );
+    std::fs::write(m.dir.join("state.yaml"), added).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while short(m.port, &["new.shop.svc.cluster.local"]) != ["10.96.99.9"] {
+        assert!(Instant::now() < deadline, "the new service never appeared");
+        thread::sleep(Duration::from_millis(200));
+    }
+    // A broken file keeps the previous state.
+    std::fs::write(m.dir.join("state.yaml"), "items: [ {").expect("write");
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(short(m.port, &["new.shop.svc.cluster.local"]), ["10.96.99.9"]);
+}
