@@ -1,11 +1,17 @@
 //! Every documented Kubernetes DNS incident as a seeded regression test (`tests/sNN_*.rs`), run in the
-//! simulator with the real resolver. This library holds what the incident files share.
+//! simulator with the real resolver.
+//!
+//! Each incident's topology lives here once (`s01`, `s02`, ...) and is used by both its test file and
+//! the `incidents` suite (the README's main job), so the two cannot drift apart.
 
 use std::time::Duration;
 
 pub use sim::client::Hints;
 pub use sim::spec::{ClusterSpec, Fault, PodGroup, ProxyMode};
 pub use sim::{Report, run};
+
+pub mod s01;
+pub mod s02;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -33,4 +39,27 @@ pub fn cluster(seed: u64, nodes: usize, replicas: usize, pods: usize, rate: f64,
 /// Lookups of `name` in a report.
 pub fn lookups<'a>(r: &'a Report, name: &'a str) -> impl Iterator<Item = &'a sim::report::LookupRecord> {
     r.lookups.iter().filter(move |l| l.name == name)
+}
+
+/// One side of an incident: a configuration and what to read off its run.
+pub struct Case {
+    pub label: &'static str,
+    pub spec: fn(u64) -> ClusterSpec,
+}
+
+/// An incident for the suite: how it failed, how it is mitigated, and the measure that shows it.
+pub struct Incident {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub source: &'static str,
+    pub seed: u64,
+    pub failure: Case,
+    pub mitigation: Case,
+    /// What a run shows, in a few words (measured, never computed beside the run).
+    pub measure: fn(&Report) -> String,
+}
+
+/// Every incident the suite runs, in order.
+pub fn incidents() -> Vec<Incident> {
+    vec![s01::incident(), s02::incident()]
 }

@@ -10,20 +10,10 @@ use scenarios::*;
 
 const FILE: &str = "s01_ndots_amplification";
 
-/// Queries per lookup of www.google.com in a 3-node cluster whose node search list has 2 domains.
+/// Queries per lookup of www.google.com in S1's cluster, after `tweak`.
 fn queries(test: &str, tweak: impl FnOnce(&mut ClusterSpec)) -> Vec<u32> {
     let seed = seed(1);
-    // Topology: 3 nodes, 2 CoreDNS replicas; the kubelet's resolv.conf with ec2.internal and
-    // example.internal as the node's search domains (5 search domains in all).
-    let mut spec = cluster(seed, 3, 2, 6, 1.0, &["www.google.com"], 5);
-    for g in &mut spec.pods {
-        g.resolv_conf = Some(sim::client::ResolvConf::kubelet_cluster_first(
-            "10.96.0.10".parse().expect("ip"),
-            &g.namespace,
-            "cluster.local",
-            &["ec2.internal", "example.internal"],
-        ));
-    }
+    let mut spec = scenarios::s01::spec(seed);
     tweak(&mut spec);
     let r = run(spec).expect("runs");
     assert_eq!(r.success_rate(), 1.0, "{}", replay(FILE, test, seed));
@@ -51,10 +41,7 @@ fn a_trailing_dot_sends_2() {
 
 #[test]
 fn the_talks_ndots_2_resolv_conf_sends_2() {
-    let q = queries("the_talks_ndots_2_resolv_conf_sends_2", |s| {
-        let rc = s.pods[0].resolv_conf.clone().expect("set above").replace("ndots:5", "ndots:2");
-        s.pods[0].resolv_conf = Some(rc);
-    });
+    let q = queries("the_talks_ndots_2_resolv_conf_sends_2", |s| *s = scenarios::s01::ndots2(s.seed));
     assert!(q.iter().all(|&n| n == 2), "{q:?}");
 }
 

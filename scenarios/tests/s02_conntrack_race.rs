@@ -16,24 +16,14 @@ use scenarios::*;
 
 const FILE: &str = "s02_conntrack_race";
 
-/// 3 nodes, `replicas` CoreDNS replicas behind the VIP in iptables mode, 30 glibc pods looking up a
-/// cluster name once a second for 20 s, on `kernel`.
 fn race(test: &str, kernel: Kernel, replicas: usize, resolv_options: &str) -> (Report, String) {
     let seed = seed(2);
-    let mut spec = cluster(seed, 3, replicas, 30, 1.0, &["web"], 20);
-    spec.kernel = kernel;
-    if !resolv_options.is_empty() {
-        spec.pods[0].resolv_conf = Some(format!(
-            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5 {resolv_options}\n"
-        ));
-    }
-    let r = run(spec).expect("runs");
+    let r = run(scenarios::s02::spec(seed, kernel, replicas, resolv_options)).expect("runs");
     (r, replay(FILE, test, seed))
 }
 
 fn stalled(r: &Report) -> usize {
-    // A lost reply costs glibc its 5 s timeout plus a round trip.
-    r.lookups.iter().filter(|l| (5000.0..5050.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()
+    scenarios::s02::stalled(r)
 }
 
 #[test]

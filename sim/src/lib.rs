@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod html;
 pub mod report;
 pub mod run;
 pub mod spec;

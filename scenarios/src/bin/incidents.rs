@@ -1,0 +1,107 @@
+//! The incident suite: every incident's failure and mitigation, run in the simulator with the real
+//! resolver, side by side in a table; an HTML report with the charts goes to target/ndots-report/.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use scenarios::{Report, incidents, run};
+use sim::html::{Series, line_chart, page};
+
+fn series(r: &Report, f: impl Fn(&sim::report::Second) -> f64) -> Vec<(f64, f64)> {
+    r.series.iter().map(|s| (s.t.as_secs_f64(), f(s))).collect()
+}
+
+fn main() -> ExitCode {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let list: Vec<_> = incidents().into_iter().filter(|i| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(i.id))).collect();
+    eprintln!("running {} incidents, each as it failed and as mitigated, in the simulator with the real ndots resolver", list.len());
+    let t0 = Instant::now();
+    let mut rows = Vec::new();
+    let mut html = String::new();
+    for (k, inc) in list.iter().enumerate() {
+        let seed = scenarios::seed(inc.seed);
+        let t = Instant::now();
+        let fail = match run((inc.failure.spec)(seed)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{}: {e}", inc.id);
+                return ExitCode::FAILURE;
+            }
+        };
+        let fixed = match run((inc.mitigation.spec)(seed)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{}: {e}", inc.id);
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("[{}/{}] {} {} ({:.1} s)", k + 1, list.len(), inc.id, inc.title, t.elapsed().as_secs_f64());
+        let (mf, mm) = ((inc.measure)(&fail), (inc.measure)(&fixed));
+        rows.push([
+            inc.id.to_string(),
+            inc.title.to_string(),
+            format!("{}: {mf}", inc.failure.label),
+            format!("{}: {mm}", inc.mitigation.label),
+        ]);
+        let _ = write!(
+            html,
+            "<h2>{} {}</h2><p>Source: {}. Seed {seed}.</p><table><tr><th></th><th>{}</th><th>{}</th></tr><tr><td>measured</td><td>{}</td><td>{}</td></tr><tr><td>lookups ok</td><td>{:.2}%</td><td>{:.2}%</td></tr><tr><td>trace</td><td>{:016x}</td><td>{:016x}</td></tr></table>",
+            inc.id,
+            sim::html::escape(inc.title),
+            sim::html::escape(inc.source),
+            sim::html::escape(inc.failure.label),
+            sim::html::escape(inc.mitigation.label),
+            sim::html::escape(&mf),
+            sim::html::escape(&mm),
+            100.0 * fail.success_rate(),
+            100.0 * fixed.success_rate(),
+            fail.trace_hash,
+            fixed.trace_hash,
+        );
+        html.push_str(&line_chart(
+            &format!("{}: lookup latency p99 per second", inc.id),
+            "simulated time (s)",
+            "ms",
+            &[
+                Series { label: inc.failure.label, color: "#c0392b", points: series(&fail, |s| s.p99_ms) },
+                Series { label: inc.mitigation.label, color: "#27ae60", points: series(&fixed, |s| s.p99_ms) },
+            ],
+        ));
+        html.push_str(&line_chart(
+            &format!("{}: conntrack entries per node (max)", inc.id),
+            "simulated time (s)",
+            "entries",
+            &[
+                Series {
+                    label: inc.failure.label,
+                    color: "#c0392b",
+                    points: series(&fail, |s| s.conntrack.iter().copied().max().unwrap_or(0) as f64),
+                },
+                Series {
+                    label: inc.mitigation.label,
+                    color: "#27ae60",
+                    points: series(&fixed, |s| s.conntrack.iter().copied().max().unwrap_or(0) as f64),
+                },
+            ],
+        ));
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0).max(["ID", "Incident", "As it failed", "Mitigated"][c].len()))
+        .collect();
+    let line = |cells: [&str; 4]| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ");
+    println!("{}", line(["ID", "Incident", "As it failed", "Mitigated"]));
+    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-|-"));
+    for r in &rows {
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    let dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("ndots-report");
+    let path = dir.join("incidents.html");
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, page("ndots incident suite", &html))) {
+        eprintln!("cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("report: {} ({:.1} s in all)", path.display(), t0.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

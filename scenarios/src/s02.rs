@@ -1,0 +1,34 @@
+//! S2 topology: 3 nodes, iptables mode, 2 CoreDNS replicas, 30 glibc pods looking up a cluster name
+//! once a second for 20 s (incidents.md §7 S2).
+
+use netmodel::Kernel;
+
+use crate::*;
+
+pub fn spec(seed: u64, kernel: Kernel, replicas: usize, resolv_options: &str) -> ClusterSpec {
+    let mut spec = cluster(seed, 3, replicas, 30, 1.0, &["web"], 20);
+    spec.kernel = kernel;
+    if !resolv_options.is_empty() {
+        spec.pods[0].resolv_conf = Some(format!(
+            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5 {resolv_options}\n"
+        ));
+    }
+    spec
+}
+
+/// Lookups that took glibc's 5 s timeout plus a round trip.
+pub fn stalled(r: &Report) -> usize {
+    r.lookups.iter().filter(|l| (5000.0..5050.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()
+}
+
+pub fn incident() -> Incident {
+    Incident {
+        id: "S2",
+        title: "conntrack insertion race, 5 s lookups",
+        source: "kubernetes#56903; incidents.md §2.2",
+        seed: 2,
+        failure: Case { label: "kernel 4.15", spec: |s| spec(s, Kernel::new(4, 15), 2, "") },
+        mitigation: Case { label: "single-request-reopen", spec: |s| spec(s, Kernel::new(4, 15), 2, "single-request-reopen") },
+        measure: |r| format!("{} drops, {} lookups of 5 s, p99 {:.0} ms", r.net.dropped_race, stalled(r), r.latency_ms(0.99)),
+    }
+}
