@@ -12,6 +12,7 @@ pub use sim::{Report, run};
 
 pub mod s01;
 pub mod s02;
+pub mod s03;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -61,5 +62,5 @@ pub struct Incident {
 
 /// Every incident the suite runs, in order.
 pub fn incidents() -> Vec<Incident> {
-    vec![s01::incident(), s02::incident()]
+    vec![s01::incident(), s02::incident(), s03::incident()]
 }

@@ -4,10 +4,16 @@
 use netmodel::Kernel;
 
 use crate::*;
+use sim::spec::Library;
 
 pub fn spec(seed: u64, kernel: Kernel, replicas: usize, resolv_options: &str) -> ClusterSpec {
+    with_library(seed, kernel, replicas, resolv_options, Library::Glibc(sim::client::glibc::Version::CURRENT))
+}
+
+pub fn with_library(seed: u64, kernel: Kernel, replicas: usize, resolv_options: &str, library: Library) -> ClusterSpec {
     let mut spec = cluster(seed, 3, replicas, 30, 1.0, &["web"], 20);
     spec.kernel = kernel;
+    spec.pods[0].library = library;
     if !resolv_options.is_empty() {
         spec.pods[0].resolv_conf = Some(format!(
             "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5 {resolv_options}\n"
@@ -18,7 +24,12 @@ pub fn spec(seed: u64, kernel: Kernel, replicas: usize, resolv_options: &str) ->
 
 /// Lookups that took glibc's 5 s timeout plus a round trip.
 pub fn stalled(r: &Report) -> usize {
-    r.lookups.iter().filter(|l| (5000.0..5050.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()
+    stalled_around(r, 5000.0)
+}
+
+/// Lookups that took `ms` (a library's retransmit time) plus at most 50 ms.
+pub fn stalled_around(r: &Report, ms: f64) -> usize {
+    r.lookups.iter().filter(|l| (ms..ms + 50.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()
 }
 
 pub fn incident() -> Incident {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use netmodel::Kernel;
 use scenarios::*;
+use sim::spec::Library;
 
 const FILE: &str = "s02_conntrack_race";
 
@@ -68,4 +69,32 @@ fn single_request_reopen_removes_the_race_on_an_old_kernel() {
     let (r, hint) = race("single_request_reopen_removes_the_race_on_an_old_kernel", Kernel::new(4, 15), 2, "single-request");
     assert_eq!(r.net.dropped_race, 0, "single-request: the second packet follows the first reply; {hint}");
     assert!(r.latency_ms(1.0) < Duration::from_millis(50).as_secs_f64() * 1000.0, "{hint}");
+}
+
+fn by_library(test: &str, library: Library) -> (Report, String) {
+    let seed = seed(2);
+    let r = run(scenarios::s02::with_library(seed, Kernel::new(4, 15), 2, "", library)).expect("runs");
+    (r, replay(FILE, test, seed))
+}
+
+#[test]
+fn musl_pays_its_2_5s_retransmit_instead_of_5s() {
+    let (r, hint) = by_library("musl_pays_its_2_5s_retransmit_instead_of_5s", Library::Musl(sim::client::musl::Version::CURRENT));
+    assert!(r.net.dropped_race > 0, "musl shares one socket for A and AAAA: racy; {hint}");
+    assert!(scenarios::s02::stalled_around(&r, 2500.0) > 0, "{hint}");
+    assert_eq!(stalled(&r), 0, "{hint}");
+}
+
+#[test]
+fn go_native_uses_a_socket_per_query_and_never_races() {
+    let (r, hint) = by_library("go_native_uses_a_socket_per_query_and_never_races", Library::Go);
+    assert_eq!(r.net.dropped_race, 0, "{hint}");
+    assert!(r.latency_ms(1.0) < 50.0, "{hint}");
+}
+
+#[test]
+fn go_cgo_races_like_glibc() {
+    let (r, hint) = by_library("go_cgo_races_like_glibc", Library::GoCgo(sim::client::glibc::Version::CURRENT));
+    assert!(r.net.dropped_race > 0, "{hint}");
+    assert_eq!(stalled(&r) as u64, r.net.dropped_race, "{hint}");
 }

@@ -24,6 +24,8 @@ use netmodel::{Kernel, Proto};
 use resolver::{ClusterState, Config, Dest, Handled, Server};
 
 use crate::client::glibc::Glibc;
+use crate::client::go::Go;
+use crate::client::musl::Musl;
 use crate::client::{Call, Lookup, Outcome, PodAddrs, Process, ResolvConf, Transport};
 use crate::report::{LookupRecord, Report};
 use crate::spec::{ClusterSpec, Fault, Library, ProxyMode};
@@ -85,7 +87,7 @@ struct Node {
 }
 
 struct ActiveLookup {
-    model: Glibc,
+    model: Box<dyn Lookup>,
     started: Duration,
     name: String,
     queries: u32,
@@ -270,7 +272,11 @@ impl Engine {
                     namespace: g.namespace.clone(),
                     library: g.library,
                     rc: ResolvConf::parse(&text),
-                    call: Call { name: String::new(), hints: g.hints, pod: PodAddrs(vec![ip, IpAddr::V4(Ipv4Addr::LOCALHOST)]) },
+                    call: Call {
+                        name: String::new(),
+                        hints: g.hints,
+                        pod: PodAddrs([ip, IpAddr::V4(Ipv4Addr::LOCALHOST)].into_iter().chain(g.extra_addrs.iter().copied()).collect()),
+                    },
                     rate: g.rate,
                     names: g.names.clone(),
                     process: Process::default(),
@@ -500,8 +506,14 @@ impl Engine {
         let mut call = p.call.clone();
         call.name = name.clone();
         let seed = self.rng.u64(..);
-        let model = match p.library {
-            Library::Glibc(v) => Glibc::new(self.now, v, &p.rc, &call, p.process.clone(), seed),
+        let model: Box<dyn Lookup> = match p.library {
+            Library::Glibc(v) => Box::new(Glibc::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
+            Library::GoCgo(v) => {
+                call.hints = crate::client::Hints::GO_CGO;
+                Box::new(Glibc::new(self.now, v, &p.rc, &call, p.process.clone(), seed))
+            }
+            Library::Musl(v) => Box::new(Musl::new(self.now, v, &p.rc, &call, seed)),
+            Library::Go => Box::new(Go::new(self.now, &p.rc, &call, p.process.clone(), seed)),
         };
         p.lookups.insert(id, ActiveLookup { model, started: self.now, name, queries: 0, sockets: BTreeMap::new(), timer: None });
         self.drive_lookup(pod, id);

@@ -19,6 +19,11 @@ pub enum ProxyMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Library {
     Glibc(Version),
+    /// Go's cgo resolver: glibc called with AI_CANONNAME | AI_V4MAPPED | AI_ALL (incidents.md §1.4).
+    GoCgo(Version),
+    Musl(crate::client::musl::Version),
+    /// Go's native resolver.
+    Go,
 }
 
 /// A group of identical pods.
@@ -34,6 +39,8 @@ pub struct PodGroup {
     pub rate: f64,
     /// Names looked up, with weights.
     pub names: Vec<(String, u32)>,
+    /// Interface addresses besides the pod IP and loopback (e.g. a link-local `fe80::` address).
+    pub extra_addrs: Vec<std::net::IpAddr>,
 }
 
 /// One-way latencies between places (incidents.md S12 for loss, cloud-typical values otherwise).
@@ -136,6 +143,7 @@ impl ClusterSpec {
                     ("www.google.com".into(), 3),
                     ("api.github.com".into(), 2),
                 ],
+                extra_addrs: Vec::new(),
             }],
             upstream_zone: DEFAULT_INTERNET.to_string(),
             eni_limit: Some(netmodel::ratelimit::Config::AWS_ENI),

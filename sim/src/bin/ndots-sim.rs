@@ -82,6 +82,9 @@ enum Cmd {
 #[derive(Clone, Copy, ValueEnum)]
 enum Lib {
     Glibc,
+    Musl,
+    Go,
+    GoCgo,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -219,15 +222,41 @@ fn lookup(
     let call = Call { name: name.to_string(), hints, pod: PodAddrs(addrs) };
     let mut harness = Harness::new(&zone_text, ".", rules).map_err(|e| format!("{}: {e}", zone_path.display()))?;
     let (sent, outcome) = match lib {
-        Lib::Glibc => {
-            let v = match version {
+        Lib::Glibc | Lib::GoCgo => {
+            let v = match &version {
                 Some(v) => {
                     let (a, b) = v.split_once('.').ok_or_else(|| format!("--version {v}: expected MAJOR.MINOR such as 2.36"))?;
                     Version(a.parse().map_err(|_| "bad --version")?, b.parse().map_err(|_| "bad --version")?)
                 }
                 None => Version::CURRENT,
             };
+            let mut call = call;
+            if matches!(lib, Lib::GoCgo) {
+                call.hints = Hints::GO_CGO;
+            }
             let mut g = Glibc::new(Duration::ZERO, v, &rc, &call, Process::default(), 1);
+            harness.run(&mut g, Duration::from_secs(300))
+        }
+        Lib::Musl => {
+            let v = match &version {
+                Some(v) => {
+                    let p: Vec<u16> = v
+                        .split('.')
+                        .map(|x| x.parse().map_err(|_| format!("--version {v}: expected MAJOR.MINOR.PATCH such as 1.2.4")))
+                        .collect::<Result<_, _>>()?;
+                    sim::client::musl::Version(
+                        p.first().copied().unwrap_or(1),
+                        p.get(1).copied().unwrap_or(2),
+                        p.get(2).copied().unwrap_or(0),
+                    )
+                }
+                None => sim::client::musl::Version::CURRENT,
+            };
+            let mut m = sim::client::musl::Musl::new(Duration::ZERO, v, &rc, &call, 1);
+            harness.run(&mut m, Duration::from_secs(300))
+        }
+        Lib::Go => {
+            let mut g = sim::client::go::Go::new(Duration::ZERO, &rc, &call, Process::default(), 1);
             harness.run(&mut g, Duration::from_secs(300))
         }
     };

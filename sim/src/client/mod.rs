@@ -7,7 +7,9 @@
 //! single-request flag, the `rotate` counter) lives in `Process`.
 
 pub mod glibc;
+pub mod go;
 pub mod harness;
+pub mod musl;
 pub mod resolvconf;
 
 use std::net::{IpAddr, SocketAddr};
@@ -133,6 +135,46 @@ pub trait Lookup {
     fn result(&self) -> Option<&Outcome>;
     /// Process state to keep for the next lookup.
     fn process(&self) -> Process;
+}
+
+/// Shared fixtures for the library tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// www.google.com (A, AAAA); big.example.com (100 A, over 1232 bytes); txtonly.default.svc.cluster.local
+    /// (a TXT record only: A and AAAA are NODATA).
+    pub fn zone() -> String {
+        let mut z = String::from("$TTL 300\n@ IN SOA ns.example. h.example. 1 7200 1800 86400 60\n");
+        z.push_str("www.google.com. IN A 142.250.74.100\nwww.google.com. IN AAAA 2a00:1450:4007:80e::2004\n");
+        z.push_str("txtonly.default.svc.cluster.local. IN TXT \"x\"\ntxtonly. IN A 10.9.9.9\n");
+        for i in 0..100 {
+            z.push_str(&format!("big.example.com. IN A 10.2.0.{}\n", i + 1));
+        }
+        z
+    }
+
+    pub fn kubelet_rc() -> ResolvConf {
+        ResolvConf::parse(&ResolvConf::kubelet_cluster_first(
+            "10.96.0.10".parse().expect("ip"),
+            "default",
+            "cluster.local",
+            &["ec2.internal", "example.internal"],
+        ))
+    }
+
+    pub fn v4_pod() -> PodAddrs {
+        PodAddrs(vec!["10.244.1.10".parse().expect("ip"), "127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")])
+    }
+
+    pub fn call(name: &str, hints: Hints) -> Call {
+        Call { name: name.to_string(), hints, pod: v4_pod() }
+    }
+
+    pub fn run(lookup: &mut dyn Lookup, rules: Vec<harness::Rule>) -> (Vec<harness::Sent>, Option<Outcome>) {
+        let mut h = harness::Harness::new(&zone(), ".", rules).expect("harness");
+        h.run(lookup, Duration::from_secs(120))
+    }
 }
 
 /// Builds a query: ID, RD, one question, optional OPT.
