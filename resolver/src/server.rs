@@ -22,10 +22,13 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::cache::{self, Cache, Hit, PartKind, Shape};
 use crate::cluster::ClusterState;
-use crate::config::{AutopathSource, Config, FORWARD_DEADLINE, ForwardConfig, Policy, ServerConfig};
+use crate::config::{AutopathSource, Config, FORWARD_DEADLINE, Policy, ServerConfig};
 use crate::kubernetes::{KubeResult, Kubernetes, Synth};
 use crate::metrics::{BlockMetrics, Metrics, type_bucket};
 use crate::wire::{self, Layout, QueryError, RecordSpan};
+
+/// Clients waiting on one coalesced upstream query, at most; more get REFUSED.
+const MAX_WAITERS: usize = 4096;
 
 /// Time since the driver's epoch.
 pub type Now = Duration;
@@ -121,7 +124,6 @@ struct Task {
     autopath: Option<Autopath>,
     /// Refresh tasks skip the cache lookup.
     skip_cache: bool,
-    forward: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -395,7 +397,6 @@ impl Server {
             current: Vec::new(),
             autopath: None,
             skip_cache: false,
-            forward: None,
         };
         task.autopath = self.autopath_candidates(bi, &client, qname);
         // Hot path: a cache hit with no autopath in the way, answered into `out` without a task.
@@ -477,7 +478,6 @@ impl Server {
             current: name.to_vec(),
             autopath: None,
             skip_cache: true,
-            forward: None,
         };
         let tid = self.insert_task(t);
         self.resolve(now, tid, true);
@@ -707,41 +707,43 @@ impl Server {
     // ---------------------------------------------------------------------------------------------
     // forward
 
+    /// Answers REFUSED at once (over `max_concurrent`), past autopath.
+    fn refuse(&mut self, now: Now, tid: usize) {
+        let Some(task) = self.tasks[tid].as_mut() else { return };
+        self.metrics.blocks[task.block].forward_max_concurrent_rejects += 1;
+        task.autopath = None;
+        let msg = build_synth(&task.current, task.qtype, task.qclass, &Synth { rcode: wire::RCODE_REFUSED, ..Synth::default() });
+        let spans = wire::layout(&msg).map(|l| l.records).unwrap_or_default();
+        self.finish_inner(now, tid, msg, spans, None);
+    }
+
     fn forward(&mut self, now: Now, tid: usize, fi: usize) {
         let Some(task) = self.tasks[tid].as_ref() else { return };
         let bi = task.block;
-        let f: &ForwardConfig = &self.blocks[bi].cfg.forward[fi];
-        // max_concurrent: REFUSED above the limit, not a health failure (incidents.md §6.1).
-        if let Some(max) = f.max_concurrent
-            && self.blocks[bi].fwd_inflight[fi] >= max
-        {
-            self.metrics.blocks[bi].forward_max_concurrent_rejects += 1;
-            let name = task.current.clone();
-            let synth = Synth { rcode: wire::RCODE_REFUSED, ..Synth::default() };
-            let msg = build_synth(&name, task.qtype, task.qclass, &synth);
-            let spans = wire::layout(&msg).map(|l| l.records).unwrap_or_default();
-            // REFUSED goes straight to the client, not through autopath.
-            if let Some(t) = self.tasks[tid].as_mut() {
-                t.autopath = None;
-            }
-            return self.finish_inner(now, tid, msg, spans, None);
-        }
         let dnssec_ok = task.edns.is_some_and(|e| e.dnssec_ok);
         let mut key = Vec::new();
         cache::key(&mut key, &task.current, task.qtype, task.qclass, dnssec_ok, task.cd);
         let client_tcp = task.client.is_some_and(|c| c.transport == Transport::Tcp);
         let (qname, qtype, qclass, cd) = (task.current.clone(), task.qtype, task.qclass, task.cd);
-        self.blocks[bi].fwd_inflight[fi] += 1;
-        if let Some(t) = self.tasks[tid].as_mut() {
-            t.forward = Some(fi);
-        }
-        // Coalesce identical in-flight queries into one upstream exchange.
+        // Coalesce identical in-flight queries into one upstream exchange. A waiter costs no upstream
+        // query; their number per exchange is bounded so memory stays bounded.
         if let Some(&xid) = self.coalesce.get(&(bi, fi, key.clone()))
             && let Some(XKind::Query { waiters, .. }) = self.exchanges.get_mut(&xid).map(|x| &mut x.kind)
         {
+            if waiters.len() >= MAX_WAITERS {
+                return self.refuse(now, tid);
+            }
             waiters.push(tid);
             return;
         }
+        // max_concurrent: REFUSED above the limit, not a health failure (incidents.md §6.1). It bounds
+        // concurrent upstream queries, which is what CoreDNS's counter bounds (it never coalesces).
+        if let Some(max) = self.blocks[bi].cfg.forward[fi].max_concurrent
+            && self.blocks[bi].fwd_inflight[fi] >= max
+        {
+            return self.refuse(now, tid);
+        }
+        self.blocks[bi].fwd_inflight[fi] += 1;
         let f = &self.blocks[bi].cfg.forward[fi];
         let mut order = f.to.clone();
         match f.policy {
@@ -872,8 +874,8 @@ impl Server {
         if self.coalesce.get(&(block, fwd, key.clone())) == Some(&xid) {
             self.coalesce.remove(&(block, fwd, key.clone()));
         }
+        self.release_forward_slot(x.generation, block, fwd);
         for tid in waiters {
-            self.release_forward_slot(tid);
             let stale = self.tasks[tid].as_ref().is_some_and(|t| t.client.is_none());
             if stale {
                 // A refresh failed; let a later hit try again.
@@ -887,11 +889,10 @@ impl Server {
         }
     }
 
-    fn release_forward_slot(&mut self, tid: usize) {
-        let Some(t) = self.tasks.get_mut(tid).and_then(Option::as_mut) else { return };
-        if let Some(fi) = t.forward.take()
-            && t.generation == self.generation
-            && let Some(slot) = self.blocks.get_mut(t.block).and_then(|b| b.fwd_inflight.get_mut(fi))
+    /// An exchange ended: its `max_concurrent` slot is free again.
+    fn release_forward_slot(&mut self, generation: u64, block: usize, fwd: usize) {
+        if generation == self.generation
+            && let Some(slot) = self.blocks.get_mut(block).and_then(|b| b.fwd_inflight.get_mut(fwd))
         {
             *slot = slot.saturating_sub(1);
         }
@@ -1018,8 +1019,8 @@ impl Server {
                 None => c.refresh_failed(&key),
             }
         }
+        self.release_forward_slot(x.generation, block, fwd);
         for tid in waiters {
-            self.release_forward_slot(tid);
             if self.tasks[tid].as_ref().is_some_and(|t| t.client.is_none()) {
                 self.take_task(tid);
                 continue;

@@ -96,10 +96,41 @@ impl Zone {
             break;
         }
         if !self.names.contains(&name) {
-            s.rcode = wire::RCODE_NXDOMAIN;
+            // RFC 4592: a wildcard at the closest encloser answers for names that do not exist.
+            if let Some(recs) = self.wildcard(&name, qtype) {
+                let owner =
+                    hickory_proto::rr::Name::from_ascii(wire::name_to_string(&name)).unwrap_or_else(|_| hickory_proto::rr::Name::root());
+                s.answers.extend(recs.into_iter().map(|mut r| {
+                    r.name = owner.clone();
+                    r
+                }));
+                if !s.answers.is_empty() {
+                    return s;
+                }
+            } else {
+                s.rcode = wire::RCODE_NXDOMAIN;
+            }
         }
         s.authority = self.negative_soa();
         s
+    }
+
+    /// The records of `*.<closest encloser>` for a name that does not exist: Some(empty) when the
+    /// wildcard exists without that type (NODATA), None when there is no wildcard (NXDOMAIN).
+    fn wildcard(&self, name: &[u8], qtype: u16) -> Option<Vec<Record>> {
+        let mut n = name;
+        while n.len() > self.origin.len() && n[0] != 0 {
+            n = &n[1 + n[0] as usize..];
+            if self.names.contains(n) {
+                let mut star = vec![1, b'*'];
+                star.extend_from_slice(n);
+                if !self.names.contains(&star) {
+                    return None;
+                }
+                return Some(self.records.get(&(star, qtype)).cloned().unwrap_or_default());
+            }
+        }
+        None
     }
 }
 
@@ -114,6 +145,7 @@ www IN A   93.184.215.14
 www IN AAAA 2606:2800:21f:cb07::1
 alias IN CNAME www
 a.b.deep IN A 10.0.0.1
+*.wild IN A 10.0.0.2
 ";
 
     fn n(s: &str) -> Vec<u8> {
@@ -133,5 +165,10 @@ a.b.deep IN A 10.0.0.1
         assert_eq!(ent.rcode, 0, "an empty non-terminal exists");
         let alias = z.lookup(&n("alias.example.com"), wire::TYPE_AAAA);
         assert_eq!(alias.answers.len(), 2, "CNAME then the AAAA");
+        let w = z.lookup(&n("x1.wild.example.com"), wire::TYPE_A);
+        assert_eq!((w.rcode, w.answers.len()), (0, 1), "RFC 4592 wildcard");
+        assert_eq!(w.answers[0].name.to_ascii(), "x1.wild.example.com.", "owned by the name asked");
+        assert_eq!(z.lookup(&n("x1.wild.example.com"), wire::TYPE_TXT).rcode, 0, "wildcard NODATA");
+        assert_eq!(z.lookup(&n("x.nope.example.com"), wire::TYPE_A).rcode, wire::RCODE_NXDOMAIN);
     }
 }

@@ -157,17 +157,17 @@ fn blackhole() -> (u16, std::sync::mpsc::Receiver<Vec<u8>>) {
 fn refuses_above_max_concurrent_and_coalesces_identical_queries() {
     let (hole, seen) = blackhole();
     let core = main_corefile(hole, "")
-        .replace(&format!("forward . 127.0.0.1:{hole}"), &format!("forward . 127.0.0.1:{hole} {{\n        max_concurrent 2\n    }}"));
+        .replace(&format!("forward . 127.0.0.1:{hole}"), &format!("forward . 127.0.0.1:{hole} {{\n        max_concurrent 1\n    }}"));
     let m = start("maxc", &core, &[("state.yaml", STATE)]);
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
     client.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
-    // Two identical queries: one upstream query (coalesced), two forward slots taken.
+    // Two identical queries: one upstream query (coalesced), one max_concurrent slot taken.
     client.send_to(&raw_query(1, "a.example.org.", 1, false), addr(m.port)).expect("send");
     client.send_to(&raw_query(2, "a.example.org.", 1, false), addr(m.port)).expect("send");
     thread::sleep(Duration::from_millis(200));
     let upstream_queries: Vec<Vec<u8>> = seen.try_iter().collect();
     assert_eq!(upstream_queries.len(), 1, "identical in-flight queries are coalesced");
-    // A third, different name is over max_concurrent: REFUSED at once.
+    // A different name needs a second upstream query: over max_concurrent 1, REFUSED at once.
     client.send_to(&raw_query(3, "b.example.org.", 1, false), addr(m.port)).expect("send");
     let mut buf = [0u8; 512];
     let (n, _) = client.recv_from(&mut buf).expect("an immediate answer");
