@@ -1,11 +1,17 @@
 //! The cluster as a discrete-event simulation at microsecond resolution.
 //!
 //! One `Engine` holds every node of the cluster: its kernel tables (netmodel conntrack, kube-proxy's
-//! rules, IPVS, the ENI budget), its pods (client-library models from `client`) and the CoreDNS
-//! replicas running on it (`resolver::Server`, the same code as the `ndots` binary, driven here
-//! directly: this is the resolver's simulator driver). Events are processed in (time, sequence)
-//! order; every random choice comes from RNGs seeded from the scenario seed. Traffic to the cloud
-//! resolvers leaves as `Frame`s, which the turmoil host carries to the resolver hosts.
+//! rules or IPVS, the ENI budget, NOTRACK for node-local-dns), its pods (client-library models from
+//! `client`) and the resolver instances on it: CoreDNS replicas and, optionally, a node-local cache
+//! per node. Every instance is a `resolver::Server`, the same code as the `ndots` binary, driven here
+//! directly: this is the resolver's simulator driver. Events are processed in (time, sequence) order;
+//! every random choice comes from RNGs seeded from the scenario seed. Traffic to the cloud resolvers
+//! leaves as `Frame`s, which the turmoil host carries to the resolver hosts.
+//!
+//! TCP is modelled packet by packet where it matters: a connection costs SYN, SYN-ACK and ACK before
+//! its first query (one round trip), creates a TCP conntrack entry, is reused until idle for
+//! `forward`'s `expire` (10 s), and ends with FIN/ACK; every packet a node sends to the cloud resolver
+//! is charged to its ENI budget (incidents.md §5).
 //!
 //! Pods are never turmoil hosts, and nothing here grows the number of turmoil hosts.
 
@@ -15,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netmodel::conntrack::{self, Conntrack, Race, Tuple, Verdict};
+use netmodel::conntrack::{self, Conntrack, Race, TcpFlag, Tuple, Verdict};
 use netmodel::dnat::{Choice, KubeProxy, Rules};
 use netmodel::ipvs::{self, Ipvs};
 use netmodel::ports::Ports;
@@ -32,6 +38,14 @@ use crate::spec::{ClusterSpec, Fault, Library, ProxyMode};
 
 /// The kube-dns ClusterIP.
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
+/// node-local-dns's `kube-dns-upstream` Service: the same endpoints, another ClusterIP.
+pub const KUBE_DNS_UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), 53);
+/// node-local-dns's link-local listen address (incidents.md §6.4).
+pub const NODE_LOCAL_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 20, 10));
+/// Idle time after which a simulated TCP connection is closed: forward's `expire` default.
+const TCP_EXPIRE: Duration = Duration::from_secs(10);
+/// TCP's initial retransmission timeout (RFC 6298): a lost SYN costs 1 s.
+const TCP_SYN_RTO: Duration = Duration::from_secs(1);
 
 /// The cloud resolver an AZ's nodes use (VPC+2 style), as the cluster sees it.
 pub fn upstream_ip(az: usize) -> IpAddr {
@@ -72,7 +86,7 @@ impl Frame {
 
 type NodeId = usize;
 type PodId = usize;
-type ResId = usize;
+type InstId = usize;
 
 struct Node {
     az: usize,
@@ -82,8 +96,10 @@ struct Node {
     ipvs: Option<Ipvs>,
     kube_proxy: KubeProxy,
     eni: Option<TokenBucket>,
-    /// Ports the node uses for SNATed upstream sockets.
-    snat_ports: Ports,
+    /// The node's own port space (hostNetwork sockets and SNAT).
+    ports: Ports,
+    /// The node-local cache on this node, while it serves.
+    node_local: Option<InstId>,
 }
 
 struct ActiveLookup {
@@ -91,7 +107,7 @@ struct ActiveLookup {
     started: Duration,
     name: String,
     queries: u32,
-    /// socket id → local port
+    /// socket id → (local port, transport)
     sockets: BTreeMap<u32, u16>,
     timer: Option<Duration>,
 }
@@ -112,14 +128,34 @@ struct Pod {
     lookups: BTreeMap<u64, ActiveLookup>,
 }
 
-struct Replica {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstKind {
+    /// A CoreDNS replica pod behind kube-dns.
+    ClusterDns,
+    /// node-local-dns on a node (hostNetwork, NOTRACK).
+    NodeLocal,
+}
+
+struct Inst {
+    kind: InstKind,
     node: NodeId,
+    /// Where it answers: the pod IP, or the link-local IP (and the kube-dns IP in iptables mode).
     ip: IpAddr,
     server: Server,
     alive: bool,
     timer: Option<Duration>,
-    /// (upstream, transport) → the node-side SNAT port of this replica's socket to it.
-    upstream_ports: BTreeMap<(SocketAddr, Transport), u16>,
+    /// (dialed upstream, transport) → local port of this instance's socket to it.
+    up_ports: BTreeMap<(SocketAddr, Transport), u16>,
+    corefile: String,
+    seed: u64,
+    restarts: u32,
+}
+
+/// Who owns an address: where answers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Pod(PodId),
+    Inst(InstId),
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +164,14 @@ struct Packet {
     dst: SocketAddr,
     transport: Transport,
     payload: Vec<u8>,
+}
+
+/// A simulated TCP connection (client local address, dialed address).
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    /// When the handshake completes.
+    ready: Duration,
+    last: Duration,
 }
 
 #[derive(Debug)]
@@ -140,30 +184,37 @@ enum Ev {
         lookup: u64,
         at: Duration,
     },
-    /// A packet from a pod reaches a replica (after DNAT), `vip` remembering the original destination.
-    ToReplica {
-        res: ResId,
+    /// A query reaches an instance (after DNAT or NOTRACK). `client_node` is where the sender's
+    /// conntrack lives (for un-NAT of the answer), if it went through one.
+    Query {
+        inst: InstId,
         pkt: Packet,
-        client_node: NodeId,
-        vip: Option<SocketAddr>,
+        client_node: Option<NodeId>,
     },
-    /// A reply reaches the pod.
-    ToPod {
-        pod: PodId,
+    /// An answer reaches its owner.
+    Answer {
+        owner: Owner,
         pkt: Packet,
     },
-    ResolverTimer {
-        res: ResId,
+    InstTimer {
+        inst: InstId,
         at: Duration,
     },
-    /// An answer from the cloud resolver reaches a replica's node.
+    /// An answer from the cloud resolver reaches a node.
     FromUpstream {
+        frame: Frame,
+    },
+    /// A frame leaves for the cloud resolver (after the node's TCP handshake, if any).
+    ToUpstream {
         frame: Frame,
     },
     Sample,
     Fault(Fault),
     KubeProxy {
         node: NodeId,
+    },
+    Restart {
+        inst: InstId,
     },
 }
 
@@ -176,7 +227,13 @@ pub struct NetCounters {
     pub dropped_eni: u64,
     pub dropped_dead: u64,
     pub dropped_ipvs: u64,
+    pub dropped_blackhole: u64,
     pub rejected: u64,
+    /// Packets nodes sent to the cloud resolvers (what the ENI budget counts).
+    pub upstream_packets: u64,
+    pub upstream_queries: u64,
+    pub tcp_connections: u64,
+    pub restarts: u64,
 }
 
 pub struct Engine {
@@ -187,12 +244,17 @@ pub struct Engine {
     seq: u64,
     nodes: Vec<Node>,
     pods: Vec<Pod>,
-    replicas: Vec<Replica>,
-    /// Pod IP → pod; replica IP → replica.
+    insts: Vec<Inst>,
     pod_by_ip: BTreeMap<IpAddr, PodId>,
-    replica_by_ip: BTreeMap<IpAddr, ResId>,
-    /// node-side SNAT (node ip, port) → replica.
-    snat: BTreeMap<SocketAddr, (ResId, SocketAddr, Transport)>,
+    /// Replica pod IP → instance.
+    replica_by_ip: BTreeMap<IpAddr, InstId>,
+    /// Node IP → node.
+    node_by_ip: BTreeMap<IpAddr, NodeId>,
+    /// (node ip, port) of an instance's cloud socket → (instance, upstream as dialed, transport).
+    snat: BTreeMap<SocketAddr, (InstId, SocketAddr, Transport)>,
+    tcp: BTreeMap<(SocketAddr, SocketAddr), Conn>,
+    blackholed: Vec<bool>,
+    state: Arc<ClusterState>,
     rng: fastrand::Rng,
     next_lookup: u64,
     pub report: Report,
@@ -214,6 +276,27 @@ fn pod_ip(node: usize, j: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 100 + (node / 256) as u8, (node % 256) as u8, (j + 2) as u8))
 }
 
+fn proto(t: Transport) -> Proto {
+    match t {
+        Transport::Udp => Proto::Udp,
+        Transport::Tcp => Proto::Tcp,
+    }
+}
+
+fn to_res(t: Transport) -> resolver::Transport {
+    match t {
+        Transport::Udp => resolver::Transport::Udp,
+        Transport::Tcp => resolver::Transport::Tcp,
+    }
+}
+
+fn from_res(t: resolver::Transport) -> Transport {
+    match t {
+        resolver::Transport::Udp => Transport::Udp,
+        resolver::Transport::Tcp => Transport::Tcp,
+    }
+}
+
 /// Why a cluster cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -223,6 +306,12 @@ pub enum SimError {
     State(#[from] resolver::cluster::ClusterError),
     #[error("{0}")]
     Spec(String),
+}
+
+fn server_for(corefile: &str, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
+    let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
+    let cfg = Config::from_corefile(&cf, std::path::Path::new("."))?;
+    Ok(Server::new(Arc::new(cfg), state, seed))
 }
 
 impl Engine {
@@ -244,7 +333,8 @@ impl Engine {
                 },
                 kube_proxy: KubeProxy::new(spec.kube_proxy),
                 eni: spec.eni_limit.map(TokenBucket::new),
-                snat_ports: Ports::default(),
+                ports: Ports::default(),
+                node_local: None,
             })
             .collect();
         let mut per_node = vec![0usize; spec.nodes];
@@ -253,18 +343,17 @@ impl Engine {
             per_node[node] += 1;
             ip
         };
-        // CoreDNS replicas, spread over nodes.
         let replica_ips: Vec<(usize, IpAddr)> = (0..spec.coredns_replicas).map(|r| (r % spec.nodes, next_ip(r % spec.nodes))).collect();
-        // Application pods, spread over nodes.
         let mut pods = Vec::new();
         let mut k = 0usize;
+        let nameserver = if spec.node_local.as_ref().is_some_and(|n| !n.bind_kube_dns) { NODE_LOCAL_IP } else { KUBE_DNS.ip() };
         for g in &spec.pods {
             for _ in 0..g.count {
                 let node = k % spec.nodes;
                 k += 1;
                 let ip = next_ip(node);
                 let text = g.resolv_conf.clone().unwrap_or_else(|| {
-                    ResolvConf::kubelet_cluster_first(KUBE_DNS.ip(), &g.namespace, &spec.cluster_domain, &["ec2.internal"])
+                    ResolvConf::kubelet_cluster_first(nameserver, &g.namespace, &spec.cluster_domain, &["ec2.internal"])
                 });
                 pods.push(Pod {
                     node,
@@ -287,25 +376,54 @@ impl Engine {
             }
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
-        let state = Arc::new(ClusterState::parse(&cluster_list(&spec, &replica_ips, &pods), "simulated-cluster")?);
-        let mut replicas = Vec::new();
+        let state = Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods), "simulated-cluster")?);
+        let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
-            let text = spec.corefile.replace("/etc/resolv.conf", &upstream_ip(az).to_string());
-            let cf = resolver::corefile::parse_str(&text, "Corefile", None, &|_| None)?;
-            let cfg = Config::from_corefile(&cf, std::path::Path::new("."))?;
+            let corefile = spec.corefile.replace("/etc/resolv.conf", &upstream_ip(az).to_string());
             let seed = spec.seed ^ (0x5eed_0000 + r as u64);
-            replicas.push(Replica {
+            insts.push(Inst {
+                kind: InstKind::ClusterDns,
                 node: *node,
                 ip: *ip,
-                server: Server::new(Arc::new(cfg), state.clone(), seed),
+                server: server_for(&corefile, state.clone(), seed)?,
                 alive: true,
                 timer: None,
-                upstream_ports: BTreeMap::new(),
+                up_ports: BTreeMap::new(),
+                corefile,
+                seed,
+                restarts: 0,
             });
         }
+        let mut nodes = nodes;
+        if let Some(nl) = &spec.node_local {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                let corefile = nl
+                    .corefile
+                    .replace("__PILLAR__DNS__DOMAIN__", &spec.cluster_domain)
+                    .replace("__PILLAR__LOCAL__DNS__", &NODE_LOCAL_IP.to_string())
+                    .replace("__PILLAR__DNS__SERVER__", &KUBE_DNS.ip().to_string())
+                    .replace("__PILLAR__CLUSTER__DNS__", &KUBE_DNS_UPSTREAM.ip().to_string())
+                    .replace("__PILLAR__UPSTREAM__SERVERS__", &upstream_ip(n.az).to_string());
+                let seed = spec.seed ^ (0x10ca_1000 + i as u64);
+                n.node_local = Some(insts.len());
+                insts.push(Inst {
+                    kind: InstKind::NodeLocal,
+                    node: i,
+                    ip: NODE_LOCAL_IP,
+                    server: server_for(&corefile, state.clone(), seed)?,
+                    alive: true,
+                    timer: None,
+                    up_ports: BTreeMap::new(),
+                    corefile,
+                    seed,
+                    restarts: 0,
+                });
+            }
+        }
         let pod_by_ip = pods.iter().enumerate().map(|(i, p)| (p.ip, i)).collect();
-        let replica_by_ip = replicas.iter().enumerate().map(|(i, r)| (r.ip, i)).collect();
+        let replica_by_ip = insts.iter().enumerate().filter(|(_, r)| r.kind == InstKind::ClusterDns).map(|(i, r)| (r.ip, i)).collect();
+        let node_by_ip = nodes.iter().enumerate().map(|(i, n)| (n.ip, i)).collect();
         let mut e = Engine {
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
@@ -313,10 +431,14 @@ impl Engine {
             seq: 0,
             nodes,
             pods,
-            replicas,
+            insts,
             pod_by_ip,
             replica_by_ip,
+            node_by_ip,
             snat: BTreeMap::new(),
+            tcp: BTreeMap::new(),
+            blackholed: vec![false; spec.azs],
+            state,
             rng: fastrand::Rng::with_seed(rng.u64(..)),
             next_lookup: 1,
             report: Report::new(&spec),
@@ -326,13 +448,15 @@ impl Engine {
             last_sample_lookups: 0,
             spec,
         };
-        // kube-proxy on every node programs kube-dns with the replicas as endpoints.
-        let eps: Vec<SocketAddr> = e.replicas.iter().map(|r| SocketAddr::new(r.ip, 53)).collect();
+        // kube-proxy on every node programs kube-dns (and kube-dns-upstream) with the replicas.
+        let eps = e.ready_endpoints();
         for n in &mut e.nodes {
-            n.rules.set(Proto::Udp, KUBE_DNS, eps.clone());
-            n.rules.set(Proto::Tcp, KUBE_DNS, eps.clone());
-            if let Some(ipvs) = &mut n.ipvs {
-                ipvs.set_endpoints(Duration::ZERO, KUBE_DNS, &eps);
+            for vip in [KUBE_DNS, KUBE_DNS_UPSTREAM] {
+                n.rules.set(Proto::Udp, vip, eps.clone());
+                n.rules.set(Proto::Tcp, vip, eps.clone());
+                if let Some(ipvs) = &mut n.ipvs {
+                    ipvs.set_endpoints(Duration::ZERO, vip, &eps);
+                }
             }
         }
         for p in 0..e.pods.len() {
@@ -343,11 +467,14 @@ impl Engine {
             e.push(at, Ev::Fault(f));
         }
         e.push(Duration::from_secs(1), Ev::Sample);
-        // The loop plugin's startup probes etc.
-        for r in 0..e.replicas.len() {
-            e.drain_replica(r);
+        for i in 0..e.insts.len() {
+            e.drain_inst(i);
         }
         Ok(e)
+    }
+
+    fn ready_endpoints(&self) -> Vec<SocketAddr> {
+        self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive).map(|i| SocketAddr::new(i.ip, 53)).collect()
     }
 
     fn push(&mut self, at: Duration, ev: Ev) {
@@ -390,9 +517,9 @@ impl Engine {
         std::mem::take(&mut self.outbox)
     }
 
-    /// A frame from a cloud resolver host arrived now (the upstream latency is added here).
+    /// A frame from a cloud resolver host arrived now.
     pub fn deliver_frame(&mut self, frame: Frame) {
-        let at = self.now + self.spec.latency.upstream;
+        let at = self.now;
         self.push(at, Ev::FromUpstream { frame });
     }
 
@@ -423,28 +550,43 @@ impl Engine {
                 l.model.handle_timeout(self.now);
                 self.drive_lookup(pod, lookup);
             }
-            Ev::ToReplica { res, pkt, client_node, vip } => self.at_replica(res, pkt, client_node, vip),
-            Ev::ToPod { pod, pkt } => self.at_pod(pod, pkt),
-            Ev::ResolverTimer { res, at } => {
-                let r = &mut self.replicas[res];
+            Ev::Query { inst, pkt, client_node } => self.at_inst(inst, pkt, client_node),
+            Ev::Answer { owner, pkt } => match owner {
+                Owner::Pod(p) => self.at_pod(p, pkt),
+                Owner::Inst(i) => {
+                    if self.insts[i].alive {
+                        self.insts[i].server.handle_upstream(self.now, pkt.src, to_res(pkt.transport), &pkt.payload);
+                        self.drain_inst(i);
+                    }
+                }
+            },
+            Ev::InstTimer { inst, at } => {
+                let r = &mut self.insts[inst];
                 if r.timer != Some(at) || !r.alive {
                     return;
                 }
                 r.timer = None;
                 r.server.handle_timeout(self.now);
-                self.drain_replica(res);
+                self.drain_inst(inst);
             }
             Ev::FromUpstream { frame } => {
-                let Some(&(res, up, transport)) = self.snat.get(&frame.node_addr) else { return };
-                if !self.replicas[res].alive {
+                let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
+                if !self.insts[inst].alive {
                     return;
                 }
-                let t = match transport {
-                    Transport::Udp => resolver::Transport::Udp,
-                    Transport::Tcp => resolver::Transport::Tcp,
-                };
-                self.replicas[res].server.handle_upstream(self.now, up, t, &frame.payload);
-                self.drain_replica(res);
+                if transport == Transport::Tcp {
+                    // The ACK of the response is a packet the ENI sends too.
+                    self.eni(self.insts[inst].node, 1);
+                }
+                self.insts[inst].server.handle_upstream(self.now, up, to_res(transport), &frame.payload);
+                self.drain_inst(inst);
+            }
+            Ev::ToUpstream { frame } => {
+                if self.blackholed[frame.az] {
+                    self.net.dropped_blackhole += 1;
+                } else {
+                    self.outbox.push(frame);
+                }
             }
             Ev::Sample => {
                 for n in &mut self.nodes {
@@ -454,7 +596,8 @@ impl Engine {
                 let done = self.report.lookups.len();
                 let window = self.report.lookups[self.last_sample_lookups..].to_vec();
                 let insert_failed = self.insert_failed();
-                self.report.sample(self.now, entries, &window, &self.net, insert_failed);
+                let replicas = self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive).count();
+                self.report.sample(self.now, entries, &window, &self.net, insert_failed, replicas);
                 self.last_sample_lookups = done;
                 self.push(self.now + Duration::from_secs(1), Ev::Sample);
             }
@@ -463,6 +606,29 @@ impl Engine {
                 let n = &mut self.nodes[node];
                 n.kube_proxy.poll(self.now, &mut n.rules, &mut n.ct);
             }
+            Ev::Restart { inst } => self.restart(inst),
+        }
+    }
+
+    /// The apiserver tells every node's kube-proxy the current ready endpoints of kube-dns.
+    fn endpoints_changed(&mut self) {
+        let eps = self.ready_endpoints();
+        let now = self.now;
+        let mut due = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            for vip in [KUBE_DNS, KUBE_DNS_UPSTREAM] {
+                n.kube_proxy.endpoints_changed(now, Proto::Udp, vip, eps.clone());
+                n.kube_proxy.endpoints_changed(now, Proto::Tcp, vip, eps.clone());
+                if let Some(ipvs) = &mut n.ipvs {
+                    ipvs.set_endpoints(now, vip, &eps);
+                }
+            }
+            if let Some(at) = n.kube_proxy.next_due() {
+                due.push((at, i));
+            }
+        }
+        for (at, node) in due {
+            self.push(at, Ev::KubeProxy { node });
         }
     }
 
@@ -470,22 +636,76 @@ impl Engine {
         self.report.events.push((self.now, format!("{f:?}")));
         match f {
             Fault::KillReplica(r) => {
-                let Some(rep) = self.replicas.get_mut(r) else { return };
-                rep.alive = false;
-                let eps: Vec<SocketAddr> = self.replicas.iter().filter(|r| r.alive).map(|r| SocketAddr::new(r.ip, 53)).collect();
-                for (i, n) in self.nodes.iter_mut().enumerate() {
-                    n.kube_proxy.endpoints_changed(self.now, Proto::Udp, KUBE_DNS, eps.clone());
-                    n.kube_proxy.endpoints_changed(self.now, Proto::Tcp, KUBE_DNS, eps.clone());
-                    if let Some(ipvs) = &mut n.ipvs {
-                        ipvs.set_endpoints(self.now, KUBE_DNS, &eps);
-                    }
-                    if let Some(at) = n.kube_proxy.next_due() {
-                        self.seq += 1;
-                        self.queue.push(Reverse((us(at), self.seq)));
-                        self.events.insert(self.seq, Ev::KubeProxy { node: i });
-                    }
+                let Some(inst) = self.insts.iter().enumerate().filter(|(_, i)| i.kind == InstKind::ClusterDns).nth(r).map(|(i, _)| i)
+                else {
+                    return;
+                };
+                self.insts[inst].alive = false;
+                self.endpoints_changed();
+            }
+            Fault::UpstreamBlackhole(az) => {
+                if let Some(b) = self.blackholed.get_mut(az) {
+                    *b = true;
                 }
             }
+            Fault::UpstreamRepair(az) => {
+                if let Some(b) = self.blackholed.get_mut(az) {
+                    *b = false;
+                }
+            }
+            Fault::NodeLocalDown(node) => {
+                // Teardown: the NOTRACK rules and the link-local address go (kubernetes/dns#310).
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.node_local = None;
+                }
+                if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
+                    self.insts[i].alive = false;
+                }
+            }
+            Fault::NodeLocalUp(node) => {
+                if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
+                    self.nodes[node].node_local = Some(i);
+                    self.restart(i);
+                }
+            }
+        }
+    }
+
+    /// A fresh process for an instance: a new `Server` (empty cache), as a pod restart does.
+    fn restart(&mut self, inst: InstId) {
+        let i = &mut self.insts[inst];
+        i.seed = i.seed.wrapping_add(0x9e37_79b9);
+        match server_for(&i.corefile, self.state.clone(), i.seed) {
+            Ok(s) => i.server = s,
+            Err(_) => return,
+        }
+        i.alive = true;
+        i.timer = None;
+        i.up_ports.clear();
+        let was_replica = i.kind == InstKind::ClusterDns;
+        self.snat.retain(|_, v| v.0 != inst);
+        self.drain_inst(inst);
+        if was_replica {
+            self.endpoints_changed();
+        }
+    }
+
+    /// The loop plugin halted the process: CrashLoopBackOff (10 s, doubling, at most 5 min).
+    fn crash(&mut self, inst: InstId) {
+        let i = &mut self.insts[inst];
+        if !i.alive {
+            return;
+        }
+        i.alive = false;
+        let backoff = Duration::from_secs(10u64.saturating_mul(1 << i.restarts.min(5)).min(300));
+        i.restarts += 1;
+        self.net.restarts += 1;
+        let why = i.server.halted().unwrap_or("halted").to_string();
+        let was_replica = i.kind == InstKind::ClusterDns;
+        self.report.events.push((self.now, format!("instance {inst} crashed: {why}; restart in {backoff:?}")));
+        self.push(self.now + backoff, Ev::Restart { inst });
+        if was_replica {
+            self.endpoints_changed();
         }
     }
 
@@ -504,7 +724,8 @@ impl Engine {
         let id = self.next_lookup;
         self.next_lookup += 1;
         let mut call = p.call.clone();
-        call.name = name.clone();
+        // `{n}` in a workload name: a random number per lookup, so every lookup asks a new name.
+        call.name = name.replace("{n}", &self.rng.u32(..1_000_000).to_string());
         let seed = self.rng.u64(..);
         let model: Box<dyn Lookup> = match p.library {
             Library::Glibc(v) => Box::new(Glibc::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
@@ -537,24 +758,21 @@ impl Engine {
             };
             let src = SocketAddr::new(self.pods[pod].ip, port);
             let pkt = Packet { src, dst: send.server, transport: send.transport, payload: send.payload };
-            self.pod_egress(pod, pkt);
+            self.send(Owner::Pod(pod), pkt);
         }
         let p = &mut self.pods[pod];
         let Some(l) = p.lookups.get_mut(&id) else { return };
+        let mut closed = Vec::new();
         while let Some(s) = l.model.poll_closed() {
             if let Some(port) = l.sockets.remove(&s) {
-                p.ports.release(port);
-                p.port_owner.remove(&port);
+                closed.push(port);
             }
         }
-        let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
-        if let Some(outcome) = l.model.result().cloned() {
-            let l = self.pods[pod].lookups.remove(&id).expect("lookup present: checked above");
-            for (_, port) in l.sockets {
-                self.pods[pod].ports.release(port);
-                self.pods[pod].port_owner.remove(&port);
-            }
-            self.pods[pod].process = l.model.process();
+        let result = l.model.result().cloned();
+        if let Some(outcome) = result {
+            let l = p.lookups.remove(&id).expect("lookup present: checked above");
+            closed.extend(l.sockets.values().copied());
+            p.process = l.model.process();
             self.report.lookups.push(LookupRecord {
                 pod,
                 start: l.started,
@@ -564,13 +782,38 @@ impl Engine {
                 ok: outcome.is_ok(),
                 outcome: outcome_label(&outcome),
             });
-            return;
         }
+        for port in closed {
+            self.close_pod_socket(pod, port);
+        }
+        let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
         let next = l.model.poll_timeout();
         if next != l.timer {
             l.timer = next;
             if let Some(at) = next {
                 self.push(at, Ev::ClientTimer { pod, lookup: id, at });
+            }
+        }
+    }
+
+    /// A pod closes a socket: its port is free again; a TCP connection on it ends with FIN/ACK.
+    fn close_pod_socket(&mut self, pod: PodId, port: u16) {
+        let p = &mut self.pods[pod];
+        p.ports.release(port);
+        p.port_owner.remove(&port);
+        let local = SocketAddr::new(p.ip, port);
+        let node = p.node;
+        let conns: Vec<(SocketAddr, SocketAddr)> =
+            self.tcp.range((local, SocketAddr::from(([0, 0, 0, 0], 0)))..).take_while(|(k, _)| k.0 == local).map(|(k, _)| *k).collect();
+        for key in conns {
+            self.tcp.remove(&key);
+            self.net.packets += 2;
+            let t = Tuple { proto: Proto::Tcp, src: key.0, dst: key.1 };
+            let now = self.now;
+            let ct = &mut self.nodes[node].ct;
+            if let Some((orig, _)) = ct.lookup(now, &t) {
+                ct.tcp_event(now, orig, TcpFlag::Fin, false);
+                ct.tcp_event(now, orig, TcpFlag::Fin, true);
             }
         }
     }
@@ -586,29 +829,73 @@ impl Engine {
         }
     }
 
-    /// A pod's packet leaves it: the node's conntrack, DNAT (iptables) or IPVS, then routing.
-    fn pod_egress(&mut self, pod: PodId, pkt: Packet) {
-        self.net.packets += 1;
-        let node = self.pods[pod].node;
-        let proto = match pkt.transport {
-            Transport::Udp => Proto::Udp,
-            Transport::Tcp => Proto::Tcp,
-        };
-        let tuple = Tuple { proto, src: pkt.src, dst: pkt.dst };
+    fn owner_node(&self, o: Owner) -> NodeId {
+        match o {
+            Owner::Pod(p) => self.pods[p].node,
+            Owner::Inst(i) => self.insts[i].node,
+        }
+    }
+
+    /// Charges `n` packets to a node's ENI budget; false if the budget refused them.
+    fn eni(&mut self, node: NodeId, n: u32) -> bool {
         let now = self.now;
+        let mut ok = true;
+        for _ in 0..n {
+            self.net.upstream_packets += 1;
+            if let Some(b) = &mut self.nodes[node].eni
+                && !b.allow(now)
+            {
+                self.net.dropped_eni += 1;
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// A packet leaves its owner: NOTRACK to node-local-dns, or conntrack and DNAT/IPVS, then routing.
+    fn send(&mut self, from: Owner, pkt: Packet) {
+        self.net.packets += 1;
+        let node = self.owner_node(from);
+        let now = self.now;
+        // node-local-dns: pod traffic to its listen addresses skips conntrack (NOTRACK, incidents.md §6.4).
+        if let (Owner::Pod(_), Some(nl)) = (from, self.nodes[node].node_local) {
+            let binds_vip = self.spec.node_local.as_ref().is_some_and(|n| n.bind_kube_dns) && self.nodes[node].ipvs.is_none();
+            if pkt.dst.ip() == NODE_LOCAL_IP || (binds_vip && pkt.dst == KUBE_DNS) {
+                let at = now + self.spec.latency.same_node + self.tcp_delay(&pkt, now);
+                self.push(at, Ev::Query { inst: nl, pkt, client_node: None });
+                return;
+            }
+        }
+        if pkt.dst.ip() == NODE_LOCAL_IP {
+            // The link-local address with no cache behind it (torn down): nothing answers.
+            self.net.dropped_dead += 1;
+            return;
+        }
+        // Loopback: the loop plugin's nightmare (a resolver forwarding to 127.0.0.53 inside its pod).
+        if pkt.dst.ip().is_loopback() {
+            if let Owner::Inst(i) = from {
+                self.push(now, Ev::Query { inst: i, pkt, client_node: None });
+            }
+            return;
+        }
+        let tuple = Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst };
         let race = self.spec.race;
         let kernel = self.spec.kernel;
+        let new_tcp = pkt.transport == Transport::Tcp && !self.tcp.contains_key(&(pkt.src, pkt.dst));
         let n = &mut self.nodes[node];
         let target = if let Some((orig, is_reply)) = n.ct.lookup(now, &tuple) {
             let e = n.ct.get(&orig).cloned().expect("lookup found it");
             let mut to = e.nat_target();
-            // The second packet of a new flow within the race window, on another CPU: the insertion
-            // race (incidents.md §2.2).
-            if !is_reply && now.saturating_sub(e.created) < race.window && self.rng.f64() < race.p_cpu_split {
-                let mine = match (&mut n.ipvs, n.rules.choose(proto, pkt.dst, &mut self.rng)) {
-                    (Some(_), _) => to,
+            // The second packet of a new UDP flow within the race window, on another CPU: the
+            // insertion race (incidents.md §2.2).
+            if !is_reply
+                && pkt.transport == Transport::Udp
+                && now.saturating_sub(e.created) < race.window
+                && self.rng.f64() < race.p_cpu_split
+            {
+                let mine = match (&mut n.ipvs, n.rules.choose(proto(pkt.transport), pkt.dst, &mut self.rng)) {
                     (None, Some(Choice::Dnat(ep))) => ep,
-                    (None, _) => to,
+                    _ => to,
                 };
                 let kind = if mine != to {
                     Race::DifferentTargets
@@ -633,7 +920,7 @@ impl Engine {
         } else {
             // A new flow: DNAT decision, then insertion.
             let chosen = if let Some(ipvs) = &mut n.ipvs {
-                match ipvs.forward(now, proto, pkt.src, pkt.dst, false, &mut self.rng) {
+                match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, false, &mut self.rng) {
                     ipvs::Verdict::To(d) => Some(d),
                     ipvs::Verdict::NotService => None,
                     ipvs::Verdict::NoDest | ipvs::Verdict::NoBackend => {
@@ -642,10 +929,13 @@ impl Engine {
                     }
                 }
             } else {
-                match n.rules.choose(proto, pkt.dst, &mut self.rng) {
+                match n.rules.choose(proto(pkt.transport), pkt.dst, &mut self.rng) {
                     Some(Choice::Dnat(ep)) => Some(ep),
                     Some(Choice::Reject) => {
                         self.net.rejected += 1;
+                        if let Owner::Pod(p) = from {
+                            self.refused(p, pkt.src.port());
+                        }
                         return;
                     }
                     None => None,
@@ -661,55 +951,166 @@ impl Engine {
                 }
             }
         };
-        let vip = (target != pkt.dst).then_some(pkt.dst);
-        let Some(&res) = self.replica_by_ip.get(&target.ip()) else {
+        if new_tcp {
+            // SYN went through above; SYN-ACK and ACK complete the handshake.
+            let t = Tuple { proto: Proto::Tcp, src: pkt.src, dst: pkt.dst };
+            let n = &mut self.nodes[node];
+            n.ct.tcp_event(now, t, TcpFlag::SynAck, true);
+            n.ct.tcp_event(now, t, TcpFlag::Ack, false);
+        }
+        if let Some(az) = (0..self.spec.azs).find(|az| upstream_ip(*az) == target.ip()) {
+            return self.send_cloud(from, az, pkt);
+        }
+        let Some(&inst) = self.replica_by_ip.get(&target.ip()) else {
             self.net.dropped_dead += 1;
             return;
         };
-        let at = now + self.latency(node, self.replicas[res].node);
+        let at = now + self.latency(node, self.insts[inst].node) + self.tcp_delay(&pkt, now);
         let pkt = Packet { dst: target, ..pkt };
-        self.push(at, Ev::ToReplica { res, pkt, client_node: node, vip });
+        self.push(at, Ev::Query { inst, pkt, client_node: Some(node) });
     }
 
-    fn at_replica(&mut self, res: ResId, pkt: Packet, client_node: NodeId, vip: Option<SocketAddr>) {
-        if !self.replicas[res].alive {
+    /// Extra delay before a TCP message: the handshake of a new (or expired) connection.
+    fn tcp_delay(&mut self, pkt: &Packet, now: Duration) -> Duration {
+        if pkt.transport != Transport::Tcp {
+            return Duration::ZERO;
+        }
+        let key = (pkt.src, pkt.dst);
+        let rtt = 2 * self.spec.latency.same_az;
+        match self.tcp.get_mut(&key) {
+            Some(c) if now <= c.last + TCP_EXPIRE => {
+                c.last = now;
+                c.ready.saturating_sub(now)
+            }
+            _ => {
+                self.net.tcp_connections += 1;
+                self.net.packets += 2;
+                self.tcp.insert(key, Conn { ready: now + rtt, last: now });
+                rtt
+            }
+        }
+    }
+
+    /// A query for a cloud resolver from an instance: SNAT to the node, the ENI budget (every packet
+    /// of a TCP exchange included), then the frame.
+    fn send_cloud(&mut self, from: Owner, az: usize, pkt: Packet) {
+        let Owner::Inst(inst) = from else {
+            self.net.dropped_dead += 1;
+            return;
+        };
+        let node = self.insts[inst].node;
+        let dialed = pkt.dst;
+        let port = match self.insts[inst].up_ports.get(&(dialed, pkt.transport)) {
+            Some(p) => *p,
+            None => {
+                let Some(p) = self.nodes[node].ports.bind(&mut self.rng) else { return };
+                self.insts[inst].up_ports.insert((dialed, pkt.transport), p);
+                self.snat.insert(SocketAddr::new(self.nodes[node].ip, p), (inst, dialed, pkt.transport));
+                p
+            }
+        };
+        let node_addr = SocketAddr::new(self.nodes[node].ip, port);
+        self.net.upstream_queries += 1;
+        let now = self.now;
+        let mut at = now;
+        if pkt.transport == Transport::Tcp {
+            let key = (node_addr, dialed);
+            let reuse = self.tcp.get(&key).is_some_and(|c| now <= c.last + TCP_EXPIRE);
+            if reuse {
+                if let Some(c) = self.tcp.get_mut(&key) {
+                    c.last = now;
+                    at = c.ready.max(now);
+                }
+            } else {
+                if self.tcp.remove(&key).is_some() {
+                    // The expired connection's FIN and ACK.
+                    self.eni(node, 2);
+                }
+                self.net.tcp_connections += 1;
+                // SYN (retransmitted after 1 s while the budget refuses it), then ACK.
+                let mut ready = now + 2 * self.spec.latency.upstream;
+                if !self.eni(node, 1) {
+                    ready += TCP_SYN_RTO;
+                }
+                self.eni(node, 1);
+                self.tcp.insert(key, Conn { ready, last: now });
+                at = ready;
+            }
+        }
+        if !self.eni(node, 1) {
+            // linklocal_allowance_exceeded: dropped silently (incidents.md §5).
+            return;
+        }
+        self.push(at, Ev::ToUpstream { frame: Frame { node_addr, az, transport: pkt.transport, payload: pkt.payload } });
+    }
+
+    /// The destination REJECTed (a Service without endpoints): ICMP port unreachable to the socket.
+    fn refused(&mut self, pod: PodId, port: u16) {
+        let Some(&id) = self.pods[pod].port_owner.get(&port) else { return };
+        let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
+        let Some((&socket, _)) = l.sockets.iter().find(|(_, p)| **p == port) else { return };
+        l.model.handle_refused(self.now, socket);
+        self.drive_lookup(pod, id);
+    }
+
+    fn at_inst(&mut self, inst: InstId, pkt: Packet, client_node: Option<NodeId>) {
+        if !self.insts[inst].alive {
             self.net.dropped_dead += 1;
             return;
         }
-        let transport = match pkt.transport {
-            Transport::Udp => resolver::Transport::Udp,
-            Transport::Tcp => resolver::Transport::Tcp,
+        let conn = match pkt.transport {
+            Transport::Udp => 0,
+            Transport::Tcp => {
+                (u64::from(u32::from_be_bytes(match pkt.src.ip() {
+                    IpAddr::V4(v4) => v4.octets(),
+                    IpAddr::V6(_) => [0; 4],
+                })) << 16)
+                    | u64::from(pkt.src.port())
+            }
         };
-        let client = resolver::Client { src: pkt.src, local: pkt.dst, transport, conn: 0 };
+        let client = resolver::Client { src: pkt.src, local: pkt.dst, transport: to_res(pkt.transport), conn };
         let mut out = Vec::new();
-        let h = self.replicas[res].server.handle_query(self.now, client, &pkt.payload, &mut out);
+        let h = self.insts[inst].server.handle_query(self.now, client, &pkt.payload, &mut out);
         if h == Handled::Answered {
-            self.reply_to_pod(res, client_node, vip, Packet { src: pkt.dst, dst: pkt.src, transport: pkt.transport, payload: out });
+            self.answer(inst, client_node, Packet { src: pkt.dst, dst: pkt.src, transport: pkt.transport, payload: out });
         }
-        self.drain_replica(res);
+        self.drain_inst(inst);
     }
 
-    /// A replica's answer goes back to the client's node, where conntrack un-NATs it.
-    fn reply_to_pod(&mut self, res: ResId, client_node: NodeId, vip: Option<SocketAddr>, pkt: Packet) {
-        let Some(&pod) = self.pod_by_ip.get(&pkt.dst.ip()) else { return };
-        let proto = match pkt.transport {
-            Transport::Udp => Proto::Udp,
-            Transport::Tcp => Proto::Tcp,
-        };
-        let now = self.now;
-        let n = &mut self.nodes[client_node];
-        let reply = Tuple { proto, src: pkt.src, dst: pkt.dst };
-        let src = match n.ct.lookup(now, &reply) {
-            Some((orig, true)) => {
-                n.ct.touch(now, orig, true);
-                orig.dst
+    /// An instance's answer goes back to whoever asked, through the asker's conntrack (un-NAT).
+    fn answer(&mut self, inst: InstId, client_node: Option<NodeId>, pkt: Packet) {
+        let owner = if let Some(&p) = self.pod_by_ip.get(&pkt.dst.ip()) {
+            Owner::Pod(p)
+        } else if let Some(&n) = self.node_by_ip.get(&pkt.dst.ip()) {
+            match self.nodes[n].node_local.or_else(|| self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == n)) {
+                Some(i) => Owner::Inst(i),
+                None => return,
             }
-            // No entry (expired, deleted): the reply is not un-NATed and the socket ignores it.
-            _ => pkt.src,
+        } else if pkt.dst.ip() == self.insts[inst].ip || pkt.dst.ip().is_loopback() {
+            // The instance asked itself (a forwarding loop): its answer comes back to it.
+            Owner::Inst(inst)
+        } else {
+            return;
         };
-        let _ = vip;
-        let at = now + self.latency(self.replicas[res].node, client_node);
-        self.push(at, Ev::ToPod { pod, pkt: Packet { src, ..pkt } });
+        let dest_node = self.owner_node(owner);
+        let now = self.now;
+        let src = match client_node {
+            Some(cn) => {
+                let ct = &mut self.nodes[cn].ct;
+                let reply = Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst };
+                match ct.lookup(now, &reply) {
+                    Some((orig, true)) => {
+                        ct.touch(now, orig, true);
+                        orig.dst
+                    }
+                    // No entry (expired, deleted): not un-NATed; the socket ignores it.
+                    _ => pkt.src,
+                }
+            }
+            None => pkt.src,
+        };
+        let at = now + self.latency(self.insts[inst].node, dest_node);
+        self.push(at, Ev::Answer { owner, pkt: Packet { src, ..pkt } });
     }
 
     fn at_pod(&mut self, pod: PodId, pkt: Packet) {
@@ -720,66 +1121,76 @@ impl Engine {
         self.drive_lookup(pod, id);
     }
 
-    /// Sends a replica's transmits and re-arms its timer.
-    fn drain_replica(&mut self, res: ResId) {
-        while let Some(t) = self.replicas[res].server.poll_transmit() {
+    /// Sends an instance's transmits and re-arms its timer.
+    fn drain_inst(&mut self, inst: InstId) {
+        while let Some(t) = self.insts[inst].server.poll_transmit() {
             match t.dest {
                 Dest::Client(c) => {
-                    let transport = match c.transport {
-                        resolver::Transport::Udp => Transport::Udp,
-                        resolver::Transport::Tcp => Transport::Tcp,
+                    let client_node = if self.insts[inst].kind == InstKind::ClusterDns && c.local.ip() == self.insts[inst].ip {
+                        // Came through DNAT (or straight to the pod IP): find the asker's node.
+                        self.pod_by_ip.get(&c.src.ip()).map(|&p| self.pods[p].node).or_else(|| self.node_by_ip.get(&c.src.ip()).copied())
+                    } else {
+                        None
                     };
-                    let Some(&pod) = self.pod_by_ip.get(&c.src.ip()) else { continue };
-                    let client_node = self.pods[pod].node;
-                    self.reply_to_pod(res, client_node, None, Packet { src: c.local, dst: c.src, transport, payload: t.payload });
+                    self.answer(
+                        inst,
+                        client_node,
+                        Packet { src: c.local, dst: c.src, transport: from_res(c.transport), payload: t.payload },
+                    );
                 }
-                Dest::Upstream { addr, transport } => self.send_upstream(res, addr, transport, t.payload),
-                // The loop plugin's probe to itself: answered locally, nothing loops in this topology.
-                Dest::Local { .. } => {}
+                Dest::Upstream { addr, transport } => {
+                    let node = self.insts[inst].node;
+                    // hostNetwork node-local sockets live on the node IP; replica sockets on the pod IP.
+                    let local_ip = match self.insts[inst].kind {
+                        InstKind::NodeLocal => self.nodes[node].ip,
+                        InstKind::ClusterDns => self.insts[inst].ip,
+                    };
+                    let transport = from_res(transport);
+                    let port = match self.insts[inst].up_ports.get(&(addr, transport)) {
+                        Some(p) => *p,
+                        None => {
+                            let Some(p) = self.nodes[node].ports.bind(&mut self.rng) else { continue };
+                            self.insts[inst].up_ports.insert((addr, transport), p);
+                            if (0..self.spec.azs).any(|az| upstream_ip(az) == addr.ip()) {
+                                self.snat.insert(SocketAddr::new(self.nodes[node].ip, p), (inst, addr, transport));
+                            }
+                            p
+                        }
+                    };
+                    self.send(Owner::Inst(inst), Packet { src: SocketAddr::new(local_ip, port), dst: addr, transport, payload: t.payload });
+                }
+                // The loop plugin's probe to itself.
+                Dest::Local { port, .. } => {
+                    let ip = self.insts[inst].ip;
+                    let pkt = Packet {
+                        src: SocketAddr::new(ip, 33_000),
+                        dst: SocketAddr::new(ip, port),
+                        transport: Transport::Udp,
+                        payload: t.payload,
+                    };
+                    self.push(self.now, Ev::Query { inst, pkt, client_node: None });
+                }
             }
         }
-        let r = &mut self.replicas[res];
+        if self.insts[inst].server.halted().is_some() {
+            return self.crash(inst);
+        }
+        let r = &mut self.insts[inst];
         let next = r.server.poll_timeout();
         if let Some(at) = next
             && next != r.timer
         {
             r.timer = next;
-            self.push(at, Ev::ResolverTimer { res, at });
+            self.push(at, Ev::InstTimer { inst, at });
         }
     }
 
-    /// A replica's query to the cloud resolver: SNAT to the node, the ENI budget, then the frame.
-    fn send_upstream(&mut self, res: ResId, addr: SocketAddr, transport: resolver::Transport, payload: Vec<u8>) {
-        let transport = match transport {
-            resolver::Transport::Udp => Transport::Udp,
-            resolver::Transport::Tcp => Transport::Tcp,
-        };
-        let node = self.replicas[res].node;
-        let Some(az) = (0..self.spec.azs).find(|az| upstream_ip(*az) == addr.ip()) else {
-            self.net.dropped_dead += 1;
-            return;
-        };
-        self.net.packets += 1;
-        let port = match self.replicas[res].upstream_ports.get(&(addr, transport)) {
-            Some(p) => *p,
-            None => {
-                let Some(p) = self.nodes[node].snat_ports.bind(&mut self.rng) else { return };
-                self.replicas[res].upstream_ports.insert((addr, transport), p);
-                let node_addr = SocketAddr::new(self.nodes[node].ip, p);
-                self.snat.insert(node_addr, (res, addr, transport));
-                p
-            }
-        };
-        let now = self.now;
-        if let Some(eni) = &mut self.nodes[node].eni
-            && !eni.allow(now)
-        {
-            // linklocal_allowance_exceeded: dropped silently (incidents.md §5).
-            self.net.dropped_eni += 1;
-            return;
-        }
-        let node_addr = SocketAddr::new(self.nodes[node].ip, port);
-        self.outbox.push(Frame { node_addr, az, transport, payload });
+    /// Ends the run: the report with its trace hash and counters.
+    pub fn into_report(mut self) -> Report {
+        self.report.net = self.net.clone();
+        self.report.trace_hash = self.trace;
+        self.report.conntrack_max = self.nodes.iter().map(|n| n.ct.cfg.max).collect();
+        self.report
     }
 }
 
@@ -794,7 +1205,7 @@ fn outcome_label(o: &Outcome) -> &'static str {
 }
 
 /// The cluster as `kubectl get namespaces,services,endpointslices,pods -A -o json` would print it.
-fn cluster_list(spec: &ClusterSpec, replicas: &[(usize, IpAddr)], pods: &[Pod]) -> String {
+fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod]) -> String {
     use serde_json::json;
     let mut items = Vec::new();
     let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop"];
@@ -806,12 +1217,18 @@ fn cluster_list(spec: &ClusterSpec, replicas: &[(usize, IpAddr)], pods: &[Pod]) 
     for ns in &namespaces {
         items.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
-    items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {"clusterIP": KUBE_DNS.ip().to_string(), "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}));
-    items.push(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kube-dns-sim", "namespace": "kube-system", "labels": {"kubernetes.io/service-name": "kube-dns"}},
-        "endpoints": replicas.iter().enumerate().map(|(i, (_, ip))| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": format!("coredns-{i}")}})).collect::<Vec<_>>(),
-        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}));
+    let endpoints: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ip))| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": format!("coredns-{i}")}}))
+        .collect();
+    for (name, vip) in [("kube-dns", KUBE_DNS), ("kube-dns-upstream", KUBE_DNS_UPSTREAM)] {
+        items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"clusterIP": vip.ip().to_string(), "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}));
+        items.push(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-sim"), "namespace": "kube-system", "labels": {"kubernetes.io/service-name": name}},
+            "endpoints": endpoints, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}));
+    }
     // Application services the workloads look up: `web` and `api` in every namespace.
     for (i, ns) in namespaces.iter().enumerate() {
         for (j, svc) in ["web", "api"].iter().enumerate() {
@@ -825,21 +1242,10 @@ fn cluster_list(spec: &ClusterSpec, replicas: &[(usize, IpAddr)], pods: &[Pod]) 
     for (i, p) in pods.iter().enumerate() {
         items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("app-{i}"), "namespace": p.namespace}, "status": {"podIP": p.ip.to_string()}}));
     }
-    let _ = spec;
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
 /// A kernel's label for reports.
 pub fn kernel_label(k: Kernel) -> String {
     k.to_string()
-}
-
-impl Engine {
-    /// Ends the run: the report with its trace hash and counters.
-    pub fn into_report(mut self) -> Report {
-        self.report.net = self.net.clone();
-        self.report.trace_hash = self.trace;
-        self.report.conntrack_max = self.nodes.iter().map(|n| n.ct.cfg.max).collect();
-        self.report
-    }
 }

@@ -40,6 +40,10 @@ pub struct Second {
     pub conntrack: Vec<usize>,
     pub insert_failed: u64,
     pub dropped_eni: u64,
+    /// Packets nodes sent to the cloud resolvers so far (what the ENI budgets count).
+    pub upstream_packets: u64,
+    /// CoreDNS replicas alive.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +82,15 @@ impl Report {
         }
     }
 
-    pub fn sample(&mut self, t: Duration, conntrack: Vec<usize>, window: &[LookupRecord], net: &NetCounters, insert_failed: u64) {
+    pub fn sample(
+        &mut self,
+        t: Duration,
+        conntrack: Vec<usize>,
+        window: &[LookupRecord],
+        net: &NetCounters,
+        insert_failed: u64,
+        replicas: usize,
+    ) {
         let lat: Vec<Duration> = window.iter().map(LookupRecord::latency).collect();
         self.series.push(Second {
             t,
@@ -90,6 +102,8 @@ impl Report {
             conntrack,
             insert_failed,
             dropped_eni: net.dropped_eni,
+            upstream_packets: net.upstream_packets,
+            replicas,
         });
     }
 

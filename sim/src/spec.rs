@@ -37,7 +37,8 @@ pub struct PodGroup {
     pub hints: Hints,
     /// Lookups per second per pod (Poisson arrivals).
     pub rate: f64,
-    /// Names looked up, with weights.
+    /// Names looked up, with weights. `{n}` stands for a random number per lookup (a new name
+    /// every time, as with many distinct hostnames); reports group lookups by the name as written.
     pub names: Vec<(String, u32)>,
     /// Interface addresses besides the pod IP and loopback (e.g. a link-local `fe80::` address).
     pub extra_addrs: Vec<std::net::IpAddr>,
@@ -84,7 +85,79 @@ impl Default for RaceParams {
 pub enum Fault {
     /// Delete a CoreDNS replica pod (by index); the apiserver removes it from kube-dns's endpoints.
     KillReplica(usize),
+    /// The cloud resolver of an AZ stops answering (black-holes every query).
+    UpstreamBlackhole(usize),
+    UpstreamRepair(usize),
+    /// node-local-dns on a node stops (SIGTERM teardown: its NOTRACK rules and address go).
+    NodeLocalDown(usize),
+    /// ...and starts again (a fresh process, empty cache).
+    NodeLocalUp(usize),
 }
+
+/// node-local-dns on every node (incidents.md §6.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeLocal {
+    /// The Corefile template with its `__PILLAR__` variables (substituted per node).
+    pub corefile: String,
+    /// iptables mode: also bind the kube-dns ClusterIP, so pods need no change. Otherwise pods point
+    /// at 169.254.20.10.
+    pub bind_kube_dns: bool,
+}
+
+impl NodeLocal {
+    pub fn template() -> NodeLocal {
+        NodeLocal { corefile: NODE_LOCAL_COREFILE.to_string(), bind_kube_dns: true }
+    }
+}
+
+/// node-local-dns's Corefile template (kubernetes cluster/addons/dns/nodelocaldns; dns-servers.md §3).
+pub const NODE_LOCAL_COREFILE: &str = "__PILLAR__DNS__DOMAIN__:53 {
+    errors
+    cache {
+            success 9984 30
+            denial 9984 5
+    }
+    reload
+    loop
+    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
+    forward . __PILLAR__CLUSTER__DNS__ {
+            force_tcp
+    }
+    prometheus :9253
+    health __PILLAR__LOCAL__DNS__:8080
+    }
+in-addr.arpa:53 {
+    errors
+    cache 30
+    reload
+    loop
+    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
+    forward . __PILLAR__CLUSTER__DNS__ {
+            force_tcp
+    }
+    prometheus :9253
+    }
+ip6.arpa:53 {
+    errors
+    cache 30
+    reload
+    loop
+    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
+    forward . __PILLAR__CLUSTER__DNS__ {
+            force_tcp
+    }
+    prometheus :9253
+    }
+.:53 {
+    errors
+    cache 30
+    reload
+    loop
+    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
+    forward . __PILLAR__UPSTREAM__SERVERS__
+    prometheus :9253
+    }
+";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
@@ -99,6 +172,8 @@ pub struct ClusterSpec {
     pub conntrack_max_per_core: usize,
     pub conntrack_min: usize,
     pub coredns_replicas: usize,
+    /// node-local-dns on every node, if deployed.
+    pub node_local: Option<NodeLocal>,
     /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
     pub corefile: String,
     pub cluster_domain: String,
@@ -128,6 +203,7 @@ impl ClusterSpec {
             conntrack_max_per_core: 32768,
             conntrack_min: 131072,
             coredns_replicas: 2,
+            node_local: None,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
             pods: vec![PodGroup {
@@ -187,4 +263,5 @@ pub const DEFAULT_INTERNET: &str = "$TTL 300
 www.google.com. 300 IN A 142.250.74.100
 www.google.com. 300 IN AAAA 2a00:1450:4007:80e::2004
 api.github.com. 60 IN A 140.82.121.6
+*.example.com. 60 IN A 93.184.215.14
 ";
