@@ -13,6 +13,10 @@ pub use sim::{Report, run};
 pub mod s01;
 pub mod s02;
 pub mod s03;
+pub mod s05;
+pub mod s08;
+pub mod s09;
+pub mod s16;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -62,5 +66,5 @@ pub struct Incident {
 
 /// Every incident the suite runs, in order.
 pub fn incidents() -> Vec<Incident> {
-    vec![s01::incident(), s02::incident(), s03::incident()]
+    vec![s01::incident(), s02::incident(), s03::incident(), s05::incident(), s08::incident(), s09::incident(), s16::incident()]
 }
