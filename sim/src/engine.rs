@@ -29,10 +29,12 @@ use netmodel::ratelimit::TokenBucket;
 use netmodel::{Kernel, Proto};
 use resolver::{ClusterState, Config, Dest, Handled, Server};
 
+use crate::client::cares::CAres;
+use crate::client::evdns::Evdns;
 use crate::client::glibc::Glibc;
 use crate::client::go::Go;
 use crate::client::musl::Musl;
-use crate::client::{Call, Lookup, Outcome, PodAddrs, Process, ResolvConf, Transport};
+use crate::client::{Call, Lookup, Outcome, PROCESS_SOCKET, PodAddrs, Process, ResolvConf, Transport};
 use crate::report::{LookupRecord, Report};
 use crate::spec::{ClusterSpec, Fault, Library, ProxyMode};
 
@@ -123,10 +125,14 @@ struct Pod {
     names: Vec<(String, u32)>,
     process: Process,
     ports: Ports,
-    /// local port → lookup id
+    /// local port → lookup id (`PROCESS_OWNER`: a process-wide socket, for every lookup)
     port_owner: BTreeMap<u16, u64>,
     lookups: BTreeMap<u64, ActiveLookup>,
+    /// Process-wide sockets (c-ares channels, evdns bases): socket id → port, never closed.
+    proc_sockets: BTreeMap<u32, u16>,
 }
+
+const PROCESS_OWNER: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstKind {
@@ -372,6 +378,7 @@ impl Engine {
                     ports: Ports::default(),
                     port_owner: BTreeMap::new(),
                     lookups: BTreeMap::new(),
+                    proc_sockets: BTreeMap::new(),
                 });
             }
         }
@@ -605,6 +612,10 @@ impl Engine {
             Ev::KubeProxy { node } => {
                 let n = &mut self.nodes[node];
                 n.kube_proxy.poll(self.now, &mut n.rules, &mut n.ct);
+                // Work it queued for later (a late conntrack cleanup) needs its own wake-up.
+                if let Some(at) = n.kube_proxy.next_due() {
+                    self.push(at, Ev::KubeProxy { node });
+                }
             }
             Ev::Restart { inst } => self.restart(inst),
         }
@@ -735,6 +746,8 @@ impl Engine {
             }
             Library::Musl(v) => Box::new(Musl::new(self.now, v, &p.rc, &call, seed)),
             Library::Go => Box::new(Go::new(self.now, &p.rc, &call, p.process.clone(), seed)),
+            Library::CAres(era) => Box::new(CAres::new(self.now, era, &p.rc, &call, p.process.clone(), seed)),
+            Library::Evdns(v) => Box::new(Evdns::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
         };
         p.lookups.insert(id, ActiveLookup { model, started: self.now, name, queries: 0, sockets: BTreeMap::new(), timer: None });
         self.drive_lookup(pod, id);
@@ -746,14 +759,27 @@ impl Engine {
             let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
             let Some(send) = l.model.poll_send() else { break };
             l.queries += 1;
-            let port = match l.sockets.get(&send.socket) {
-                Some(p) => *p,
-                None => {
-                    let Some(port) = self.pods[pod].ports.bind(&mut self.rng) else { continue };
-                    let l = self.pods[pod].lookups.get_mut(&id).expect("lookup present: checked above");
-                    l.sockets.insert(send.socket, port);
-                    self.pods[pod].port_owner.insert(port, id);
-                    port
+            let port = if send.socket >= PROCESS_SOCKET {
+                let p = &mut self.pods[pod];
+                match p.proc_sockets.get(&send.socket) {
+                    Some(port) => *port,
+                    None => {
+                        let Some(port) = p.ports.bind(&mut self.rng) else { continue };
+                        p.proc_sockets.insert(send.socket, port);
+                        p.port_owner.insert(port, PROCESS_OWNER);
+                        port
+                    }
+                }
+            } else {
+                match l.sockets.get(&send.socket) {
+                    Some(p) => *p,
+                    None => {
+                        let Some(port) = self.pods[pod].ports.bind(&mut self.rng) else { continue };
+                        let l = self.pods[pod].lookups.get_mut(&id).expect("lookup present: checked above");
+                        l.sockets.insert(send.socket, port);
+                        self.pods[pod].port_owner.insert(port, id);
+                        port
+                    }
                 }
             };
             let src = SocketAddr::new(self.pods[pod].ip, port);
@@ -920,7 +946,8 @@ impl Engine {
         } else {
             // A new flow: DNAT decision, then insertion.
             let chosen = if let Some(ipvs) = &mut n.ipvs {
-                match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, false, &mut self.rng) {
+                // A new conntrack flow is a new socket: if IPVS still has an entry for its address, the port was reused.
+                match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, true, &mut self.rng) {
                     ipvs::Verdict::To(d) => Some(d),
                     ipvs::Verdict::NotService => None,
                     ipvs::Verdict::NoDest | ipvs::Verdict::NoBackend => {
@@ -1046,11 +1073,12 @@ impl Engine {
 
     /// The destination REJECTed (a Service without endpoints): ICMP port unreachable to the socket.
     fn refused(&mut self, pod: PodId, port: u16) {
-        let Some(&id) = self.pods[pod].port_owner.get(&port) else { return };
-        let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
-        let Some((&socket, _)) = l.sockets.iter().find(|(_, p)| **p == port) else { return };
-        l.model.handle_refused(self.now, socket);
-        self.drive_lookup(pod, id);
+        for (id, socket) in self.port_lookups(pod, port) {
+            if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
+                l.model.handle_refused(self.now, socket);
+                self.drive_lookup(pod, id);
+            }
+        }
     }
 
     fn at_inst(&mut self, inst: InstId, pkt: Packet, client_node: Option<NodeId>) {
@@ -1113,12 +1141,31 @@ impl Engine {
         self.push(at, Ev::Answer { owner, pkt: Packet { src, ..pkt } });
     }
 
+    /// The lookups a datagram on `port` is for, and their socket id.
+    fn port_lookups(&self, pod: PodId, port: u16) -> Vec<(u64, u32)> {
+        let p = &self.pods[pod];
+        match p.port_owner.get(&port) {
+            Some(&PROCESS_OWNER) => match p.proc_sockets.iter().find(|(_, q)| **q == port) {
+                Some((&socket, _)) => p.lookups.keys().map(|&id| (id, socket)).collect(),
+                None => Vec::new(),
+            },
+            Some(&id) => p
+                .lookups
+                .get(&id)
+                .and_then(|l| l.sockets.iter().find(|(_, q)| **q == port))
+                .map(|(&s, _)| vec![(id, s)])
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
     fn at_pod(&mut self, pod: PodId, pkt: Packet) {
-        let Some(&id) = self.pods[pod].port_owner.get(&pkt.dst.port()) else { return };
-        let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
-        let Some((&socket, _)) = l.sockets.iter().find(|(_, p)| **p == pkt.dst.port()) else { return };
-        l.model.handle_answer(self.now, socket, pkt.transport, &pkt.payload);
-        self.drive_lookup(pod, id);
+        for (id, socket) in self.port_lookups(pod, pkt.dst.port()) {
+            if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
+                l.model.handle_answer(self.now, socket, pkt.transport, &pkt.payload);
+                self.drive_lookup(pod, id);
+            }
+        }
     }
 
     /// Sends an instance's transmits and re-arms its timer.

@@ -24,6 +24,8 @@ pub enum Library {
     Musl(crate::client::musl::Version),
     /// Go's native resolver.
     Go,
+    CAres(crate::client::cares::Era),
+    Evdns(crate::client::evdns::Version),
 }
 
 /// A group of identical pods.

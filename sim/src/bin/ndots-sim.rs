@@ -85,6 +85,8 @@ enum Lib {
     Musl,
     Go,
     GoCgo,
+    CAres,
+    Evdns,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -259,8 +261,38 @@ fn lookup(
             let mut g = sim::client::go::Go::new(Duration::ZERO, &rc, &call, Process::default(), 1);
             harness.run(&mut g, Duration::from_secs(300))
         }
+        Lib::CAres => {
+            use sim::client::cares::{CAres, Era};
+            let era = match version.as_deref() {
+                None | Some("current") | Some("1.34") => Era::Current,
+                Some("2020") | Some("1.15") | Some("1.16") => Era::V2020,
+                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16) or current (1.34)")),
+            };
+            let mut c = CAres::new(Duration::ZERO, era, &rc, &call, Process::default(), 1);
+            harness.run(&mut c, Duration::from_secs(300))
+        }
+        Lib::Evdns => {
+            use sim::client::evdns::{Evdns, Version as V};
+            let v = match version.as_deref() {
+                None | Some("2.1") => V::V2_1,
+                Some("2.2") => V::V2_2,
+                Some(v) => return Err(format!("--version {v}: expected 2.1 or 2.2")),
+            };
+            let mut e = Evdns::new(Duration::ZERO, v, &rc, &call, Process::default(), 1);
+            harness.run(&mut e, Duration::from_secs(300))
+        }
     };
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // Sockets numbered in order of first use.
+    let mut numbering: Vec<u32> = Vec::new();
     for s in &sent {
+        if !numbering.contains(&s.send.socket) {
+            numbering.push(s.send.socket);
+        }
+    }
+    for s in &sent {
+        let socket = numbering.iter().position(|&x| x == s.send.socket).unwrap_or(0);
         let qtype = match s.send.qtype {
             1 => "A".to_string(),
             28 => "AAAA".to_string(),
@@ -268,15 +300,17 @@ fn lookup(
         };
         let transport = format!("{:?}", s.send.transport).to_lowercase();
         if json {
-            println!(
+            let _ = writeln!(
+                out,
                 "{}",
-                serde_json::json!({"t_ms": s.at.as_secs_f64() * 1000.0, "transport": transport, "socket": s.send.socket, "server": s.send.server.to_string(), "qname": s.send.qname, "qtype": qtype, "edns": s.send.edns})
+                serde_json::json!({"t_ms": s.at.as_secs_f64() * 1000.0, "transport": transport, "socket": socket, "server": s.send.server.to_string(), "qname": s.send.qname, "qtype": qtype, "edns": s.send.edns})
             );
         } else {
-            println!(
+            let _ = writeln!(
+                out,
                 "{:>9.3} ms  {transport}  socket {}  {}  {} {}{}",
                 s.at.as_secs_f64() * 1000.0,
-                s.send.socket,
+                socket,
                 s.send.server,
                 s.send.qname,
                 qtype,
@@ -290,9 +324,9 @@ fn lookup(
         None => serde_json::json!({"error": "no result within 300 s"}),
     };
     if json {
-        println!("{}", serde_json::json!({ "result": result }));
+        let _ = writeln!(out, "{}", serde_json::json!({ "result": result }));
     } else {
-        println!("{} queries; result: {result}", sent.len());
+        let _ = writeln!(out, "{} queries; result: {result}", sent.len());
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! until it returns addresses or an error. Per-process state that outlives a lookup (glibc's sticky
 //! single-request flag, the `rotate` counter) lives in `Process`.
 
+pub mod cares;
+pub mod evdns;
 pub mod glibc;
 pub mod go;
 pub mod harness;
@@ -119,7 +121,13 @@ pub struct Process {
     pub single_request_reopen: bool,
     /// `rotate` round-robin position.
     pub rotate: usize,
+    /// Next query ID for libraries that count IDs per process (c-ares, evdns use random ones).
+    pub queries_sent: u64,
 }
+
+/// Socket ids at or above this belong to the process, not the lookup: they stay open across lookups
+/// (c-ares and evdns keep one UDP socket per nameserver), so their source port never changes.
+pub const PROCESS_SOCKET: u32 = 1 << 30;
 
 /// A lookup in progress, whatever the library.
 pub trait Lookup {

@@ -1,0 +1,294 @@
+//! c-ares (incidents.md §1.5; c-ares ares_gethostbyname.c, ares_search.c, ares_process.c at
+//! cares-1_16_0 and HEAD).
+//!
+//! | | 2020 (1.15/1.16) | current (1.34) |
+//! |---|---|---|
+//! | timeout, tries | 5000 ms, 4; doubles each full round of servers | 2000 ms, 3 (adaptive timeouts from 1.32 not modelled) |
+//! | AF_UNSPEC | `ares_gethostbyname`: the whole search for AAAA, then (on ENODATA, EBADRESP, ETIMEOUT) the whole search for A | `ares_getaddrinfo`: A and AAAA together per name |
+//!
+//! - One UDP socket per nameserver for the life of the channel (`ARES_OPT_UDP_MAX_QUERIES` 0 =
+//!   unlimited): a process's queries all leave from the same source port. That is what keeps a stale
+//!   conntrack or IPVS entry alive (incidents.md §4: Envoy).
+//! - Search (`ares_search`): like glibc's order; ENODATA, ESERVFAIL and ENOTFOUND go on to the next
+//!   name, anything else (a timeout) ends it.
+//! - SERVFAIL, NOTIMP and REFUSED answers are discarded and the next server is tried.
+//! - TC=1 (or an answer over the packet size) is re-queued over TCP (unless ARES_FLAG_IGNTC).
+//! - No 0x20 (ARES_FLAG_DNS0x20 came in 1.32 and is off by default). The query cache of 1.31+ is not
+//!   modelled.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use resolver::wire::{RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA};
+
+use super::{Call, Family, Lookup, Outcome, PROCESS_SOCKET, Process, ResolvConf, Send, Transport, build_query, parse_reply};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// c-ares 1.15/1.16, as pgbouncer ran it in 2020.
+    V2020,
+    /// c-ares 1.34.
+    Current,
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    qtype: u16,
+    id: u16,
+    try_count: u32,
+    transport: Transport,
+    deadline: Duration,
+    reply: Option<super::Reply>,
+}
+
+pub struct CAres {
+    era: Era,
+    servers: Vec<SocketAddr>,
+    names: Vec<String>,
+    as_is_first: bool,
+    /// The query types of the current phase (2020 AF_UNSPEC: AAAA first, then A).
+    phases: Vec<Vec<u16>>,
+    phase: usize,
+    idx: usize,
+    timeout: Duration,
+    tries: u32,
+    queries: Vec<Query>,
+    got_nodata: bool,
+    sends: VecDeque<Send>,
+    rng: fastrand::Rng,
+    result: Option<Outcome>,
+    process: Process,
+}
+
+impl CAres {
+    pub fn new(now: Duration, era: Era, rc: &ResolvConf, call: &Call, process: Process, seed: u64) -> CAres {
+        let (names, _, as_is_first) = super::glibc::names(super::glibc::Version::CURRENT, rc, &call.name);
+        let phases = match (call.hints.family, era) {
+            (Family::Inet, _) => vec![vec![TYPE_A]],
+            (Family::Inet6, _) => vec![vec![TYPE_AAAA]],
+            (Family::Unspec, Era::V2020) => vec![vec![TYPE_AAAA], vec![TYPE_A]],
+            (Family::Unspec, Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
+        };
+        let (timeout, tries) = match era {
+            Era::V2020 => (Duration::from_millis(5000), 4),
+            Era::Current => (Duration::from_millis(2000), 3),
+        };
+        let mut c = CAres {
+            era,
+            servers: rc.servers(3),
+            names,
+            as_is_first,
+            phases,
+            phase: 0,
+            idx: 0,
+            timeout,
+            tries,
+            queries: Vec::new(),
+            got_nodata: false,
+            sends: VecDeque::new(),
+            rng: fastrand::Rng::with_seed(seed),
+            result: None,
+            process,
+        };
+        c.start_name(now);
+        c
+    }
+
+    fn start_name(&mut self, now: Duration) {
+        let qtypes = self.phases[self.phase].clone();
+        self.queries = qtypes
+            .into_iter()
+            .map(|qtype| Query { qtype, id: self.rng.u16(..), try_count: 0, transport: Transport::Udp, deadline: now, reply: None })
+            .collect();
+        for i in 0..self.queries.len() {
+            self.send(now, i);
+        }
+    }
+
+    fn send(&mut self, now: Duration, i: usize) {
+        let n = self.servers.len() as u32;
+        let q = &mut self.queries[i];
+        let server = (q.try_count % n) as usize;
+        // ares__send_query: timeplus = timeout << (try_count / nservers) in 1.16.
+        let shift = if self.era == Era::V2020 { (q.try_count / n).min(8) } else { 0 };
+        q.deadline = now + self.timeout * (1 << shift);
+        // The channel's long-lived socket to this server (one per server, per transport).
+        let socket = PROCESS_SOCKET + server as u32 + if q.transport == Transport::Tcp { 100 } else { 0 };
+        let name = self.names[self.idx].clone();
+        self.process.queries_sent += 1;
+        let payload = build_query(q.id, &name, q.qtype, None);
+        self.sends.push_back(Send {
+            socket,
+            transport: q.transport,
+            server: self.servers[server],
+            qname: name,
+            qtype: q.qtype,
+            edns: None,
+            payload,
+        });
+    }
+
+    /// A try failed (timeout or a discarded rcode): the next server, or ETIMEOUT when tries run out.
+    fn next_try(&mut self, now: Duration, i: usize) {
+        self.queries[i].try_count += 1;
+        if self.queries[i].try_count >= self.tries * self.servers.len() as u32 {
+            return self.end(now, Outcome::Again);
+        }
+        self.send(now, i);
+    }
+
+    fn end(&mut self, now: Duration, err: Outcome) {
+        // 2020 AF_UNSPEC: an AAAA search that found nothing, or timed out, becomes an A search.
+        if self.era == Era::V2020 && self.phase + 1 < self.phases.len() && matches!(err, Outcome::NoData | Outcome::Again) {
+            self.phase += 1;
+            self.idx = 0;
+            self.got_nodata = false;
+            return self.start_name(now);
+        }
+        self.queries.clear();
+        self.result = Some(err);
+    }
+
+    fn judge(&mut self, now: Duration) {
+        let replies: Vec<&super::Reply> = self.queries.iter().filter_map(|q| q.reply.as_ref()).collect();
+        let addrs: Vec<IpAddr> = replies.iter().filter(|r| r.rcode == RCODE_NOERROR).flat_map(|r| r.addrs.iter().copied()).collect();
+        if !addrs.is_empty() {
+            self.queries.clear();
+            self.result = Some(Outcome::Addrs(addrs));
+            return;
+        }
+        if replies.iter().any(|r| r.rcode == RCODE_NOERROR) {
+            self.got_nodata = true;
+        }
+        // ENODATA and ENOTFOUND: the next name of the search.
+        let mut next = self.idx + 1;
+        if self.as_is_first && next == 0 {
+            next += 1;
+        }
+        if next < self.names.len() {
+            self.idx = next;
+            return self.start_name(now);
+        }
+        let err = if self.got_nodata { Outcome::NoData } else { Outcome::NoName };
+        self.end(now, err);
+    }
+}
+
+impl Lookup for CAres {
+    fn handle_answer(&mut self, now: Duration, socket: u32, transport: Transport, msg: &[u8]) {
+        if self.result.is_some() || socket < PROCESS_SOCKET {
+            return;
+        }
+        let Some(reply) = parse_reply(msg) else { return };
+        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
+        let Some(i) = self.queries.iter().position(|q| {
+            q.reply.is_none() && q.transport == transport && q.id == reply.id && q.qtype == reply.qtype && reply.qname_lower == name
+        }) else {
+            return;
+        };
+        if reply.tc && transport == Transport::Udp {
+            // Re-queued over TCP to the same server.
+            self.queries[i].transport = Transport::Tcp;
+            return self.send(now, i);
+        }
+        if reply.rcode != RCODE_NOERROR && reply.rcode != RCODE_NXDOMAIN {
+            // SERVFAIL, NOTIMP, REFUSED: discarded; the next server.
+            return self.next_try(now, i);
+        }
+        self.queries[i].reply = Some(reply);
+        if self.queries.iter().all(|q| q.reply.is_some()) {
+            self.judge(now);
+        }
+    }
+
+    fn handle_refused(&mut self, now: Duration, _socket: u32) {
+        if let Some(i) = self.queries.iter().position(|q| q.reply.is_none()) {
+            self.next_try(now, i);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Duration) {
+        while self.result.is_none() {
+            let Some(i) = self.queries.iter().position(|q| q.reply.is_none() && q.deadline <= now) else { break };
+            self.next_try(now, i);
+        }
+    }
+
+    fn poll_send(&mut self) -> Option<Send> {
+        self.sends.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        self.queries.iter().filter(|q| q.reply.is_none()).map(|q| q.deadline).min()
+    }
+
+    fn poll_closed(&mut self) -> Option<u32> {
+        // The channel's sockets outlive the lookup.
+        None
+    }
+
+    fn result(&self) -> Option<&Outcome> {
+        self.result.as_ref()
+    }
+
+    fn process(&self) -> Process {
+        self.process.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Hints;
+    use crate::client::fixtures::*;
+    use crate::client::harness::Rule;
+
+    #[test]
+    fn every_query_leaves_from_the_channels_one_socket() {
+        let mut c = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &call("www.google.com", Hints::NULL), Process::default(), 1);
+        let (sent, out) = run(&mut c, vec![]);
+        assert_eq!(sent.len(), 12);
+        assert!(sent.iter().all(|s| s.send.socket == PROCESS_SOCKET));
+        assert!(out.expect("done").is_ok());
+    }
+
+    #[test]
+    fn the_2020_unspec_lookup_searches_aaaa_then_a() {
+        // A name with A records only: the AAAA search ends in ENODATA, then the A search.
+        let mut c = CAres::new(Duration::ZERO, Era::V2020, &kubelet_rc(), &call("big.example.com", Hints::NULL), Process::default(), 1);
+        let (sent, out) = run(&mut c, vec![]);
+        let types: Vec<u16> = sent.iter().filter(|s| s.send.transport == Transport::Udp).map(|s| s.send.qtype).collect();
+        assert!(types[..6].iter().all(|&t| t == TYPE_AAAA), "{types:?}");
+        assert!(types[6..].iter().all(|&t| t == TYPE_A), "{types:?}");
+        assert!(sent.iter().any(|s| s.send.transport == Transport::Tcp), "TC=1 re-queued over TCP");
+        assert!(matches!(out, Some(Outcome::Addrs(ref a)) if a.len() == 100));
+    }
+
+    #[test]
+    fn timeouts_double_each_round_in_2020_and_stay_at_2s_now() {
+        let drop = || vec![Rule::Drop { qname: "www.google.com.".into(), qtype: 0, count: None }];
+        let mut old = CAres::new(
+            Duration::ZERO,
+            Era::V2020,
+            &kubelet_rc(),
+            &call("www.google.com.", Hints { family: Family::Inet, ..Hints::NULL }),
+            Process::default(),
+            1,
+        );
+        let (sent, out) = run(&mut old, drop());
+        let times: Vec<u64> = sent.iter().map(|s| s.at.as_secs()).collect();
+        assert_eq!(times, [0, 5, 15, 35], "5 s << try (one server), 4 tries");
+        assert_eq!(out, Some(Outcome::Again));
+        let mut new = CAres::new(
+            Duration::ZERO,
+            Era::Current,
+            &kubelet_rc(),
+            &call("www.google.com.", Hints { family: Family::Inet, ..Hints::NULL }),
+            Process::default(),
+            1,
+        );
+        let (sent, _) = run(&mut new, drop());
+        assert_eq!(sent.iter().map(|s| s.at.as_secs()).collect::<Vec<_>>(), [0, 2, 4]);
+    }
+}
