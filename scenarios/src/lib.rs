@@ -14,9 +14,12 @@ pub mod s01;
 pub mod s02;
 pub mod s03;
 pub mod s05;
+pub mod s06;
 pub mod s08;
 pub mod s09;
+pub mod s11;
 pub mod s16;
+pub mod s17;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -66,5 +69,16 @@ pub struct Incident {
 
 /// Every incident the suite runs, in order.
 pub fn incidents() -> Vec<Incident> {
-    vec![s01::incident(), s02::incident(), s03::incident(), s05::incident(), s08::incident(), s09::incident(), s16::incident()]
+    vec![
+        s01::incident(),
+        s02::incident(),
+        s03::incident(),
+        s05::incident(),
+        s06::incident(),
+        s08::incident(),
+        s09::incident(),
+        s11::incident(),
+        s16::incident(),
+        s17::incident(),
+    ]
 }

@@ -1,0 +1,45 @@
+//! S17/S14 topology: iptables mode, 2 CoreDNS replicas, 10 pods whose resolver keeps one UDP socket
+//! (c-ares, as in Envoy) and looks up a cluster name 5 times a second; a replica is deleted at 10 s
+//! (incidents.md §4, §7 S14, S17).
+
+use std::time::Duration;
+
+use netmodel::dnat::Cleanup;
+use sim::client::cares::Era;
+use sim::spec::Library;
+
+use crate::*;
+
+pub fn spec(seed: u64, cleanup: Cleanup) -> ClusterSpec {
+    let mut spec = cluster(seed, 3, 2, 10, 5.0, &["web"], 60);
+    spec.pods[0].library = Library::CAres(Era::Current);
+    spec.kube_proxy.cleanup = cleanup;
+    spec.faults = vec![(Duration::from_secs(10), Fault::KillReplica(0))];
+    spec
+}
+
+/// Per pod: the share of its lookups started after `from` that succeeded.
+pub fn success_by_pod(r: &Report, from: Duration) -> Vec<f64> {
+    let pods = r.lookups.iter().map(|l| l.pod).max().map_or(0, |m| m + 1);
+    (0..pods)
+        .map(|p| {
+            let mine: Vec<_> = r.lookups.iter().filter(|l| l.pod == p && l.start >= from).collect();
+            mine.iter().filter(|l| l.ok).count() as f64 / mine.len().max(1) as f64
+        })
+        .collect()
+}
+
+pub fn incident() -> Incident {
+    Incident {
+        id: "S17",
+        title: "stale UDP conntrack after a CoreDNS pod is deleted",
+        source: "kubernetes#19029, #125467; incidents.md §4",
+        seed: 17,
+        failure: Case { label: "conntrack cleanup missing", spec: |s| spec(s, Cleanup::Never) },
+        mitigation: Case { label: "kube-proxy deletes the entries", spec: |s| spec(s, Cleanup::OnSync) },
+        measure: |r| {
+            let dead = success_by_pod(r, Duration::from_secs(20)).iter().filter(|&&s| s == 0.0).count();
+            format!("{dead} pods with no lookup working after 20 s, {:.0}% ok", 100.0 * r.success_rate())
+        },
+    }
+}
