@@ -188,12 +188,21 @@ pub struct Conntrack {
     replies: BTreeMap<Tuple, Tuple>,
     /// (expires, original tuple), for expiry and early drop.
     by_expiry: BTreeSet<(Duration, Tuple)>,
+    /// The non-ASSURED subset of `by_expiry`: what early drop may evict, without a scan.
+    unassured: BTreeSet<(Duration, Tuple)>,
     pub counters: Counters,
 }
 
 impl Conntrack {
     pub fn new(cfg: Config) -> Conntrack {
-        Conntrack { cfg, entries: BTreeMap::new(), replies: BTreeMap::new(), by_expiry: BTreeSet::new(), counters: Counters::default() }
+        Conntrack {
+            cfg,
+            entries: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            unassured: BTreeSet::new(),
+            counters: Counters::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -218,9 +227,9 @@ impl Conntrack {
             if at > now {
                 break;
             }
+            // Pop first, so the loop ends even if the indexes ever disagreed.
             self.by_expiry.pop_first();
-            if let Some(e) = self.entries.remove(&t) {
-                self.replies.remove(&e.reply);
+            if self.remove_entry(&t) {
                 self.counters.expired += 1;
             }
         }
@@ -229,8 +238,12 @@ impl Conntrack {
     fn set_expiry(&mut self, orig: Tuple, expires: Duration) {
         if let Some(e) = self.entries.get_mut(&orig) {
             self.by_expiry.remove(&(e.expires, orig));
+            self.unassured.remove(&(e.expires, orig));
             e.expires = expires;
             self.by_expiry.insert((expires, orig));
+            if !e.assured {
+                self.unassured.insert((expires, orig));
+            }
         }
     }
 
@@ -309,13 +322,10 @@ impl Conntrack {
     /// A full table evicts one non-ASSURED entry (the one closest to expiry) before refusing a new
     /// flow (incidents.md §2.4). The kernel scans hash buckets; which one goes is not modelled exactly.
     fn early_drop(&mut self, _rng: &mut fastrand::Rng) -> bool {
-        let victim = self.by_expiry.iter().find(|(_, t)| self.entries.get(t).is_some_and(|e| !e.assured)).map(|(_, t)| *t);
+        let victim = self.unassured.first().map(|(_, t)| *t);
         match victim {
             Some(t) => {
-                if let Some(e) = self.entries.remove(&t) {
-                    self.by_expiry.remove(&(e.expires, t));
-                    self.replies.remove(&e.reply);
-                }
+                self.remove_entry(&t);
                 self.counters.early_drop += 1;
                 true
             }
@@ -394,9 +404,7 @@ impl Conntrack {
             .map(|e| e.orig)
             .collect();
         for t in &doomed {
-            if let Some(e) = self.entries.remove(t) {
-                self.by_expiry.remove(&(e.expires, *t));
-                self.replies.remove(&e.reply);
+            if self.remove_entry(t) {
                 self.counters.deleted += 1;
             }
         }
@@ -408,9 +416,7 @@ impl Conntrack {
         let doomed: Vec<Tuple> =
             self.entries.values().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
         for t in &doomed {
-            if let Some(e) = self.entries.remove(t) {
-                self.by_expiry.remove(&(e.expires, *t));
-                self.replies.remove(&e.reply);
+            if self.remove_entry(t) {
                 self.counters.deleted += 1;
             }
         }
@@ -419,7 +425,16 @@ impl Conntrack {
 
     /// Non-ASSURED entries (what early drop can evict).
     pub fn unassured(&self) -> usize {
-        self.entries.values().filter(|e| !e.assured).count()
+        self.unassured.len()
+    }
+
+    /// Removes an entry from the table and every index. Returns whether it was there.
+    fn remove_entry(&mut self, t: &Tuple) -> bool {
+        let Some(e) = self.entries.remove(t) else { return false };
+        self.by_expiry.remove(&(e.expires, *t));
+        self.unassured.remove(&(e.expires, *t));
+        self.replies.remove(&e.reply);
+        true
     }
 }
 
@@ -569,6 +584,7 @@ mod tests {
                 prop_assert!(ct.len() <= max);
                 prop_assert_eq!(ct.entries.len(), ct.replies.len());
                 prop_assert_eq!(ct.entries.len(), ct.by_expiry.len());
+                prop_assert_eq!(ct.unassured.len(), ct.entries.values().filter(|e| !e.assured).count());
                 for e in ct.entries() {
                     prop_assert!(e.expires >= now);
                     prop_assert!(e.expires <= now + Duration::from_secs(180));
