@@ -17,6 +17,7 @@ pub mod s05;
 pub mod s06;
 pub mod s08;
 pub mod s09;
+pub mod s10;
 pub mod s11;
 pub mod s16;
 pub mod s17;
