@@ -319,6 +319,30 @@ impl ClusterState {
         self.namespaces.binary_search_by(|n| n.as_str().cmp(ns)).is_ok() || self.services.keys().any(|(n, _)| n == ns)
     }
 
+    /// Heap bytes held: the pod index, services with their endpoints and ports, the reverse index.
+    pub fn bytes(&self) -> usize {
+        let svc: usize = self
+            .services
+            .values()
+            .map(|s| {
+                std::mem::size_of::<Service>()
+                    + 2 * (s.name.len() + s.namespace.len())
+                    + s.endpoints
+                        .iter()
+                        .map(|e| {
+                            std::mem::size_of::<Endpoint>()
+                                + e.hostname.as_ref().map_or(0, String::len)
+                                + e.pod_name.as_ref().map_or(0, String::len)
+                        })
+                        .sum::<usize>()
+                    + (s.ports.len() + s.endpoint_ports.len()) * (std::mem::size_of::<Port>() + 16)
+                    + 64
+            })
+            .sum();
+        let reverse = self.reverse.iter().map(|(_, (ns, n, _))| 64 + ns.len() + n.len()).sum::<usize>();
+        self.pods.capacity() * Self::BYTES_PER_POD + svc + reverse + self.namespaces.iter().map(|n| n.len() + 24).sum::<usize>()
+    }
+
     /// Heap bytes the pod index uses per pod (reported for autopath's memory, issue 2).
     pub const BYTES_PER_POD: usize = std::mem::size_of::<(IpAddr, u32)>();
 }

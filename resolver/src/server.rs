@@ -1103,6 +1103,25 @@ impl Server {
         self.blocks.iter().filter_map(|b| b.cache.as_ref()).map(Cache::bytes_used).sum()
     }
 
+    /// Cached answers, success and denial, over all blocks.
+    pub fn cache_entries(&self) -> usize {
+        self.blocks.iter().filter_map(|b| b.cache.as_ref()).map(|c| c.len(PartKind::Success) + c.len(PartKind::Denial)).sum()
+    }
+
+    /// The cluster state the server answers from.
+    pub fn cluster_state(&self) -> &Arc<ClusterState> {
+        &self.state
+    }
+
+    /// Heap bytes the server holds for data: caches, cluster state, queries in flight and upstream
+    /// exchanges, summed from the sizes of its own structures. The simulator's OOM model uses it.
+    pub fn memory_bytes(&self) -> usize {
+        let task = std::mem::size_of::<Task>() + 3 * 64;
+        let tasks = self.tasks.iter().flatten().count() * task;
+        let exchanges = self.exchanges.len() * (std::mem::size_of::<Exchange>() + 128);
+        self.cache_bytes() + self.state.bytes() + tasks + exchanges + self.tasks.capacity() * std::mem::size_of::<Option<Task>>()
+    }
+
     /// Whether an upstream is currently marked down.
     pub fn upstream_down(&self, addr: SocketAddr) -> bool {
         self.cfg.servers.iter().flat_map(|s| &s.forward).filter(|f| f.to.contains(&addr)).any(|f| self.is_down(&addr, f.max_fails))
