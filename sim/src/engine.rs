@@ -36,7 +36,7 @@ use crate::client::go::Go;
 use crate::client::musl::Musl;
 use crate::client::{Call, Lookup, Outcome, PROCESS_SOCKET, PodAddrs, Process, ResolvConf, Transport};
 use crate::report::{LookupRecord, Report};
-use crate::spec::{ClusterSpec, Fault, Library, ProxyMode};
+use crate::spec::{ClusterSpec, Fault, Library, MemoryModel, ProxyMode};
 
 /// The kube-dns ClusterIP.
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
@@ -155,6 +155,8 @@ struct Inst {
     corefile: String,
     seed: u64,
     restarts: u32,
+    /// While the informers (re)list, the old and new objects are both held.
+    relist_until: Option<Duration>,
 }
 
 /// Who owns an address: where answers go.
@@ -383,7 +385,7 @@ impl Engine {
             }
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
-        let state = Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods), "simulated-cluster")?);
+        let state = Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods, spec.extra_pods), "simulated-cluster")?);
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
@@ -400,6 +402,7 @@ impl Engine {
                 corefile,
                 seed,
                 restarts: 0,
+                relist_until: Some(Duration::ZERO),
             });
         }
         let mut nodes = nodes;
@@ -425,6 +428,7 @@ impl Engine {
                     corefile,
                     seed,
                     restarts: 0,
+                    relist_until: None,
                 });
             }
         }
@@ -604,7 +608,8 @@ impl Engine {
                 let window = self.report.lookups[self.last_sample_lookups..].to_vec();
                 let insert_failed = self.insert_failed();
                 let replicas = self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive).count();
-                self.report.sample(self.now, entries, &window, &self.net, insert_failed, replicas);
+                let memory_max = self.check_memory();
+                self.report.sample(self.now, entries, &window, &self.net, insert_failed, replicas, memory_max);
                 self.last_sample_lookups = done;
                 self.push(self.now + Duration::from_secs(1), Ev::Sample);
             }
@@ -673,6 +678,15 @@ impl Engine {
                     self.insts[i].alive = false;
                 }
             }
+            Fault::ApiserverRestart => {
+                let until = self.now + self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
+                for i in &mut self.insts {
+                    if i.alive && i.kind == InstKind::ClusterDns {
+                        i.relist_until = Some(until);
+                    }
+                }
+                self.check_memory();
+            }
             Fault::NodeLocalUp(node) => {
                 if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
                     self.nodes[node].node_local = Some(i);
@@ -682,9 +696,61 @@ impl Engine {
         }
     }
 
+    /// A replica's memory by the scenario's model.
+    fn memory(&self, inst: InstId) -> u64 {
+        let i = &self.insts[inst];
+        let relisting = i.relist_until.is_some_and(|t| self.now < t);
+        let state = i.server.cluster_state();
+        match self.spec.replica_memory.map(|m| m.model) {
+            None | Some(MemoryModel::Ndots) => {
+                // The new state is built beside the old one while relisting.
+                (i.server.memory_bytes() + if relisting { state.bytes() } else { 0 }) as u64
+            }
+            Some(MemoryModel::CoreDns(m)) => {
+                let verified = i
+                    .server
+                    .config()
+                    .servers
+                    .iter()
+                    .filter_map(|s| s.kubernetes.as_ref())
+                    .any(|k| k.pods == resolver::config::PodsMode::Verified);
+                let objects = 2 * state.services.len() as u64;
+                let watched = objects * m.per_object + if verified { state.pods.len() as u64 * m.per_watched_pod } else { 0 };
+                m.base
+                    + watched * if relisting { 2 } else { 1 }
+                    + i.server.in_flight() as u64 * m.per_inflight
+                    + i.server.cache_entries() as u64 * m.per_cache_entry
+            }
+        }
+    }
+
+    /// OOM-kills replicas over their limit; returns the largest replica memory.
+    fn check_memory(&mut self) -> u64 {
+        let mut max = 0;
+        for inst in 0..self.insts.len() {
+            if self.insts[inst].kind != InstKind::ClusterDns || !self.insts[inst].alive {
+                continue;
+            }
+            let m = self.memory(inst);
+            max = max.max(m);
+            if let Some(limit) = self.spec.replica_memory.map(|r| r.limit)
+                && m > limit
+            {
+                self.crash(inst, format!("OOMKilled: {} MiB over the {} MiB limit", m >> 20, limit >> 20));
+            }
+        }
+        max
+    }
+
     /// A fresh process for an instance: a new `Server` (empty cache), as a pod restart does.
     fn restart(&mut self, inst: InstId) {
+        let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
+        let now = self.now;
         let i = &mut self.insts[inst];
+        if i.kind == InstKind::ClusterDns {
+            // A starting replica lists everything.
+            i.relist_until = Some(now + relist);
+        }
         i.seed = i.seed.wrapping_add(0x9e37_79b9);
         match server_for(&i.corefile, self.state.clone(), i.seed) {
             Ok(s) => i.server = s,
@@ -701,8 +767,9 @@ impl Engine {
         }
     }
 
-    /// The loop plugin halted the process: CrashLoopBackOff (10 s, doubling, at most 5 min).
-    fn crash(&mut self, inst: InstId) {
+    /// The process died (the loop plugin halted it, or the OOM killer): CrashLoopBackOff (10 s,
+    /// doubling, at most 5 min).
+    fn crash(&mut self, inst: InstId, why: String) {
         let i = &mut self.insts[inst];
         if !i.alive {
             return;
@@ -711,7 +778,6 @@ impl Engine {
         let backoff = Duration::from_secs(10u64.saturating_mul(1 << i.restarts.min(5)).min(300));
         i.restarts += 1;
         self.net.restarts += 1;
-        let why = i.server.halted().unwrap_or("halted").to_string();
         let was_replica = i.kind == InstKind::ClusterDns;
         self.report.events.push((self.now, format!("instance {inst} crashed: {why}; restart in {backoff:?}")));
         self.push(self.now + backoff, Ev::Restart { inst });
@@ -1219,8 +1285,9 @@ impl Engine {
                 }
             }
         }
-        if self.insts[inst].server.halted().is_some() {
-            return self.crash(inst);
+        if let Some(why) = self.insts[inst].server.halted() {
+            let why = why.to_string();
+            return self.crash(inst, why);
         }
         let r = &mut self.insts[inst];
         let next = r.server.poll_timeout();
@@ -1252,10 +1319,10 @@ fn outcome_label(o: &Outcome) -> &'static str {
 }
 
 /// The cluster as `kubectl get namespaces,services,endpointslices,pods -A -o json` would print it.
-fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod]) -> String {
+fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize) -> String {
     use serde_json::json;
     let mut items = Vec::new();
-    let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop"];
+    let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop", "bulk"];
     for p in pods {
         if !namespaces.contains(&p.namespace.as_str()) {
             namespaces.push(&p.namespace);
@@ -1288,6 +1355,11 @@ fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod]) -> String {
     }
     for (i, p) in pods.iter().enumerate() {
         items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("app-{i}"), "namespace": p.namespace}, "status": {"podIP": p.ip.to_string()}}));
+    }
+    // The rest of a large cluster: pods that only exist in the state.
+    for i in 0..extra_pods {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("bulk-{i}"), "namespace": "bulk"},
+            "status": {"podIP": format!("10.{}.{}.{}", 200 + (i >> 16), (i >> 8) & 255, i & 255)}}));
     }
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }

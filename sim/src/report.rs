@@ -44,6 +44,8 @@ pub struct Second {
     pub upstream_packets: u64,
     /// CoreDNS replicas alive.
     pub replicas: usize,
+    /// The largest replica memory this second (bytes, by the scenario's memory model).
+    pub memory_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +84,7 @@ impl Report {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // One value per column of the series.
     pub fn sample(
         &mut self,
         t: Duration,
@@ -90,6 +93,7 @@ impl Report {
         net: &NetCounters,
         insert_failed: u64,
         replicas: usize,
+        memory_max: u64,
     ) {
         let lat: Vec<Duration> = window.iter().map(LookupRecord::latency).collect();
         self.series.push(Second {
@@ -104,6 +108,7 @@ impl Report {
             dropped_eni: net.dropped_eni,
             upstream_packets: net.upstream_packets,
             replicas,
+            memory_max,
         });
     }
 

@@ -94,6 +94,52 @@ pub enum Fault {
     NodeLocalDown(usize),
     /// ...and starts again (a fresh process, empty cache).
     NodeLocalUp(usize),
+    /// The apiserver restarts: every resolver's informers relist (#139117: memory roughly doubles
+    /// while the new list is built beside the old one).
+    ApiserverRestart,
+}
+
+/// How a replica's memory is counted against its limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryModel {
+    /// ndots: the server's own accounting of its structures (`Server::memory_bytes`).
+    Ndots,
+    /// CoreDNS as it ran in the incidents, from simulated quantities.
+    CoreDns(CoreDnsMemory),
+}
+
+/// CoreDNS's memory (incidents.md §7 S4, S13): base + watched objects (+ every pod with `pods
+/// verified`) + ~2 KB per in-flight query + cache entries. Coefficients other than the 2 KB per query
+/// are [unverified] and tunable: 1 KB per watched pod, 2 KB per Service/EndpointSlice object, 3 KB per
+/// cache entry (kubernetes/website: "10000 entries ≈ 30 MB"), 20 MB base.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoreDnsMemory {
+    pub base: u64,
+    pub per_watched_pod: u64,
+    pub per_object: u64,
+    pub per_inflight: u64,
+    pub per_cache_entry: u64,
+}
+
+impl Default for CoreDnsMemory {
+    fn default() -> Self {
+        CoreDnsMemory { base: 20 << 20, per_watched_pod: 1024, per_object: 2048, per_inflight: 2048, per_cache_entry: 3072 }
+    }
+}
+
+/// A memory limit on the CoreDNS replicas (coredns/deployment: 170Mi).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaMemory {
+    pub limit: u64,
+    pub model: MemoryModel,
+    /// How long a (re)list holds the old and the new objects together [unverified: 10 s].
+    pub relist: Duration,
+}
+
+impl ReplicaMemory {
+    pub fn mib(limit_mib: u64, model: MemoryModel) -> ReplicaMemory {
+        ReplicaMemory { limit: limit_mib << 20, model, relist: Duration::from_secs(10) }
+    }
 }
 
 /// node-local-dns on every node (incidents.md §6.4).
@@ -176,6 +222,10 @@ pub struct ClusterSpec {
     pub coredns_replicas: usize,
     /// node-local-dns on every node, if deployed.
     pub node_local: Option<NodeLocal>,
+    /// Memory limit of the CoreDNS replicas (None: unlimited).
+    pub replica_memory: Option<ReplicaMemory>,
+    /// Pods in the cluster state beyond the simulated workload (the rest of a large cluster).
+    pub extra_pods: usize,
     /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
     pub corefile: String,
     pub cluster_domain: String,
@@ -206,6 +256,8 @@ impl ClusterSpec {
             conntrack_min: 131072,
             coredns_replicas: 2,
             node_local: None,
+            replica_memory: None,
+            extra_pods: 0,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
             pods: vec![PodGroup {
