@@ -13,12 +13,14 @@ pub use sim::{Report, run};
 pub mod s01;
 pub mod s02;
 pub mod s03;
+pub mod s04;
 pub mod s05;
 pub mod s06;
 pub mod s08;
 pub mod s09;
 pub mod s10;
 pub mod s11;
+pub mod s13;
 pub mod s16;
 pub mod s17;
 
@@ -74,11 +76,14 @@ pub fn incidents() -> Vec<Incident> {
         s01::incident(),
         s02::incident(),
         s03::incident(),
+        s04::incident(),
         s05::incident(),
         s06::incident(),
         s08::incident(),
         s09::incident(),
+        s10::incident(),
         s11::incident(),
+        s13::incident(),
         s16::incident(),
         s17::incident(),
     ]
