@@ -184,6 +184,10 @@ struct Conn {
 
 #[derive(Debug)]
 enum Ev {
+    /// The autoscaler sets the replica count (scale-down deletes the newest replicas).
+    Scale {
+        replicas: usize,
+    },
     LookupStart {
         pod: PodId,
     },
@@ -242,6 +246,7 @@ pub struct NetCounters {
     pub upstream_queries: u64,
     pub tcp_connections: u64,
     pub restarts: u64,
+    pub dropped_fragments: u64,
 }
 
 pub struct Engine {
@@ -582,6 +587,11 @@ impl Engine {
             }
             Ev::FromUpstream { frame } => {
                 let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
+                // 1500-byte MTU: 20 bytes of IP and 8 of UDP leave 1472 for DNS; more is fragmented.
+                if transport == Transport::Udp && self.spec.drop_fragments && frame.payload.len() > 1472 {
+                    self.net.dropped_fragments += 1;
+                    return;
+                }
                 if !self.insts[inst].alive {
                     return;
                 }
@@ -623,6 +633,17 @@ impl Engine {
                 }
             }
             Ev::Restart { inst } => self.restart(inst),
+            Ev::Scale { replicas } => {
+                let alive: Vec<InstId> =
+                    (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();
+                if alive.len() > replicas {
+                    for &i in &alive[replicas..] {
+                        self.insts[i].alive = false;
+                    }
+                    self.report.events.push((self.now, format!("autoscaler: {} → {replicas} replicas", alive.len())));
+                    self.endpoints_changed();
+                }
+            }
         }
     }
 
@@ -676,6 +697,14 @@ impl Engine {
                 }
                 if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
                     self.insts[i].alive = false;
+                }
+            }
+            Fault::ClusterNodes(n) => {
+                if let Some(cpa) = self.spec.autoscaler {
+                    // The autoscaler notices at its next poll.
+                    let target = cpa.replicas(n, n * self.spec.cpus_per_node);
+                    let at = self.now + cpa.poll;
+                    self.push(at, Ev::Scale { replicas: target });
                 }
             }
             Fault::ApiserverRestart => {

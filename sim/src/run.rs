@@ -92,6 +92,8 @@ async fn cloud_resolver(zone: String, az: usize, seed: u64) -> turmoil::Result {
     let cf = resolver::corefile::parse_str(".:53 {\n}\n", "cloud", None, &|_| None).map_err(|e| e.to_string())?;
     let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).map_err(|e| e.to_string())?;
     cfg.servers[0].files.push(resolver::zone::Zone::parse(&zone, ".")?);
+    // A cloud resolver answers up to the asker's EDNS size, as real ones do (RFC 6891).
+    cfg.servers[0].bufsize = 4096;
     let mut server = Server::new(Arc::new(cfg), Arc::new(ClusterState::default()), seed);
     let sock = UdpSocket::bind(("0.0.0.0", FRAME_PORT)).await?;
     let local = SocketAddr::new(upstream_ip(az), 53);

@@ -97,6 +97,40 @@ pub enum Fault {
     /// The apiserver restarts: every resolver's informers relist (#139117: memory roughly doubles
     /// while the new list is built beside the old one).
     ApiserverRestart,
+    /// The cluster now has this many nodes (as the autoscaler counts them); nodes beyond the
+    /// simulated ones carry no simulated pods.
+    ClusterNodes(usize),
+}
+
+/// cluster-proportional-autoscaler, linear mode (incidents.md §6.6): replicas =
+/// max(ceil(cores / coresPerReplica), ceil(nodes / nodesPerReplica)), at least 2 with
+/// preventSinglePointFailure when there is more than one node; polled every 10 s [unverified].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Autoscaler {
+    pub cores_per_replica: usize,
+    pub nodes_per_replica: usize,
+    pub prevent_single_point_failure: bool,
+    /// The node count the autoscaler sees at the start.
+    pub nodes: usize,
+    pub poll: Duration,
+}
+
+impl Autoscaler {
+    /// The standard addon's parameters: 256 cores and 16 nodes per replica.
+    pub fn addon(nodes: usize) -> Autoscaler {
+        Autoscaler {
+            cores_per_replica: 256,
+            nodes_per_replica: 16,
+            prevent_single_point_failure: true,
+            nodes,
+            poll: Duration::from_secs(10),
+        }
+    }
+
+    pub fn replicas(&self, nodes: usize, cores: usize) -> usize {
+        let r = cores.div_ceil(self.cores_per_replica).max(nodes.div_ceil(self.nodes_per_replica));
+        if self.prevent_single_point_failure && nodes > 1 { r.max(2) } else { r.max(1) }
+    }
 }
 
 /// How a replica's memory is counted against its limit.
@@ -226,6 +260,11 @@ pub struct ClusterSpec {
     pub replica_memory: Option<ReplicaMemory>,
     /// Pods in the cluster state beyond the simulated workload (the rest of a large cluster).
     pub extra_pods: usize,
+    /// IP fragments between the nodes and the cloud resolver are dropped (incidents.md S18): a UDP
+    /// answer over the 1500-byte MTU (1472 bytes of DNS payload) never arrives.
+    pub drop_fragments: bool,
+    /// The cluster-proportional-autoscaler (dns-autoscaler), if it manages the replicas.
+    pub autoscaler: Option<Autoscaler>,
     /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
     pub corefile: String,
     pub cluster_domain: String,
@@ -258,6 +297,8 @@ impl ClusterSpec {
             node_local: None,
             replica_memory: None,
             extra_pods: 0,
+            drop_fragments: false,
+            autoscaler: None,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
             pods: vec![PodGroup {
