@@ -16,6 +16,7 @@ pub mod s03;
 pub mod s04;
 pub mod s05;
 pub mod s06;
+pub mod s07;
 pub mod s08;
 pub mod s09;
 pub mod s10;
@@ -23,6 +24,7 @@ pub mod s11;
 pub mod s13;
 pub mod s16;
 pub mod s17;
+pub mod s18;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -79,6 +81,7 @@ pub fn incidents() -> Vec<Incident> {
         s04::incident(),
         s05::incident(),
         s06::incident(),
+        s07::incident(),
         s08::incident(),
         s09::incident(),
         s10::incident(),
@@ -86,5 +89,6 @@ pub fn incidents() -> Vec<Incident> {
         s13::incident(),
         s16::incident(),
         s17::incident(),
+        s18::incident(),
     ]
 }
