@@ -130,6 +130,12 @@ struct Pod {
     lookups: BTreeMap<u64, ActiveLookup>,
     /// Process-wide sockets (c-ares channels, evdns bases): socket id → port, never closed.
     proc_sockets: BTreeMap<u32, u16>,
+    client_cache: Option<crate::spec::ClientCache>,
+    /// name → (expires, first address or None for a failure)
+    cache: BTreeMap<String, (Option<Duration>, Option<IpAddr>)>,
+    threadpool: Option<usize>,
+    /// Lookups waiting for a thread: (when the application asked, name).
+    waiting: std::collections::VecDeque<(Duration, String)>,
 }
 
 const PROCESS_OWNER: u64 = u64::MAX;
@@ -268,6 +274,9 @@ pub struct Engine {
     tcp: BTreeMap<(SocketAddr, SocketAddr), Conn>,
     blackholed: Vec<bool>,
     state: Arc<ClusterState>,
+    replica_ips: Vec<(usize, IpAddr)>,
+    /// Services whose ClusterIP changed: (namespace, name) → IP.
+    service_ips: BTreeMap<(String, String), IpAddr>,
     rng: fastrand::Rng,
     next_lookup: u64,
     pub report: Report,
@@ -386,11 +395,16 @@ impl Engine {
                     port_owner: BTreeMap::new(),
                     lookups: BTreeMap::new(),
                     proc_sockets: BTreeMap::new(),
+                    client_cache: g.client_cache,
+                    cache: BTreeMap::new(),
+                    threadpool: g.threadpool,
+                    waiting: std::collections::VecDeque::new(),
                 });
             }
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
-        let state = Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods, spec.extra_pods), "simulated-cluster")?);
+        let state =
+            Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods, spec.extra_pods, &BTreeMap::new()), "simulated-cluster")?);
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
@@ -455,6 +469,8 @@ impl Engine {
             tcp: BTreeMap::new(),
             blackholed: vec![false; spec.azs],
             state,
+            replica_ips,
+            service_ips: BTreeMap::new(),
             rng: fastrand::Rng::with_seed(rng.u64(..)),
             next_lookup: 1,
             report: Report::new(&spec),
@@ -699,6 +715,17 @@ impl Engine {
                     self.insts[i].alive = false;
                 }
             }
+            Fault::ServiceIp { namespace, name, ip } => {
+                self.service_ips.insert((namespace, name), ip);
+                let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips);
+                if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
+                    self.state = Arc::new(state);
+                    let now = self.now;
+                    for i in &mut self.insts {
+                        i.server.handle_cluster_state(now, self.state.clone());
+                    }
+                }
+            }
             Fault::ClusterNodes(n) => {
                 if let Some(cpa) = self.spec.autoscaler {
                     // The autoscaler notices at its next poll.
@@ -827,6 +854,36 @@ impl Engine {
             }
             pick -= w;
         }
+        self.begin_lookup(pod, name, self.now);
+    }
+
+    /// The application asks for `name` (asked at `asked`): the client cache, the thread pool, then
+    /// the library.
+    fn begin_lookup(&mut self, pod: PodId, name: String, asked: Duration) {
+        let now = self.now;
+        let p = &mut self.pods[pod];
+        if p.client_cache.is_some()
+            && let Some((expires, addr)) = p.cache.get(&name)
+            && expires.is_none_or(|e| now < e)
+        {
+            let (addr, ok) = (*addr, addr.is_some());
+            self.report.lookups.push(LookupRecord {
+                pod,
+                start: asked,
+                end: now,
+                name,
+                queries: 0,
+                ok,
+                outcome: if ok { "ok" } else { "nxdomain" },
+                addr,
+                cached: true,
+            });
+            return;
+        }
+        if p.threadpool.is_some_and(|n| p.lookups.len() >= n) {
+            p.waiting.push_back((asked, name));
+            return;
+        }
         let id = self.next_lookup;
         self.next_lookup += 1;
         let mut call = p.call.clone();
@@ -844,7 +901,7 @@ impl Engine {
             Library::CAres(era) => Box::new(CAres::new(self.now, era, &p.rc, &call, p.process.clone(), seed)),
             Library::Evdns(v) => Box::new(Evdns::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
         };
-        p.lookups.insert(id, ActiveLookup { model, started: self.now, name, queries: 0, sockets: BTreeMap::new(), timer: None });
+        p.lookups.insert(id, ActiveLookup { model, started: asked, name, queries: 0, sockets: BTreeMap::new(), timer: None });
         self.drive_lookup(pod, id);
     }
 
@@ -894,6 +951,14 @@ impl Engine {
             let l = p.lookups.remove(&id).expect("lookup present: checked above");
             closed.extend(l.sockets.values().copied());
             p.process = l.model.process();
+            let addr = match &outcome {
+                Outcome::Addrs(a) => a.first().copied(),
+                _ => None,
+            };
+            if let Some(cc) = p.client_cache {
+                let ttl = if addr.is_some() { cc.positive } else { Some(cc.negative) };
+                p.cache.insert(l.name.clone(), (ttl.map(|t| self.now + t), addr));
+            }
             self.report.lookups.push(LookupRecord {
                 pod,
                 start: l.started,
@@ -902,7 +967,16 @@ impl Engine {
                 queries: l.queries,
                 ok: outcome.is_ok(),
                 outcome: outcome_label(&outcome),
+                addr,
+                cached: false,
             });
+            // A thread is free: the next waiting lookup.
+            if let Some((asked, name)) = self.pods[pod].waiting.pop_front() {
+                for port in std::mem::take(&mut closed) {
+                    self.close_pod_socket(pod, port);
+                }
+                return self.begin_lookup(pod, name, asked);
+            }
         }
         for port in closed {
             self.close_pod_socket(pod, port);
@@ -1348,7 +1422,7 @@ fn outcome_label(o: &Outcome) -> &'static str {
 }
 
 /// The cluster as `kubectl get namespaces,services,endpointslices,pods -A -o json` would print it.
-fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize) -> String {
+fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize, service_ips: &BTreeMap<(String, String), IpAddr>) -> String {
     use serde_json::json;
     let mut items = Vec::new();
     let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop", "bulk"];
@@ -1375,8 +1449,11 @@ fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize) -
     // Application services the workloads look up: `web` and `api` in every namespace.
     for (i, ns) in namespaces.iter().enumerate() {
         for (j, svc) in ["web", "api"].iter().enumerate() {
+            let ip = service_ips
+                .get(&(ns.to_string(), svc.to_string()))
+                .map_or_else(|| format!("10.96.{}.{}", 10 + i, 10 + j), ToString::to_string);
             items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": ns},
-                "spec": {"clusterIP": format!("10.96.{}.{}", 10 + i, 10 + j), "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
+                "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
         }
     }
     for (i, (_, ip)) in replicas.iter().enumerate() {

@@ -19,6 +19,10 @@ pub struct LookupRecord {
     pub queries: u32,
     pub ok: bool,
     pub outcome: &'static str,
+    /// The first address returned.
+    pub addr: Option<std::net::IpAddr>,
+    /// Answered by an application cache, no query sent.
+    pub cached: bool,
 }
 
 impl LookupRecord {

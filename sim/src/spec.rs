@@ -44,6 +44,24 @@ pub struct PodGroup {
     pub names: Vec<(String, u32)>,
     /// Interface addresses besides the pod IP and loopback (e.g. a link-local `fe80::` address).
     pub extra_addrs: Vec<std::net::IpAddr>,
+    /// An application-level cache in front of the library (Java's InetAddress cache).
+    pub client_cache: Option<ClientCache>,
+    /// At most this many lookups at once, the rest wait (Node's libuv pool: 4 threads).
+    pub threadpool: Option<usize>,
+}
+
+/// Java's InetAddress cache (incidents.md §1.7): `networkaddress.cache.ttl` 30 s without a security
+/// manager, forever with one; `networkaddress.cache.negative.ttl` 10 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientCache {
+    /// None: forever.
+    pub positive: Option<Duration>,
+    pub negative: Duration,
+}
+
+impl ClientCache {
+    pub const JAVA: ClientCache = ClientCache { positive: Some(Duration::from_secs(30)), negative: Duration::from_secs(10) };
+    pub const JAVA_SECURITY_MANAGER: ClientCache = ClientCache { positive: None, negative: Duration::from_secs(10) };
 }
 
 /// One-way latencies between places (incidents.md S12 for loss, cloud-typical values otherwise).
@@ -97,6 +115,12 @@ pub enum Fault {
     /// The apiserver restarts: every resolver's informers relist (#139117: memory roughly doubles
     /// while the new list is built beside the old one).
     ApiserverRestart,
+    /// A Service gets a new ClusterIP (deleted and recreated): the apiserver tells every resolver.
+    ServiceIp {
+        namespace: String,
+        name: String,
+        ip: std::net::IpAddr,
+    },
     /// The cluster now has this many nodes (as the autoscaler counts them); nodes beyond the
     /// simulated ones carry no simulated pods.
     ClusterNodes(usize),
@@ -315,6 +339,8 @@ impl ClusterSpec {
                     ("api.github.com".into(), 2),
                 ],
                 extra_addrs: Vec::new(),
+                client_cache: None,
+                threadpool: None,
             }],
             upstream_zone: DEFAULT_INTERNET.to_string(),
             eni_limit: Some(netmodel::ratelimit::Config::AWS_ENI),
