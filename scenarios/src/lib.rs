@@ -25,6 +25,7 @@ pub mod s13;
 pub mod s16;
 pub mod s17;
 pub mod s18;
+pub mod s19;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -90,5 +91,6 @@ pub fn incidents() -> Vec<Incident> {
         s16::incident(),
         s17::incident(),
         s18::incident(),
+        s19::incident(),
     ]
 }
