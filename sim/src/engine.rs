@@ -134,6 +134,7 @@ struct Pod {
     /// name → (expires, first address or None for a failure)
     cache: BTreeMap<String, (Option<Duration>, Option<IpAddr>)>,
     threadpool: Option<usize>,
+    app_rate: f64,
     /// Lookups waiting for a thread: (when the application asked, name).
     waiting: std::collections::VecDeque<(Duration, String)>,
 }
@@ -194,6 +195,10 @@ enum Ev {
     Scale {
         replicas: usize,
     },
+    /// An application TCP request from a pod.
+    AppRequest {
+        pod: PodId,
+    },
     LookupStart {
         pod: PodId,
     },
@@ -253,6 +258,7 @@ pub struct NetCounters {
     pub tcp_connections: u64,
     pub restarts: u64,
     pub dropped_fragments: u64,
+    pub dropped_loss: u64,
 }
 
 pub struct Engine {
@@ -273,6 +279,8 @@ pub struct Engine {
     snat: BTreeMap<SocketAddr, (InstId, SocketAddr, Transport)>,
     tcp: BTreeMap<(SocketAddr, SocketAddr), Conn>,
     blackholed: Vec<bool>,
+    /// Packet loss into or out of each AZ.
+    az_loss: Vec<f64>,
     state: Arc<ClusterState>,
     replica_ips: Vec<(usize, IpAddr)>,
     /// Services whose ClusterIP changed: (namespace, name) → IP.
@@ -398,6 +406,7 @@ impl Engine {
                     client_cache: g.client_cache,
                     cache: BTreeMap::new(),
                     threadpool: g.threadpool,
+                    app_rate: g.app_rate,
                     waiting: std::collections::VecDeque::new(),
                 });
             }
@@ -468,6 +477,7 @@ impl Engine {
             snat: BTreeMap::new(),
             tcp: BTreeMap::new(),
             blackholed: vec![false; spec.azs],
+            az_loss: vec![0.0; spec.azs],
             state,
             replica_ips,
             service_ips: BTreeMap::new(),
@@ -494,6 +504,11 @@ impl Engine {
         for p in 0..e.pods.len() {
             let first = e.exp_gap(p);
             e.push(first, Ev::LookupStart { pod: p });
+            if e.pods[p].app_rate > 0.0 {
+                let u = e.rng.f64().max(1e-12);
+                let at = Duration::from_secs_f64(-u.ln() / e.pods[p].app_rate);
+                e.push(at, Ev::AppRequest { pod: p });
+            }
         }
         for (at, f) in e.spec.faults.clone() {
             e.push(at, Ev::Fault(f));
@@ -649,6 +664,13 @@ impl Engine {
                 }
             }
             Ev::Restart { inst } => self.restart(inst),
+            Ev::AppRequest { pod } => {
+                self.app_request(pod);
+                let rate = self.pods[pod].app_rate;
+                let u = self.rng.f64().max(1e-12);
+                let at = self.now + Duration::from_secs_f64(-u.ln() / rate);
+                self.push(at, Ev::AppRequest { pod });
+            }
             Ev::Scale { replicas } => {
                 let alive: Vec<InstId> =
                     (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();
@@ -713,6 +735,11 @@ impl Engine {
                 }
                 if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
                     self.insts[i].alive = false;
+                }
+            }
+            Fault::AzLoss { az, loss } => {
+                if let Some(l) = self.az_loss.get_mut(az) {
+                    *l = loss.clamp(0.0, 1.0);
                 }
             }
             Fault::ServiceIp { namespace, name, ip } => {
@@ -1024,6 +1051,43 @@ impl Engine {
         }
     }
 
+    /// Whether a packet between two nodes is lost to AZ packet loss (incidents.md S12).
+    fn lost(&mut self, a: NodeId, b: NodeId) -> bool {
+        if a == b {
+            // Same node: never on the wire.
+            return false;
+        }
+        let (za, zb) = (self.nodes[a].az, self.nodes[b].az);
+        let keep = (1.0 - self.az_loss[za]) * if za == zb { 1.0 } else { 1.0 - self.az_loss[zb] };
+        keep < 1.0 && self.rng.f64() >= keep
+    }
+
+    /// An application request over an established TCP connection to a pod on a random node: the
+    /// request and the response segment, each retransmitted after Linux's RTO (200 ms minimum,
+    /// doubling) when lost, given up after 15 retransmissions (tcp_retries2).
+    fn app_request(&mut self, pod: PodId) {
+        let from = self.pods[pod].node;
+        let to = self.rng.usize(..self.nodes.len());
+        let one_way = self.latency(from, to);
+        let mut total = Duration::ZERO;
+        let mut ok = true;
+        for _ in 0..2 {
+            let mut rto = Duration::from_millis(200);
+            let mut tries = 0;
+            while self.lost(from, to) {
+                tries += 1;
+                if tries > 15 {
+                    ok = false;
+                    break;
+                }
+                total += rto;
+                rto = (rto * 2).min(Duration::from_secs(120));
+            }
+            total += one_way;
+        }
+        self.report.app.push((self.now, total, ok));
+    }
+
     fn owner_node(&self, o: Owner) -> NodeId {
         match o {
             Owner::Pod(p) => self.pods[p].node,
@@ -1161,6 +1225,10 @@ impl Engine {
             self.net.dropped_dead += 1;
             return;
         };
+        if pkt.transport == Transport::Udp && self.lost(node, self.insts[inst].node) {
+            self.net.dropped_loss += 1;
+            return;
+        }
         let at = now + self.latency(node, self.insts[inst].node) + self.tcp_delay(&pkt, now);
         let pkt = Packet { dst: target, ..pkt };
         self.push(at, Ev::Query { inst, pkt, client_node: Some(node) });
@@ -1306,6 +1374,10 @@ impl Engine {
             }
             None => pkt.src,
         };
+        if pkt.transport == Transport::Udp && self.lost(self.insts[inst].node, dest_node) {
+            self.net.dropped_loss += 1;
+            return;
+        }
         let at = now + self.latency(self.insts[inst].node, dest_node);
         self.push(at, Ev::Answer { owner, pkt: Packet { src, ..pkt } });
     }

@@ -59,6 +59,8 @@ pub struct Report {
     pub lookups: Vec<LookupRecord>,
     pub series: Vec<Second>,
     pub events: Vec<(Duration, String)>,
+    /// Application TCP requests: (start, latency, completed).
+    pub app: Vec<(Duration, Duration, bool)>,
     pub net: NetCounters,
     pub conntrack_max: Vec<usize>,
     pub trace_hash: u64,
@@ -82,6 +84,7 @@ impl Report {
             lookups: Vec::new(),
             series: Vec::new(),
             events: Vec::new(),
+            app: Vec::new(),
             net: NetCounters::default(),
             conntrack_max: Vec::new(),
             trace_hash: 0,

@@ -48,6 +48,9 @@ pub struct PodGroup {
     pub client_cache: Option<ClientCache>,
     /// At most this many lookups at once, the rest wait (Node's libuv pool: 4 threads).
     pub threadpool: Option<usize>,
+    /// Application requests per second over TCP to pods on random nodes (request and response
+    /// segments, retransmitted on loss with Linux's RTO: 200 ms, doubling, 15 retries).
+    pub app_rate: f64,
 }
 
 /// Java's InetAddress cache (incidents.md §1.7): `networkaddress.cache.ttl` 30 s without a security
@@ -115,6 +118,11 @@ pub enum Fault {
     /// The apiserver restarts: every resolver's informers relist (#139117: memory roughly doubles
     /// while the new list is built beside the old one).
     ApiserverRestart,
+    /// i.i.d. packet loss on every packet into or out of an AZ (0.0 repairs it).
+    AzLoss {
+        az: usize,
+        loss: f64,
+    },
     /// A Service gets a new ClusterIP (deleted and recreated): the apiserver tells every resolver.
     ServiceIp {
         namespace: String,
@@ -341,6 +349,7 @@ impl ClusterSpec {
                 extra_addrs: Vec::new(),
                 client_cache: None,
                 threadpool: None,
+                app_rate: 0.0,
             }],
             upstream_zone: DEFAULT_INTERNET.to_string(),
             eni_limit: Some(netmodel::ratelimit::Config::AWS_ENI),
