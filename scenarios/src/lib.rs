@@ -21,6 +21,7 @@ pub mod s08;
 pub mod s09;
 pub mod s10;
 pub mod s11;
+pub mod s12;
 pub mod s13;
 pub mod s16;
 pub mod s17;
@@ -87,6 +88,7 @@ pub fn incidents() -> Vec<Incident> {
         s09::incident(),
         s10::incident(),
         s11::incident(),
+        s12::incident(),
         s13::incident(),
         s16::incident(),
         s17::incident(),
