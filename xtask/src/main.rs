@@ -4,6 +4,8 @@
 //!   `cargo test --workspace`. Stops at the first failure with its exit code.
 //! - `sim check-determinism [SEED]`: the smoke scenario twice in two processes, same trace hash or fail.
 //! - `bench sim`: simulated seconds per wall second for 10, 100 and 1,000-node clusters (release build).
+//! - `sim sweep [N] [FILTER]`: the scenario tests (release) for seeds 1..=N (default 100); prints each
+//!   failing seed with its replay command and a pass count per seed.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -16,9 +18,12 @@ fn main() -> ExitCode {
             check_determinism(args.get(2).map(String::as_str).unwrap_or("42"))
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
+        Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
+            sweep(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100), args.get(3).map(String::as_str))
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)"
             );
             ExitCode::from(2)
         }
@@ -114,4 +119,44 @@ fn bench_sim() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn sweep(n: u64, filter: Option<&str>) -> ExitCode {
+    if let Err(c) = run("cargo test --release -p scenarios --no-run", cargo().args(["test", "--release", "-p", "scenarios", "--no-run"])) {
+        return c;
+    }
+    let t0 = Instant::now();
+    let mut failed = Vec::new();
+    for seed in 1..=n {
+        let mut cmd = cargo();
+        cmd.args(["test", "-q", "--release", "-p", "scenarios", "--tests"]);
+        if let Some(f) = filter {
+            cmd.args(["--", f]);
+        }
+        let out = match cmd.env("SIM_SEED", seed.to_string()).output() {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("xtask: cannot run cargo: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let passed: usize =
+            text.lines().filter_map(|l| l.strip_prefix("test result: ")).filter_map(|l| l.split(' ').nth(1)?.parse::<usize>().ok()).sum();
+        if out.status.success() {
+            eprintln!("seed {seed:>4}: {passed} passed ({:.0} s)", t0.elapsed().as_secs_f64());
+        } else {
+            for l in text.lines().filter(|l| l.contains("replay:") || l.starts_with("test ") && l.ends_with("FAILED")) {
+                eprintln!("seed {seed:>4}: {l}");
+            }
+            failed.push(seed);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("sweep: all {n} seeds pass ({:.0} s)", t0.elapsed().as_secs_f64());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("sweep: {} of {n} seeds fail: {failed:?}", failed.len());
+        ExitCode::FAILURE
+    }
 }
