@@ -27,6 +27,9 @@ use crate::kubernetes::{KubeResult, Kubernetes, Synth};
 use crate::metrics::{BlockMetrics, Metrics, type_bucket};
 use crate::wire::{self, Layout, QueryError, RecordSpan};
 
+/// Synthesised cluster answers kept, at most (about 200 bytes each); the memo is emptied when full.
+const MEMO_MAX: usize = 65_536;
+
 /// Clients waiting on one coalesced upstream query, at most; more get REFUSED.
 const MAX_WAITERS: usize = 4096;
 
@@ -198,6 +201,10 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     halted: Option<String>,
     pub metrics: Metrics,
+    /// Authoritative `kubernetes` answers as wire bytes, keyed by block and question: answered at
+    /// cache-hit speed, and emptied whenever cluster state or configuration changes, so never stale
+    /// (the staleness that makes kubeadm disable caching for cluster.local cannot happen here).
+    memo: indexmap::IndexMap<Box<[u8]>, (Box<[u8]>, Box<[RecordSpan]>), foldhash::fast::RandomState>,
     scratch_name: Vec<u8>,
     scratch_key: Vec<u8>,
 }
@@ -251,6 +258,7 @@ impl Server {
             transmits: VecDeque::new(),
             halted: None,
             metrics,
+            memo: indexmap::IndexMap::with_hasher(foldhash::fast::RandomState::default()),
             scratch_name: Vec::with_capacity(256),
             scratch_key: Vec::with_capacity(264),
         };
@@ -285,6 +293,7 @@ impl Server {
     pub fn handle_cluster_state(&mut self, _now: Now, state: Arc<ClusterState>) {
         self.state = state;
         self.serial = self.serial.wrapping_add(1);
+        self.memo.clear();
     }
 
     /// Swaps in a new configuration (the `reload` plugin). In-flight queries finish; caches of blocks
@@ -305,6 +314,7 @@ impl Server {
             cfg.servers.iter().map(|s| BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default())).collect();
         self.cfg = cfg;
         self.generation += 1;
+        self.memo.clear();
         // Old-generation exchanges may no longer be coalesced onto.
         self.coalesce.clear();
     }
@@ -414,6 +424,25 @@ impl Server {
     /// Cache lookup for the hot path: on a hit writes the answer into `out`.
     fn try_cache(&mut self, now: Now, task: &Task, name: &[u8], out: &mut Vec<u8>) -> Option<Handled> {
         let client = task.client?;
+        if !self.memo.is_empty() {
+            let mut key = std::mem::take(&mut self.scratch_key);
+            memo_key(&mut key, task.block, name, task.qtype, task.qclass, task.edns.is_some_and(|e| e.dnssec_ok), task.cd);
+            let hit = self.memo.get(key.as_slice());
+            if let Some((msg, spans)) = hit {
+                let b = &self.blocks[task.block];
+                let shape = shape_for(task, &b.cfg, None, client);
+                cache::write_answer(msg, spans, &shape, out);
+                if b.cfg.loadbalance {
+                    round_robin(out, spans, &mut self.rng);
+                }
+                let m = &mut self.metrics.blocks[task.block];
+                m.responses[usize::from(wire::flags::rcode(out))] += 1;
+                m.duration[type_bucket(task.qtype)].observe(now.saturating_sub(task.started));
+                self.scratch_key = key;
+                return Some(Handled::Answered);
+            }
+            self.scratch_key = key;
+        }
         let b = &mut self.blocks[task.block];
         let cache = b.cache.as_mut()?;
         if !cache.covers(name) {
@@ -606,7 +635,7 @@ impl Server {
             if let Some(zone) = plugin.zone_for(&name) {
                 let client_ip = task_client_ip(self.tasks[tid].as_ref());
                 if let KubeResult::Answer(synth) = plugin.lookup(zone, &name, qtype, client_ip) {
-                    return self.finish_synth(now, tid, &name, synth, true);
+                    return self.finish_synth_memo(now, tid, &name, synth, true, true);
                 }
             }
         }
@@ -628,10 +657,22 @@ impl Server {
     }
 
     fn finish_synth(&mut self, now: Now, tid: usize, name: &[u8], synth: Synth, cacheable: bool) {
+        self.finish_synth_memo(now, tid, name, synth, cacheable, false);
+    }
+
+    fn finish_synth_memo(&mut self, now: Now, tid: usize, name: &[u8], synth: Synth, cacheable: bool, memo: bool) {
         let Some(task) = self.tasks[tid].as_ref() else { return };
         let msg = build_synth(name, task.qtype, task.qclass, &synth);
         let Ok(layout) = wire::layout(&msg) else { return self.finish_servfail(now, tid) };
         let (bi, qtype, qclass, dnssec_ok, cd) = (task.block, task.qtype, task.qclass, task.edns.is_some_and(|e| e.dnssec_ok), task.cd);
+        if memo {
+            if self.memo.len() >= MEMO_MAX {
+                self.memo.clear();
+            }
+            let mut key = Vec::with_capacity(name.len() + 8);
+            memo_key(&mut key, bi, name, qtype, qclass, dnssec_ok, cd);
+            self.memo.insert(key.into(), (msg.clone().into_boxed_slice(), layout.records.clone().into_boxed_slice()));
+        }
         let mut ttl = None;
         if cacheable && let Some(c) = self.blocks[bi].cache.as_mut().filter(|c| c.covers(name)) {
             let mut key = Vec::new();
@@ -1119,7 +1160,8 @@ impl Server {
         let task = std::mem::size_of::<Task>() + 3 * 64;
         let tasks = self.tasks.iter().flatten().count() * task;
         let exchanges = self.exchanges.len() * (std::mem::size_of::<Exchange>() + 128);
-        self.cache_bytes() + self.state.bytes() + tasks + exchanges + self.tasks.capacity() * std::mem::size_of::<Option<Task>>()
+        let memo: usize = self.memo.iter().map(|(k, (m, sp))| k.len() + m.len() + sp.len() * std::mem::size_of::<RecordSpan>() + 64).sum();
+        self.cache_bytes() + self.state.bytes() + tasks + exchanges + memo + self.tasks.capacity() * std::mem::size_of::<Option<Task>>()
     }
 
     /// Whether an upstream is currently marked down.
@@ -1130,6 +1172,12 @@ impl Server {
 
 fn task_client_ip(t: Option<&Task>) -> IpAddr {
     t.and_then(|t| t.client).map_or(IpAddr::from([0, 0, 0, 0]), |c| c.src.ip())
+}
+
+/// The memo's key: the server block, then the cache key of the question.
+fn memo_key(buf: &mut Vec<u8>, block: usize, name: &[u8], qtype: u16, qclass: u16, dnssec_ok: bool, cd: bool) {
+    cache::key(buf, name, qtype, qclass, dnssec_ok, cd);
+    buf.extend_from_slice(&(block as u16).to_be_bytes());
 }
 
 /// The size limit and EDNS echo for a client: 512 without EDNS, else its size capped by `bufsize`

@@ -431,3 +431,21 @@ fn prefer_udp_asks_upstream_over_udp_even_for_tcp_clients() {
     srv.handle_query(s(0.0), client(Transport::Tcp), &query(1, "a.example.", RecordType::A), &mut out);
     assert_eq!(drain(&mut srv).iter().find_map(to_upstream), Some((up("10.0.0.1:53"), Transport::Tcp)));
 }
+
+#[test]
+fn cluster_answers_are_memoised_and_never_outlive_a_state_change() {
+    let mut srv = server(&k8s_block(""));
+    let mut out = Vec::new();
+    let q = query(1, "cart.shop.svc.cluster.local.", RecordType::A);
+    assert_eq!(srv.handle_query(s(0.0), client(Transport::Udp), &q, &mut out), Handled::Pending, "synthesised the first time");
+    drain(&mut srv);
+    assert_eq!(srv.handle_query(s(1.0), client(Transport::Udp), &q, &mut out), Handled::Answered, "then from the memo");
+    let a = Message::from_vec(&out).expect("valid");
+    assert_eq!((a.metadata.id, a.answers[0].data.clone()), (1, RData::A(A::new(10, 96, 12, 7))));
+    // The Service gets a new ClusterIP: the next answer carries it.
+    let changed = STATE.replace("clusterIP: 10.96.12.7", "clusterIP: 10.96.12.8");
+    srv.handle_cluster_state(s(2.0), Arc::new(ClusterState::parse(&changed, "state").expect("state")));
+    assert_eq!(srv.handle_query(s(2.0), client(Transport::Udp), &q, &mut out), Handled::Pending);
+    let a = parse(&drain(&mut srv).pop().expect("answer"));
+    assert_eq!(a.answers[0].data, RData::A(A::new(10, 96, 12, 8)));
+}
