@@ -27,6 +27,9 @@ use crate::kubernetes::{KubeResult, Kubernetes, Synth};
 use crate::metrics::{BlockMetrics, Metrics, type_bucket};
 use crate::wire::{self, Layout, QueryError, RecordSpan};
 
+/// Question key → (answer bytes without OPT, its record spans).
+type Memo = indexmap::IndexMap<Box<[u8]>, (Box<[u8]>, Box<[RecordSpan]>), foldhash::fast::RandomState>;
+
 /// Synthesised cluster answers kept, at most (about 200 bytes each); the memo is emptied when full.
 const MEMO_MAX: usize = 65_536;
 
@@ -204,7 +207,7 @@ pub struct Server {
     /// Authoritative `kubernetes` answers as wire bytes, keyed by block and question: answered at
     /// cache-hit speed, and emptied whenever cluster state or configuration changes, so never stale
     /// (the staleness that makes kubeadm disable caching for cluster.local cannot happen here).
-    memo: indexmap::IndexMap<Box<[u8]>, (Box<[u8]>, Box<[RecordSpan]>), foldhash::fast::RandomState>,
+    memo: Memo,
     scratch_name: Vec<u8>,
     scratch_key: Vec<u8>,
 }
