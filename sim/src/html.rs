@@ -13,28 +13,28 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A line chart as an SVG element: axes with ticks, one polyline per series, a legend.
+/// A line chart as an SVG element: axes with ticks, one polyline per series, and a legend under the
+/// plot (one row per series, clear of the data).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
-    let (w, h, ml, mr, mt, mb) = (640.0, 260.0, 60.0, 20.0, 30.0, 40.0);
+    let (w, plot_h, ml, mr, mt, mb) = (640.0, 260.0, 60.0, 20.0, 30.0, 40.0);
+    let h = plot_h + 16.0 * series.len() as f64 + 6.0;
+    let axis_y = plot_h - mb;
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
     let xmax = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
     let ymax = all.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
     let x = |v: f64| ml + v / xmax * (w - ml - mr);
-    let y = |v: f64| h - mb - v / ymax * (h - mt - mb);
+    let y = |v: f64| axis_y - v / ymax * (axis_y - mt);
     let mut o = String::new();
     let _ = write!(
         o,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
         esc(title)
     );
-    let _ = write!(o, r#"<text x="{}" y="18" font-size="14" font-weight="bold">{}</text>"#, ml, esc(title));
+    let _ = write!(o, r#"<text x="{ml}" y="18" font-size="14" font-weight="bold">{}</text>"#, esc(title));
     let _ = write!(
         o,
-        r##"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="#333"/>"##,
-        h - mb,
-        w - mr,
-        h - mb,
-        h - mb
+        r##"<line x1="{ml}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#333"/><line x1="{ml}" y1="{mt}" x2="{ml}" y2="{axis_y}" stroke="#333"/>"##,
+        w - mr
     );
     for i in 0..=4 {
         let v = ymax * f64::from(i) / 4.0;
@@ -49,16 +49,13 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
             y(v)
         );
         let xv = xmax * f64::from(i) / 4.0;
-        let _ = write!(o, r#"<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>"#, x(xv), h - mb + 14.0, fmt_num(xv));
+        let _ = write!(o, r#"<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>"#, x(xv), axis_y + 14.0, fmt_num(xv));
     }
-    let _ = write!(o, r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#, (ml + w - mr) / 2.0, h - 6.0, esc(x_label));
-    let _ = write!(
-        o,
-        r#"<text x="12" y="{}" font-size="11" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
-        (mt + h - mb) / 2.0,
-        (mt + h - mb) / 2.0,
-        esc(y_label)
-    );
+    let _ =
+        write!(o, r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#, (ml + w - mr) / 2.0, axis_y + 30.0, esc(x_label));
+    let mid = (mt + axis_y) / 2.0;
+    let _ =
+        write!(o, r#"<text x="12" y="{mid}" font-size="11" transform="rotate(-90 12 {mid})" text-anchor="middle">{}</text>"#, esc(y_label));
     for (i, s) in series.iter().enumerate() {
         let pts: Vec<String> = s.points.iter().map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b))).collect();
         let _ = write!(
@@ -69,14 +66,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
             s.color,
             pts.join(" ")
         );
-        let ly = mt + 14.0 * i as f64;
+        let ly = plot_h + 16.0 * i as f64;
         let _ = write!(
             o,
-            r#"<rect x="{}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="11">{}</text>"#,
-            w - mr - 200.0,
-            ly,
+            r#"<rect x="{ml}" y="{ly}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="11">{}</text>"#,
             s.color,
-            w - mr - 186.0,
+            ml + 14.0,
             ly + 9.0,
             esc(s.label)
         );
