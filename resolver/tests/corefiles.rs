@@ -12,82 +12,26 @@ use common::*;
 const STATE: &str = include_str!("../../examples/cluster-state.yaml");
 
 /// kubeadm's default Corefile (cmd/kubeadm/app/phases/addons/dns/manifests.go), plus `cluster_state`.
-const KUBEADM: &str = ".:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
+fn kubeadm() -> String {
+    include_str!("../../examples/kubeadm.Corefile").replace(
+        "       ttl 30
+",
+        "       ttl 30
        cluster_state state.yaml
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
+",
+    )
 }
-";
 
 /// node-local-dns's Corefile template (kubernetes cluster/addons/dns/nodelocaldns), `__PILLAR__`s
 /// substituted as its installer does: local IP 169.254.20.10, kube-dns 10.96.0.10, kube-dns-upstream
-/// 10.96.0.11, upstream servers /etc/resolv.conf.
-const NODELOCAL: &str = "cluster.local:53 {
-    errors
-    cache {
-            success 9984 30
-            denial 9984 5
-    }
-    reload
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . 10.96.0.11 {
-            force_tcp
-    }
-    prometheus :9253
-    health 169.254.20.10:8080
-    }
-in-addr.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . 10.96.0.11 {
-            force_tcp
-    }
-    prometheus :9253
-    }
-ip6.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . 10.96.0.11 {
-            force_tcp
-    }
-    prometheus :9253
-    }
-.:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . __PILLAR__UPSTREAM__SERVERS__
-    prometheus :9253
-    }
-";
+/// 10.96.0.11; the upstream servers stay `__PILLAR__UPSTREAM__SERVERS__` for each test to fill in.
+fn nodelocal() -> String {
+    include_str!("../../examples/nodelocaldns.Corefile")
+        .replace("__PILLAR__DNS__DOMAIN__", "cluster.local")
+        .replace("__PILLAR__LOCAL__DNS__", "169.254.20.10")
+        .replace("__PILLAR__DNS__SERVER__", "10.96.0.10")
+        .replace("__PILLAR__CLUSTER__DNS__", "10.96.0.11")
+}
 
 fn load(text: &str, dir: &Path) -> Result<resolver::Config, resolver::corefile::ConfigError> {
     let cf = resolver::corefile::parse_str(text, "Corefile", Some(dir.to_path_buf()), &|_| None)?;
@@ -98,11 +42,11 @@ fn load(text: &str, dir: &Path) -> Result<resolver::Config, resolver::corefile::
 fn kubeadm_and_node_local_corefiles_are_accepted_unchanged() {
     let dir = temp_dir("accept");
     std::fs::write(dir.join("resolv.conf"), "nameserver 10.0.0.2\nsearch ec2.internal\n").expect("write");
-    let kubeadm = load(&KUBEADM.replace("/etc/resolv.conf", "resolv.conf"), &dir).expect("kubeadm default");
+    let kubeadm = load(&kubeadm().replace("/etc/resolv.conf", "resolv.conf"), &dir).expect("kubeadm default");
     let k = kubeadm.servers[0].kubernetes.as_ref().expect("kubernetes");
     assert_eq!((k.ttl, k.pods), (30, resolver::config::PodsMode::Insecure));
     assert_eq!(kubeadm.servers[0].forward[0].max_concurrent, Some(1000));
-    let nl = load(&NODELOCAL.replace("__PILLAR__UPSTREAM__SERVERS__", "resolv.conf"), &dir).expect("node-local template");
+    let nl = load(&nodelocal().replace("__PILLAR__UPSTREAM__SERVERS__", "resolv.conf"), &dir).expect("node-local template");
     assert_eq!(nl.servers.len(), 4);
     assert!(nl.servers[0].forward[0].force_tcp);
     assert_eq!(nl.servers[0].cache.as_ref().expect("cache").denial.max_ttl, 5);
@@ -121,7 +65,7 @@ fn http_get(port: u16, path: &str) -> String {
 fn kubeadm_default_serves_with_only_ports_changed() {
     let up = start("kubeadm-up", ".:{PORT} {\n    bind 127.0.0.1\n    hosts {\n        93.184.215.14 www.example.org\n    }\n}\n", &[]);
     let (health, ready, prom) = (free_port(), free_port(), free_port());
-    let core = KUBEADM
+    let core = kubeadm()
         .replace(".:53", ".:{PORT}")
         .replace("    health {", &format!("    health 127.0.0.1:{health} {{"))
         .replace("lameduck 5s", "lameduck 100ms")
@@ -169,7 +113,7 @@ fn node_local_cache_in_front_of_cluster_dns_over_force_tcp() {
         &[("state.yaml", STATE)],
     );
     let prom = free_port();
-    let core = NODELOCAL
+    let core = nodelocal()
         .replace(":53 {", ":{PORT} {")
         .replace("bind 169.254.20.10 10.96.0.10", "bind 127.0.0.1")
         .replace("10.96.0.11", &format!("127.0.0.1:{}", cluster.port))

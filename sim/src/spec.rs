@@ -225,53 +225,7 @@ impl NodeLocal {
 }
 
 /// node-local-dns's Corefile template (kubernetes cluster/addons/dns/nodelocaldns; dns-servers.md §3).
-pub const NODE_LOCAL_COREFILE: &str = "__PILLAR__DNS__DOMAIN__:53 {
-    errors
-    cache {
-            success 9984 30
-            denial 9984 5
-    }
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    health __PILLAR__LOCAL__DNS__:8080
-    }
-in-addr.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    }
-ip6.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    }
-.:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__UPSTREAM__SERVERS__
-    prometheus :9253
-    }
-";
+pub const NODE_LOCAL_COREFILE: &str = include_str!("../../examples/nodelocaldns.Corefile");
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
@@ -362,30 +316,7 @@ impl ClusterSpec {
 }
 
 /// kubeadm's default Corefile (dns-servers.md §1.1).
-pub const KUBEADM_COREFILE: &str = ".:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-";
+pub const KUBEADM_COREFILE: &str = include_str!("../../examples/kubeadm.Corefile");
 
 /// The simulated internet's zone.
 pub const DEFAULT_INTERNET: &str = "$TTL 300
