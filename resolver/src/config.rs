@@ -867,11 +867,13 @@ fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> Result<Kube
     Ok(k)
 }
 
-/// A parsed resolv.conf (resolv.conf(5)): nameservers and search list.
+/// A parsed resolv.conf (resolv.conf(5)): nameservers, search list, and the `options` tokens as written
+/// (what they mean differs per client library; the simulator's models interpret them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResolvConf {
     pub nameservers: Vec<IpAddr>,
     pub search: Vec<String>,
+    pub options: Vec<String>,
 }
 
 pub fn read_resolv_conf(path: &Path) -> Result<ResolvConf, String> {
@@ -892,6 +894,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
             }
             // Only the last search/domain line counts (resolv.conf(5)).
             Some("search") | Some("domain") => rc.search = it.map(str::to_string).collect(),
+            Some("options") => rc.options.extend(it.map(str::to_string)),
             _ => {}
         }
     }

@@ -47,39 +47,29 @@ impl Default for ResolvConf {
 }
 
 impl ResolvConf {
-    /// Parses resolv.conf text. Only the last `search`/`domain` line counts.
+    /// Parses resolv.conf text (the resolver's parser reads the lines; options are interpreted here).
     pub fn parse(text: &str) -> ResolvConf {
-        let mut rc = ResolvConf::default();
-        for line in text.lines() {
-            let line = line.split(['#', ';']).next().unwrap_or("");
-            let mut it = line.split_whitespace();
-            match it.next() {
-                Some("nameserver") => {
-                    if let Some(ip) = it.next().and_then(|t| t.parse().ok()) {
-                        rc.nameservers.push(ip);
-                    }
-                }
-                Some("search") | Some("domain") => rc.search = it.map(|s| s.trim_end_matches('.').to_ascii_lowercase()).collect(),
-                Some("options") => {
-                    for opt in it {
-                        let (k, v) = opt.split_once(':').map_or((opt, None), |(k, v)| (k, v.parse::<u32>().ok()));
-                        match (k, v) {
-                            ("ndots", Some(n)) => rc.ndots = n,
-                            ("timeout", Some(n)) => rc.timeout = n,
-                            ("attempts", Some(n)) => rc.attempts = n,
-                            ("rotate", _) => rc.rotate = true,
-                            ("single-request", _) => rc.single_request = true,
-                            ("single-request-reopen", _) => rc.single_request_reopen = true,
-                            ("use-vc", _) | ("usevc", _) | ("tcp", _) => rc.use_vc = true,
-                            ("edns0", _) => rc.edns0 = true,
-                            ("no-aaaa", _) => rc.no_aaaa = true,
-                            ("no-tld-query", _) => rc.no_tld_query = true,
-                            ("randomize-case", Some(n)) => rc.randomize_case = Some(n != 0),
-                            _ => rc.unknown.push(opt.to_string()),
-                        }
-                    }
-                }
-                _ => {}
+        let base = resolver::config::parse_resolv_conf(text);
+        let mut rc = ResolvConf {
+            nameservers: base.nameservers,
+            search: base.search.iter().map(|s| s.trim_end_matches('.').to_ascii_lowercase()).collect(),
+            ..ResolvConf::default()
+        };
+        for opt in &base.options {
+            let (k, v) = opt.split_once(':').map_or((opt.as_str(), None), |(k, v)| (k, v.parse::<u32>().ok()));
+            match (k, v) {
+                ("ndots", Some(n)) => rc.ndots = n,
+                ("timeout", Some(n)) => rc.timeout = n,
+                ("attempts", Some(n)) => rc.attempts = n,
+                ("rotate", _) => rc.rotate = true,
+                ("single-request", _) => rc.single_request = true,
+                ("single-request-reopen", _) => rc.single_request_reopen = true,
+                ("use-vc", _) | ("usevc", _) | ("tcp", _) => rc.use_vc = true,
+                ("edns0", _) => rc.edns0 = true,
+                ("no-aaaa", _) => rc.no_aaaa = true,
+                ("no-tld-query", _) => rc.no_tld_query = true,
+                ("randomize-case", Some(n)) => rc.randomize_case = Some(n != 0),
+                _ => rc.unknown.push(opt.clone()),
             }
         }
         rc
