@@ -109,7 +109,6 @@ impl Kubernetes<'_> {
         let is_reverse = zone_text.ends_with("in-addr.arpa.") || zone_text.ends_with("ip6.arpa.");
         let found =
             if is_reverse { self.reverse(&qname_text, &owner, qtype) } else { self.forward(&rel, &owner, &zone_text, qtype, client) };
-        let ttl = self.cfg.ttl;
         let mut s = Synth { authoritative: true, ..Synth::default() };
         match found {
             Found::Records(answers, additional) => {
@@ -127,7 +126,6 @@ impl Kubernetes<'_> {
                 s.authority.push(self.soa(&zone_text));
             }
         }
-        let _ = ttl;
         KubeResult::Answer(s)
     }
 

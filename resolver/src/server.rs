@@ -353,8 +353,8 @@ impl Server {
                 self.metrics.dropped += 1;
                 return Handled::Dropped;
             }
-            Err(QueryError::NotImp(id)) => return self.error_answer(query, id, wire::RCODE_NOTIMP, client, out),
-            Err(QueryError::FormErr(id)) => return self.error_answer(query, id, wire::RCODE_FORMERR, client, out),
+            Err(QueryError::NotImp(id)) => return self.error_answer(query, id, wire::RCODE_NOTIMP, out),
+            Err(QueryError::FormErr(id)) => return self.error_answer(query, id, wire::RCODE_FORMERR, out),
             Err(QueryError::BadVers(id)) => {
                 // BADVERS is extended rcode 16: header rcode 0, OPT's extended rcode 1 (RFC 6891 §6.1.3).
                 error_message(query, id, 0, None, out);
@@ -370,7 +370,7 @@ impl Server {
         let Some(bi) = self.pick_block(client.local, qname) else {
             // No server block for this zone: REFUSED (CoreDNS).
             self.metrics.dropped += 1;
-            return self.error_answer(query, view.id, wire::RCODE_REFUSED, client, out);
+            return self.error_answer(query, view.id, wire::RCODE_REFUSED, out);
         };
         {
             let m = &mut self.metrics.blocks[bi];
@@ -743,7 +743,7 @@ impl Server {
         self.transmits.push_back(Transmit { dest: Dest::Client(client), payload: out });
     }
 
-    fn error_answer(&mut self, query: &[u8], id: u16, rcode: u8, _client: Client, out: &mut Vec<u8>) -> Handled {
+    fn error_answer(&mut self, query: &[u8], id: u16, rcode: u8, out: &mut Vec<u8>) -> Handled {
         error_message(query, id, rcode, None, out);
         Handled::Answered
     }

@@ -21,12 +21,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use netmodel::Proto;
 use netmodel::conntrack::{self, Conntrack, Race, TcpFlag, Tuple, Verdict};
 use netmodel::dnat::{Choice, KubeProxy, Rules};
 use netmodel::ipvs::{self, Ipvs};
 use netmodel::ports::Ports;
 use netmodel::ratelimit::TokenBucket;
-use netmodel::{Kernel, Proto};
 use resolver::{ClusterState, Config, Dest, Handled, Server};
 
 use crate::client::cares::CAres;
@@ -1540,9 +1540,4 @@ fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize, s
             "status": {"podIP": format!("10.{}.{}.{}", 200 + (i >> 16), (i >> 8) & 255, i & 255)}}));
     }
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
-}
-
-/// A kernel's label for reports.
-pub fn kernel_label(k: Kernel) -> String {
-    k.to_string()
 }
