@@ -1264,16 +1264,8 @@ impl Engine {
         };
         let node = self.insts[inst].node;
         let dialed = pkt.dst;
-        let port = match self.insts[inst].up_ports.get(&(dialed, pkt.transport)) {
-            Some(p) => *p,
-            None => {
-                let Some(p) = self.nodes[node].ports.bind(&mut self.rng) else { return };
-                self.insts[inst].up_ports.insert((dialed, pkt.transport), p);
-                self.snat.insert(SocketAddr::new(self.nodes[node].ip, p), (inst, dialed, pkt.transport));
-                p
-            }
-        };
-        let node_addr = SocketAddr::new(self.nodes[node].ip, port);
+        // `drain_inst` bound this socket's port on the node and registered its SNAT mapping.
+        let node_addr = SocketAddr::new(self.nodes[node].ip, pkt.src.port());
         self.net.upstream_queries += 1;
         let now = self.now;
         let mut at = now;
