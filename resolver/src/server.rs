@@ -145,7 +145,8 @@ enum XKind {
         dnssec_ok: bool,
         cd: bool,
     },
-    Probe,
+    /// A health probe, and the probing it belongs to (`probe_keys`).
+    Probe { key: u64 },
 }
 
 #[derive(Debug)]
@@ -886,7 +887,7 @@ impl Server {
                 build_query(id, qname, *qtype, *qclass, Some((bufsize, *dnssec_ok)), *cd)
             }
             // Health probe: `. IN NS`, RD=1 (dns-servers.md §1.5).
-            XKind::Probe => build_query(id, &[0], wire::TYPE_NS, wire::CLASS_IN, None, false),
+            XKind::Probe { .. } => build_query(id, &[0], wire::TYPE_NS, wire::CLASS_IN, None, false),
         };
         self.wire_ids.insert((up, id), xid);
         self.metrics.upstreams.entry(up).or_default().requests += u64::from(matches!(self.exchanges[&xid].kind, XKind::Query { .. }));
@@ -963,8 +964,8 @@ impl Server {
         self.exchanges.insert(
             xid,
             Exchange {
-                kind: XKind::Probe,
-                generation: key,
+                kind: XKind::Probe { key },
+                generation: self.generation,
                 order: vec![up],
                 cursor: 0,
                 down_skips: 0,
@@ -1005,13 +1006,11 @@ impl Server {
         };
         let (Ok(qt), Ok(qc)) = (wire::u16_at(msg, name_end), wire::u16_at(msg, name_end + 2)) else { return };
         match &x.kind {
-            XKind::Probe => {
+            &XKind::Probe { key } => {
                 if name != [0] || qt != wire::TYPE_NS {
                     return;
                 }
                 // Any response, even REFUSED or SERVFAIL, means healthy.
-                let key = x.generation;
-                let _ = x;
                 self.exchanges.remove(&xid);
                 self.wire_ids.remove(&(from, id));
                 self.probe_keys.remove(&key);
@@ -1076,13 +1075,17 @@ impl Server {
     /// One try of an exchange failed (read timeout, connection error).
     fn exchange_failed(&mut self, now: Now, xid: u64) {
         let Some(x) = self.exchanges.get(&xid) else { return };
-        let (up, id, is_probe, key) = (x.upstream, x.id, matches!(x.kind, XKind::Probe), x.generation);
+        let (up, id) = (x.upstream, x.id);
+        let probe = match x.kind {
+            XKind::Probe { key } => Some(key),
+            XKind::Query { .. } => None,
+        };
         let (max_fails, interval, force_tcp) = (x.max_fails, x.health_interval, x.force_tcp);
         if let Some(u) = self.metrics.upstreams.get_mut(&up) {
             u.timeouts += 1;
         }
-        match is_probe {
-            true => {
+        match probe {
+            Some(key) => {
                 self.exchanges.remove(&xid);
                 self.wire_ids.remove(&(up, id));
                 self.health.entry(up).or_default().fails += 1;
@@ -1092,7 +1095,7 @@ impl Server {
                     self.add_timer(now + interval, TimerKind::Probe { key });
                 }
             }
-            false => {
+            None => {
                 if max_fails > 0 {
                     let transport = if force_tcp { Transport::Tcp } else { Transport::Udp };
                     self.start_probing(now, up, interval, transport);
