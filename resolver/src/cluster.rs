@@ -92,6 +92,9 @@ pub struct Service {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterState {
     pub namespaces: Vec<String>,
+    /// Namespaces that exist for DNS: the listed ones and those that have a Service (a dump may omit
+    /// Namespace objects). Sorted; computed once at load so no lookup scans the services.
+    pub dns_namespaces: Vec<String>,
     /// (namespace, name) → service.
     pub services: BTreeMap<(String, String), Service>,
     /// Every ClusterIP and ready endpoint IP → (namespace, service, endpoint index or None for the ClusterIP).
@@ -274,6 +277,9 @@ impl ClusterState {
                 }
             }
         }
+        st.dns_namespaces = st.namespaces.iter().cloned().chain(st.services.keys().map(|(ns, _)| ns.clone())).collect();
+        st.dns_namespaces.sort();
+        st.dns_namespaces.dedup();
         for ((ns, name), svc) in &st.services {
             if let ServiceKind::ClusterIp(ips) = &svc.kind {
                 for ip in ips {
@@ -316,7 +322,7 @@ impl ClusterState {
     }
 
     pub fn has_namespace(&self, ns: &str) -> bool {
-        self.namespaces.binary_search_by(|n| n.as_str().cmp(ns)).is_ok() || self.services.keys().any(|(n, _)| n == ns)
+        self.dns_namespaces.binary_search_by(|n| n.as_str().cmp(ns)).is_ok()
     }
 
     /// Heap bytes held: the pod index, services with their endpoints and ports, the reverse index.
@@ -340,7 +346,10 @@ impl ClusterState {
             })
             .sum();
         let reverse = self.reverse.iter().map(|(_, (ns, n, _))| 64 + ns.len() + n.len()).sum::<usize>();
-        self.pods.capacity() * Self::BYTES_PER_POD + svc + reverse + self.namespaces.iter().map(|n| n.len() + 24).sum::<usize>()
+        self.pods.capacity() * Self::BYTES_PER_POD
+            + svc
+            + reverse
+            + self.namespaces.iter().chain(&self.dns_namespaces).map(|n| n.len() + 24).sum::<usize>()
     }
 
     /// Heap bytes the pod index uses per pod (reported for autopath's memory, issue 2).
