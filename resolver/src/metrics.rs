@@ -108,6 +108,14 @@ impl BlockMetrics {
     }
 }
 
+impl BlockMetrics {
+    /// One answer sent: `coredns_dns_responses_total` and `coredns_dns_request_duration_seconds`.
+    pub fn answered(&mut self, rcode: u8, qtype: u16, took: Duration) {
+        self.responses[usize::from(rcode & 0x0f)] += 1;
+        self.duration[type_bucket(qtype)].observe(took);
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamMetrics {
     pub requests: u64,

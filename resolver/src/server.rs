@@ -440,8 +440,7 @@ impl Server {
                     round_robin(out, spans, &mut self.rng);
                 }
                 let m = &mut self.metrics.blocks[task.block];
-                m.responses[usize::from(wire::flags::rcode(out))] += 1;
-                m.duration[type_bucket(task.qtype)].observe(now.saturating_sub(task.started));
+                m.answered(wire::flags::rcode(out), task.qtype, now.saturating_sub(task.started));
                 self.scratch_key = key;
                 return Some(Handled::Answered);
             }
@@ -477,8 +476,7 @@ impl Server {
                 if b.cfg.loadbalance {
                     round_robin(out, &entry.spans, &mut self.rng);
                 }
-                m.responses[usize::from(rcode)] += 1;
-                m.duration[type_bucket(task.qtype)].observe(now.saturating_sub(task.started));
+                m.answered(rcode, task.qtype, now.saturating_sub(task.started));
                 Some((refresh, rcode))
             }
             None => {
@@ -738,8 +736,7 @@ impl Server {
             round_robin(&mut out, &spans, &mut self.rng);
         }
         if let Some(m) = self.metrics.blocks.get_mut(task.block) {
-            m.responses[usize::from(wire::flags::rcode(&out))] += 1;
-            m.duration[type_bucket(task.qtype)].observe(now.saturating_sub(task.started));
+            m.answered(wire::flags::rcode(&out), task.qtype, now.saturating_sub(task.started));
         }
         self.transmits.push_back(Transmit { dest: Dest::Client(client), payload: out });
     }
