@@ -292,6 +292,46 @@ pub struct Engine {
     outbox: Vec<Frame>,
     trace: u64,
     last_sample_lookups: usize,
+    /// Objects from the scenario's cluster-state dump.
+    dump: Vec<serde_json::Value>,
+    /// What pods put on the wire and got back since the last sample.
+    wire: Wire,
+    /// Cache hits and misses summed over the resolvers at the last sample, per instance.
+    cache_seen: Vec<(u64, u64)>,
+}
+
+/// Counters of one simulated second, what the report's per-second series show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wire {
+    /// Queries pods sent, by type: A, AAAA, other.
+    pub by_type: [u64; 3],
+    /// Queries pods sent, by zone: under the cluster domain, or not.
+    pub cluster: u64,
+    pub external: u64,
+    /// Responses pods received, by rcode: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other.
+    pub rcodes: [u64; 5],
+    /// Packets each node's ENI sent to the cloud resolver.
+    pub eni: Vec<u64>,
+    /// Resolver cache hits and misses (cluster DNS and node-local caches together).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+impl Wire {
+    /// The rcode bucket a response falls in.
+    fn rcode(payload: &[u8]) -> Option<usize> {
+        // A response (QR set) with a whole header (RFC 1035 §4.1.1).
+        if payload.len() < 12 || payload[2] & 0x80 == 0 {
+            return None;
+        }
+        Some(match payload[3] & 0x0f {
+            0 => 0,
+            3 => 1,
+            2 => 2,
+            5 => 3,
+            _ => 4,
+        })
+    }
 }
 
 fn us(d: Duration) -> u64 {
@@ -412,8 +452,11 @@ impl Engine {
             }
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
-        let state =
-            Arc::new(ClusterState::parse(&cluster_list(&replica_ips, &pods, spec.extra_pods, &BTreeMap::new()), "simulated-cluster")?);
+        let dump = spec.cluster_state.as_deref().map(dump_items).transpose()?.unwrap_or_default();
+        let state = Arc::new(ClusterState::parse(
+            &cluster_list(&replica_ips, &pods, spec.extra_pods, &BTreeMap::new(), &dump),
+            "simulated-cluster",
+        )?);
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
@@ -488,8 +531,12 @@ impl Engine {
             outbox: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             last_sample_lookups: 0,
+            wire: Wire::default(),
+            cache_seen: Vec::new(),
+            dump,
             spec,
         };
+        e.wire.eni = vec![0; e.nodes.len()];
         // kube-proxy on every node programs kube-dns (and kube-dns-upstream) with the replicas.
         let eps = e.ready_endpoints();
         for n in &mut e.nodes {
@@ -650,7 +697,9 @@ impl Engine {
                 let insert_failed = self.insert_failed();
                 let replicas = self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive).count();
                 let memory_max = self.check_memory();
-                self.report.sample(self.now, entries, &window, &self.net, insert_failed, replicas, memory_max);
+                self.count_cache();
+                let wire = std::mem::replace(&mut self.wire, Wire { eni: vec![0; self.nodes.len()], ..Wire::default() });
+                self.report.sample(self.now, entries, &window, &self.net, insert_failed, replicas, memory_max, wire);
                 self.last_sample_lookups = done;
                 self.push(self.now + Duration::from_secs(1), Ev::Sample);
             }
@@ -744,7 +793,7 @@ impl Engine {
             }
             Fault::ServiceIp { namespace, name, ip } => {
                 self.service_ips.insert((namespace, name), ip);
-                let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips);
+                let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
                 if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
                     self.state = Arc::new(state);
                     let now = self.now;
@@ -938,6 +987,16 @@ impl Engine {
             let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
             let Some(send) = l.model.poll_send() else { break };
             l.queries += 1;
+            self.wire.by_type[match send.qtype {
+                1 => 0,
+                28 => 1,
+                _ => 2,
+            }] += 1;
+            if in_zone(&send.qname, &self.spec.cluster_domain) {
+                self.wire.cluster += 1;
+            } else {
+                self.wire.external += 1;
+            }
             let port = if send.socket >= PROCESS_SOCKET {
                 let p = &mut self.pods[pod];
                 match p.proc_sockets.get(&send.socket) {
@@ -1101,6 +1160,9 @@ impl Engine {
         let mut ok = true;
         for _ in 0..n {
             self.net.upstream_packets += 1;
+            if let Some(c) = self.wire.eni.get_mut(node) {
+                *c += 1;
+            }
             if let Some(b) = &mut self.nodes[node].eni
                 && !b.allow(now)
             {
@@ -1396,8 +1458,29 @@ impl Engine {
         for (id, socket) in self.port_lookups(pod, pkt.dst.port()) {
             if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
                 l.model.handle_answer(self.now, socket, pkt.transport, &pkt.payload);
+                if let Some(b) = Wire::rcode(&pkt.payload) {
+                    self.wire.rcodes[b] += 1;
+                }
                 self.drive_lookup(pod, id);
             }
+        }
+    }
+
+    /// Adds the resolvers' cache hits and misses since the last sample to this second's counters.
+    fn count_cache(&mut self) {
+        self.cache_seen.resize(self.insts.len(), (0, 0));
+        for (i, inst) in self.insts.iter().enumerate() {
+            let (hits, misses) = inst
+                .server
+                .metrics
+                .blocks
+                .iter()
+                .fold((0, 0), |(h, m), b| (h + b.cache_hits_success + b.cache_hits_denial, m + b.cache_misses));
+            let (h0, m0) = self.cache_seen[i];
+            // A restarted instance starts its counters again from zero.
+            self.wire.cache_hits += if hits >= h0 { hits - h0 } else { hits };
+            self.wire.cache_misses += if misses >= m0 { misses - m0 } else { misses };
+            self.cache_seen[i] = (hits, misses);
         }
     }
 
@@ -1471,6 +1554,10 @@ impl Engine {
         self.report.net = self.net.clone();
         self.report.trace_hash = self.trace;
         self.report.conntrack_max = self.nodes.iter().map(|n| n.ct.cfg.max).collect();
+        // Lookups the run ended on: a stuck one is as real as a slow one.
+        let now = self.now;
+        self.report.unfinished = self.pods.iter().flat_map(|p| p.lookups.values().map(move |l| now.saturating_sub(l.started))).collect();
+        self.report.unfinished.sort();
         self.report
     }
 }
@@ -1485,8 +1572,23 @@ fn outcome_label(o: &Outcome) -> &'static str {
     }
 }
 
+/// Whether a dotted name (trailing dot or not, any case) is the cluster domain or under it.
+fn in_zone(name: &str, domain: &str) -> bool {
+    let name = name.trim_end_matches('.').as_bytes();
+    let domain = domain.trim_end_matches('.').as_bytes();
+    name.len() >= domain.len()
+        && name[name.len() - domain.len()..].eq_ignore_ascii_case(domain)
+        && (name.len() == domain.len() || name[name.len() - domain.len() - 1] == b'.')
+}
+
 /// The cluster as `kubectl get namespaces,services,endpointslices,pods -A -o json` would print it.
-fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize, service_ips: &BTreeMap<(String, String), IpAddr>) -> String {
+fn cluster_list(
+    replicas: &[(usize, IpAddr)],
+    pods: &[Pod],
+    extra_pods: usize,
+    service_ips: &BTreeMap<(String, String), IpAddr>,
+    dump: &[serde_json::Value],
+) -> String {
     use serde_json::json;
     let mut items = Vec::new();
     let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop", "bulk"];
@@ -1531,5 +1633,27 @@ fn cluster_list(replicas: &[(usize, IpAddr)], pods: &[Pod], extra_pods: usize, s
         items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("bulk-{i}"), "namespace": "bulk"},
             "status": {"podIP": format!("10.{}.{}.{}", 200 + (i >> 16), (i >> 8) & 255, i & 255)}}));
     }
+    items.extend(dump.iter().cloned());
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+/// The objects of a `kubectl get ... -o yaml|json` dump that join the simulated state: everything
+/// but kube-dns's own Services and EndpointSlices, which the simulator owns.
+fn dump_items(text: &str) -> Result<Vec<serde_json::Value>, SimError> {
+    let doc: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| SimError::Spec(format!("cluster state dump: {e}")))?;
+    let items = match doc.get("items").and_then(|i| i.as_array()) {
+        Some(items) => items.clone(),
+        None => vec![doc],
+    };
+    let owned = |o: &serde_json::Value| {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let svc = o["metadata"]["labels"]["kubernetes.io/service-name"].as_str().unwrap_or_default();
+        ns == "kube-system"
+            && ((kind == "Service" && name.starts_with("kube-dns"))
+                || (kind == "EndpointSlice" && svc.starts_with("kube-dns"))
+                || (kind == "Endpoints" && name.starts_with("kube-dns")))
+    };
+    Ok(items.into_iter().filter(|o| !owned(o)).collect())
 }

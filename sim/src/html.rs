@@ -16,6 +16,12 @@ fn esc(s: &str) -> String {
 /// A line chart as an SVG element: axes with ticks, one polyline per series, and a legend under the
 /// plot (one row per series, clear of the data).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
+    marked_chart(title, x_label, y_label, series, &[])
+}
+
+/// `line_chart` with events marked on the time axis: a dashed vertical line per (x, label), the
+/// label on hover and numbered above the plot.
+pub fn marked_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>], markers: &[(f64, String)]) -> String {
     let (w, plot_h, ml, mr, mt, mb) = (640.0, 260.0, 60.0, 20.0, 30.0, 40.0);
     let h = plot_h + 16.0 * series.len() as f64 + 6.0;
     let axis_y = plot_h - mb;
@@ -60,10 +66,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
         let pts: Vec<String> = s.points.iter().map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b))).collect();
         let _ = write!(
             o,
-            r#"<polyline class="series" data-label="{}" data-points="{}" fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline class="series" data-label="{}" data-points="{}" fill="none" stroke="{}" stroke-width="2"{} points="{}"/>"#,
             esc(s.label),
             s.points.len(),
             s.color,
+            // Every other line dashed, so lines that coincide (A and AAAA) both stay visible.
+            if i % 2 == 1 { r#" stroke-dasharray="7 4""# } else { "" },
             pts.join(" ")
         );
         let ly = plot_h + 16.0 * i as f64;
@@ -74,6 +82,19 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
             ml + 14.0,
             ly + 9.0,
             esc(s.label)
+        );
+    }
+    for (k, (mx, label)) in markers.iter().enumerate() {
+        if *mx > xmax {
+            continue;
+        }
+        let _ = write!(
+            o,
+            r##"<g class="marker" data-label="{l}"><title>{l}</title><line x1="{x:.1}" y1="{mt}" x2="{x:.1}" y2="{axis_y}" stroke="#8e44ad" stroke-dasharray="4 3"/><text x="{x:.1}" y="{ty}" font-size="9" fill="#8e44ad" text-anchor="middle">{n}</text></g>"##,
+            l = esc(label),
+            x = x(*mx),
+            ty = mt - 2.0,
+            n = k + 1
         );
     }
     o.push_str("</svg>");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use netmodel::Kernel;
 use netmodel::conntrack::Race;
 
-use crate::engine::NetCounters;
+use crate::engine::{NetCounters, Wire};
 use crate::spec::ClusterSpec;
 
 /// One application lookup (one getaddrinfo call).
@@ -50,6 +50,8 @@ pub struct Second {
     pub replicas: usize,
     /// The largest replica memory this second (bytes, by the scenario's memory model).
     pub memory_max: u64,
+    /// Queries pods sent and responses they got this second, ENI packets per node, cache hits.
+    pub wire: Wire,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,8 @@ pub struct Report {
     pub net: NetCounters,
     pub conntrack_max: Vec<usize>,
     pub trace_hash: u64,
+    /// How long each lookup still in flight at the end had been waiting, shortest first.
+    pub unfinished: Vec<Duration>,
 }
 
 /// The `q`-quantile (0..=1) of durations in milliseconds, nearest-rank.
@@ -88,6 +92,7 @@ impl Report {
             net: NetCounters::default(),
             conntrack_max: Vec::new(),
             trace_hash: 0,
+            unfinished: Vec::new(),
         }
     }
 
@@ -101,6 +106,7 @@ impl Report {
         insert_failed: u64,
         replicas: usize,
         memory_max: u64,
+        wire: Wire,
     ) {
         let lat: Vec<Duration> = window.iter().map(LookupRecord::latency).collect();
         self.series.push(Second {
@@ -116,6 +122,7 @@ impl Report {
             upstream_packets: net.upstream_packets,
             replicas,
             memory_max,
+            wire,
         });
     }
 
@@ -134,6 +141,11 @@ impl Report {
 
     pub fn latency_ms(&self, q: f64) -> f64 {
         quantile_ms(self.lookups.iter().map(LookupRecord::latency).collect(), q)
+    }
+
+    /// Lookups in flight at the end that had waited at least `age`.
+    pub fn unfinished_over(&self, age: Duration) -> usize {
+        self.unfinished.iter().filter(|a| **a >= age).count()
     }
 
     pub fn queries(&self) -> u64 {

@@ -28,6 +28,11 @@ pub fn seed_or(default: u64) -> u64 {
 
 /// Runs the scenario to its duration and returns what it measured.
 pub fn run(spec: ClusterSpec) -> Result<Report, SimError> {
+    run_with_progress(spec, Box::new(|_| {}))
+}
+
+/// `run`, calling `progress` with the simulated time at every simulated second (for progress lines).
+pub fn run_with_progress(spec: ClusterSpec, mut progress: Box<dyn FnMut(Duration)>) -> Result<Report, SimError> {
     let engine = Engine::new(spec.clone())?;
     let slot: Rc<RefCell<Option<Engine>>> = Rc::new(RefCell::new(Some(engine)));
     let mut sim = turmoil::Builder::new()
@@ -53,8 +58,13 @@ pub fn run(spec: ClusterSpec) -> Result<Report, SimError> {
         let dns: Vec<IpAddr> = (0..azs).map(|az| turmoil::lookup(format!("dns-{az}"))).collect();
         let start = tokio::time::Instant::now();
         let mut buf = vec![0u8; 65535];
+        let mut reported = 0;
         loop {
             let now = start.elapsed();
+            if now.as_secs() > reported {
+                reported = now.as_secs();
+                progress(now);
+            }
             for f in engine.run_until(now) {
                 sock.send_to(&f.encode(), SocketAddr::new(dns[f.az], FRAME_PORT)).await?;
             }

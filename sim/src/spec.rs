@@ -28,6 +28,62 @@ pub enum Library {
     Evdns(crate::client::evdns::Version),
 }
 
+impl std::fmt::Display for Library {
+    /// The name scenario files use: `glibc-2.36`, `go-cgo-2.36`, `musl-1.2.5`, `go`, `c-ares-2020`,
+    /// `c-ares-1.34`, `evdns-2.1`, `evdns-2.2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::client::{cares::Era, evdns};
+        match self {
+            Library::Glibc(Version(a, b)) => write!(f, "glibc-{a}.{b}"),
+            Library::GoCgo(Version(a, b)) => write!(f, "go-cgo-{a}.{b}"),
+            Library::Musl(crate::client::musl::Version(a, b, c)) => write!(f, "musl-{a}.{b}.{c}"),
+            Library::Go => f.write_str("go"),
+            Library::CAres(Era::V2020) => f.write_str("c-ares-2020"),
+            Library::CAres(Era::Current) => f.write_str("c-ares-1.34"),
+            Library::Evdns(evdns::Version::V2_1) => f.write_str("evdns-2.1"),
+            Library::Evdns(evdns::Version::V2_2) => f.write_str("evdns-2.2"),
+        }
+    }
+}
+
+/// The libraries a scenario can name, for error messages.
+pub const LIBRARIES: &str =
+    "glibc[-2.X], go-cgo[-2.X] (Go's cgo resolver over that glibc), musl[-1.X.Y], go, c-ares-2020, c-ares[-1.34], evdns[-2.1|-2.2]";
+
+impl std::str::FromStr for Library {
+    type Err = String;
+
+    /// Parses the names `Display` prints; without a version, the current one.
+    fn from_str(s: &str) -> Result<Library, String> {
+        use crate::client::{cares::Era, evdns, musl};
+        let bad = || format!("unknown client library `{s}`; expected one of {LIBRARIES}");
+        let nums = |v: &str| -> Result<Vec<u16>, String> { v.split('.').map(|p| p.parse::<u16>().map_err(|_| bad())).collect() };
+        let (name, version) = match s.find(|c: char| c.is_ascii_digit()) {
+            Some(i) if i > 0 && s.as_bytes()[i - 1] == b'-' => (&s[..i - 1], Some(&s[i..])),
+            _ => (s, None),
+        };
+        Ok(match (name, version) {
+            ("glibc", None) => Library::Glibc(Version::CURRENT),
+            ("go-cgo", None) => Library::GoCgo(Version::CURRENT),
+            ("glibc" | "go-cgo", Some(v)) => {
+                let [a, b] = nums(v)?[..] else { return Err(bad()) };
+                if name == "glibc" { Library::Glibc(Version(a, b)) } else { Library::GoCgo(Version(a, b)) }
+            }
+            ("musl", None) => Library::Musl(musl::Version::CURRENT),
+            ("musl", Some(v)) => {
+                let [a, b, c] = nums(v)?[..] else { return Err(bad()) };
+                Library::Musl(musl::Version(a, b, c))
+            }
+            ("go", None) => Library::Go,
+            ("c-ares", Some("2020")) => Library::CAres(Era::V2020),
+            ("c-ares", None | Some("1.34")) => Library::CAres(Era::Current),
+            ("evdns", Some("2.1")) => Library::Evdns(evdns::Version::V2_1),
+            ("evdns", None | Some("2.2")) => Library::Evdns(evdns::Version::V2_2),
+            _ => return Err(bad()),
+        })
+    }
+}
+
 /// A group of identical pods.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodGroup {
@@ -255,6 +311,10 @@ pub struct ClusterSpec {
     pub corefile: String,
     pub cluster_domain: String,
     pub pods: Vec<PodGroup>,
+    /// A `kubectl get namespaces,services,endpointslices,pods -A -o yaml|json` dump whose objects
+    /// join the simulated cluster's state (kube-dns's own Service and EndpointSlices stay the
+    /// simulator's).
+    pub cluster_state: Option<String>,
     /// The "internet": an RFC 1035 zone served by each AZ's cloud resolver, origin `.`.
     pub upstream_zone: String,
     /// Per-ENI packet budget to the cloud resolver (AWS: 1024/s).
@@ -287,6 +347,7 @@ impl ClusterSpec {
             autoscaler: None,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
+            cluster_state: None,
             pods: vec![PodGroup {
                 count: 30,
                 namespace: "default".into(),
