@@ -6,14 +6,18 @@
 //! - `run`: turmoil hosts, clock and links around the engine, and the cloud resolvers.
 //! - `report`: what a run measured.
 
+pub mod cli;
 pub mod client;
+pub mod dashboard;
 pub mod engine;
+pub mod file;
 pub mod html;
+pub mod lint;
 pub mod report;
 pub mod run;
 pub mod spec;
 
 pub use engine::SimError;
 pub use report::Report;
-pub use run::{run, seed_or};
+pub use run::{run, run_with_progress, seed_or};
 pub use spec::ClusterSpec;

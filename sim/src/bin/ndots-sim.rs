@@ -21,6 +21,72 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run a scenario file: progress, a summary, the report; exit 1 when an expectation fails.
+    Run {
+        file: PathBuf,
+        /// Overrides the file's seed.
+        #[arg(long, env = "SIM_SEED")]
+        seed: Option<u64>,
+        /// KEY.PATH=VALUE, e.g. coredns.replicas=3 or pods.0.library=musl (repeatable).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Write DIR/<file>.html (self-contained charts) and DIR/<file>.json.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print the run as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The same cluster with and without a change (the --set overrides, or a second file), side by side.
+    Compare {
+        file: PathBuf,
+        /// A second scenario file (B); without it, B is FILE with the --set overrides.
+        other: Option<PathBuf>,
+        #[arg(long, env = "SIM_SEED")]
+        seed: Option<u64>,
+        #[arg(long = "set")]
+        set: Vec<String>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scenario over many seeds: how often does the incident happen?
+    Sweep {
+        file: PathBuf,
+        /// A..B (B excluded), A..=B, or N for 1..=N.
+        #[arg(long, default_value = "1..=20")]
+        seeds: String,
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Runs at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Static warnings for the known horror patterns, each with its source and fix; exit 1 on a warning.
+    Lint {
+        /// A scenario file: lints its Corefile, every pod group's resolv.conf and its cluster state.
+        scenario: Option<PathBuf>,
+        #[arg(long)]
+        resolv_conf: Option<PathBuf>,
+        #[arg(long)]
+        corefile: Option<PathBuf>,
+        /// A `kubectl get namespaces,services,endpointslices,pods -A -o yaml|json` dump.
+        #[arg(long)]
+        cluster_state: Option<PathBuf>,
+        /// The nodes' resolv.conf, what `forward . /etc/resolv.conf` reads (loop check).
+        #[arg(long)]
+        node_resolv_conf: Option<PathBuf>,
+        /// The cluster DNS replicas' memory limit (default: the scenario's, else CoreDNS's 170 MiB).
+        #[arg(long)]
+        memory_limit_mib: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in smoke cluster: 3 nodes, 2 CoreDNS replicas behind the kube-dns VIP, 30 glibc pods.
     Smoke {
         #[arg(long, default_value_t = 1, env = "SIM_SEED")]
@@ -99,6 +165,25 @@ enum Fam {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Run { file, seed, set, report, json } => sim::cli::run(&file, seed, &set, report.as_deref(), json),
+        Cmd::Compare { file, other, seed, set, report, json } => {
+            sim::cli::compare(&file, other.as_deref(), seed, &set, report.as_deref(), json)
+        }
+        Cmd::Sweep { file, seeds, set, jobs, report, json } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            sim::cli::sweep(&file, &seeds, &set, jobs, report.as_deref(), json)
+        }
+        Cmd::Lint { scenario, resolv_conf, corefile, cluster_state, node_resolv_conf, memory_limit_mib, json } => {
+            sim::cli::lint(&sim::cli::LintArgs {
+                scenario: scenario.as_deref(),
+                resolv_conf: resolv_conf.as_deref(),
+                corefile: corefile.as_deref(),
+                cluster_state: cluster_state.as_deref(),
+                node_resolv_conf: node_resolv_conf.as_deref(),
+                memory_limit_mib,
+                json,
+            })
+        }
         Cmd::Smoke { seed, trace_hash } => match run(ClusterSpec::smoke(seed)) {
             Ok(r) => {
                 if trace_hash {

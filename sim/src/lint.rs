@@ -1,0 +1,267 @@
+//! Static warnings for the known horror patterns in a pod's resolv.conf, a cluster DNS Corefile and
+//! the cluster state, each with its source and the fix (`ndots-sim lint`). Nothing here runs a
+//! simulation; each finding names the incident whose simulation shows it (`ndots-sim run`).
+
+use serde::Serialize;
+
+use resolver::corefile::{Directive, ServerBlock};
+
+use crate::client::ResolvConf;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub id: &'static str,
+    pub severity: Severity,
+    /// `file:line` when it points at a line.
+    pub at: Option<String>,
+    pub message: String,
+    pub source: &'static str,
+    pub fix: String,
+}
+
+/// What to look at. Names are used in `at`.
+#[derive(Default)]
+pub struct Inputs<'a> {
+    /// A pod's resolv.conf: (name, text).
+    pub resolv_conf: Option<(&'a str, &'a str)>,
+    /// The cluster DNS Corefile: (name, text).
+    pub corefile: Option<(&'a str, &'a str)>,
+    /// The node's resolv.conf (what `forward . /etc/resolv.conf` reads): (name, text).
+    pub node_resolv_conf: Option<(&'a str, &'a str)>,
+    /// Pods and other watched objects in the cluster state (Services, EndpointSlices, Namespaces).
+    pub cluster_pods: Option<usize>,
+    pub cluster_objects: Option<usize>,
+    /// The cluster DNS replicas' memory limit in bytes (coredns/deployment: 170Mi).
+    pub memory_limit: u64,
+}
+
+/// CoreDNS's default memory limit (coredns/deployment; incidents.md §6.3).
+pub const COREDNS_MEMORY_LIMIT: u64 = 170 << 20;
+
+/// Every finding for the inputs, worst first. Errors are for inputs that cannot be read.
+pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
+    let mut out = Vec::new();
+    let blocks = match inp.corefile {
+        Some((name, text)) => resolver::corefile::parse_str(text, name, None, &|_| None).map_err(|e| e.to_string())?.blocks,
+        None => Vec::new(),
+    };
+    let cf_name = inp.corefile.map_or("Corefile", |c| c.0);
+    let at = |d: &Directive| Some(format!("{cf_name}:{}", d.name.pos.line));
+    let root = blocks.iter().find(|b| b.keys.iter().any(|k| is_root(&k.text)));
+    let autopath = blocks.iter().flat_map(|b| find(b, "autopath")).next();
+
+    if let Some((rc_name, rc_text)) = inp.resolv_conf {
+        let rc = ResolvConf::parse(rc_text);
+        let k = rc.search.len();
+        if rc.ndots > 1 && k > 0 {
+            // glibc tries every search domain before the name as given when it has fewer dots than
+            // ndots, each with A and AAAA in parallel (incidents.md §1.0, §1.1; S1).
+            let queries = 2 * (k + 1);
+            let (severity, extra) = if autopath.is_some() {
+                (
+                    Severity::Info,
+                    " The Corefile has autopath, which answers at the first search domain: 2 queries reach cluster DNS, unless a node-local cache sits in front of it (autopath is blind behind one, S5).",
+                )
+            } else {
+                (Severity::Warning, "")
+            };
+            out.push(Finding {
+                id: "ndots-amplification",
+                severity,
+                at: Some(rc_name.to_string()),
+                message: format!(
+                    "ndots:{} with {k} search domains: a lookup of an external name with fewer than {} dots (www.google.com) sends {queries} queries, {} of them answered NXDOMAIN, before the one that answers; {}x the queries of a fully-qualified name.{extra}",
+                    rc.ndots,
+                    rc.ndots,
+                    queries - 2,
+                    k + 1
+                ),
+                source: "incidents.md §1.0, §1.1, S1 (talk: ndots:5)",
+                fix: "write external names fully qualified with a trailing dot (www.google.com.), or set dnsConfig options ndots:2 for the pods (the talk's final setup), or use autopath on the cluster DNS".into(),
+            });
+        }
+        if rc.nameservers.iter().any(|n| n.is_loopback()) && inp.corefile.is_none() {
+            out.push(Finding {
+                id: "loopback-nameserver",
+                severity: Severity::Info,
+                at: Some(rc_name.to_string()),
+                message: "the nameserver is a loopback address: a local stub resolver (systemd-resolved's 127.0.0.53). A DNS server that forwards to this file would forward to itself".into(),
+                source: "incidents.md S16",
+                fix: "point DNS servers at the real upstream file (/run/systemd/resolve/resolv.conf) with kubelet --resolv-conf".into(),
+            });
+        }
+    }
+
+    for b in &blocks {
+        let zone = b.keys.first().map_or(String::new(), |k| k.text.clone());
+        let cache = find(b, "cache").next();
+        let forwards: Vec<&Directive> = find(b, "forward").collect();
+        if let Some(a) = find(b, "autopath").next()
+            && cache.is_none()
+        {
+            out.push(Finding {
+                id: "autopath-without-cache",
+                severity: Severity::Warning,
+                at: at(a),
+                message: format!("server block {zone} has autopath but no cache: every search-path query is synthesised again and every external answer forwarded again"),
+                source: "incidents.md §6.3, S4",
+                fix: "add `cache 30` to the block".into(),
+            });
+        }
+        if let Some(f) = forwards.first()
+            && cache.is_none()
+        {
+            out.push(Finding {
+                id: "forward-without-cache",
+                severity: Severity::Warning,
+                at: at(f),
+                message: format!("server block {zone} forwards without a cache: every pod query for an external name (and every ndots search miss for one) goes upstream, toward a resolver that may allow only 1024 packets/s per ENI"),
+                source: "incidents.md §5, S8 (talk: Staging fright on AWS)",
+                fix: "add `cache 30` before `forward` (kubeadm's default Corefile has it)".into(),
+            });
+        }
+        for f in &forwards {
+            let sub = |n: &str| f.block.iter().find(|d| d.name.text == n);
+            if let Some(ft) = sub("force_tcp") {
+                out.push(Finding {
+                    id: "force-tcp-to-limited-resolver",
+                    severity: Severity::Warning,
+                    at: at(ft),
+                    message: "force_tcp: every upstream query that is not reused costs a TCP handshake and teardown, about 7 packets against the cloud resolver's 1024 packets/s per ENI (AWS) instead of 2 over UDP".into(),
+                    source: "incidents.md §5, §6.1, S8",
+                    fix: "keep UDP (drop force_tcp; prefer_udp if TC answers are common) and put `cache` in front of forward".into(),
+                });
+            }
+            if sub("max_concurrent").is_none() {
+                out.push(Finding {
+                    id: "no-max-concurrent",
+                    severity: Severity::Warning,
+                    at: at(f),
+                    message: "forward has no max_concurrent: when the upstream slows down, in-flight queries (about 2 KB each in CoreDNS) pile up without bound until the replica is OOM-killed".into(),
+                    source: "incidents.md §6.1, S13 (Zalando)",
+                    fix: "add `max_concurrent 1000` (kubeadm's default) to the forward block; the excess gets REFUSED instead of memory".into(),
+                });
+            }
+            let to_resolv_conf = f.args.iter().skip(1).any(|a| a.text == "/etc/resolv.conf");
+            if to_resolv_conf {
+                let node_loopback =
+                    inp.node_resolv_conf.map(|(n, t)| (n, ResolvConf::parse(t).nameservers.iter().any(|s| s.is_loopback())));
+                let has_loop = find(b, "loop").next().is_some();
+                match node_loopback {
+                    Some((n, true)) => out.push(Finding {
+                        id: "forwarding-loop",
+                        severity: Severity::Error,
+                        at: at(f),
+                        message: format!(
+                            "forward . /etc/resolv.conf, and the node's resolv.conf ({n}) names a loopback stub resolver: queries come back to this server {}",
+                            if has_loop { "(the loop plugin will detect it and halt: CrashLoopBackOff)" } else { "until they time out, with no loop plugin to stop it" }
+                        ),
+                        source: "incidents.md §6.3, S16",
+                        fix: "give the kubelet the real upstream file (--resolv-conf=/run/systemd/resolve/resolv.conf) or forward to explicit upstream addresses".into(),
+                    }),
+                    Some((_, false)) => {}
+                    None if !has_loop => out.push(Finding {
+                        id: "loop-risk",
+                        severity: Severity::Info,
+                        at: at(f),
+                        message: "forward . /etc/resolv.conf without the loop plugin: if a node's resolv.conf names a local stub (127.0.0.53), queries loop silently".into(),
+                        source: "incidents.md §6.3, S16",
+                        fix: "add `loop` to the block, and check the nodes' resolv.conf (lint --node-resolv-conf)".into(),
+                    }),
+                    None => {}
+                }
+            }
+        }
+        for k in find(b, "kubernetes") {
+            let verified = k.block.iter().any(|d| d.name.text == "pods" && d.args.first().is_some_and(|a| a.text == "verified"));
+            if verified {
+                // CoreDNS watches every pod with `pods verified` (incidents.md §6.3, S4, S13); the
+                // memory coefficients are the simulator's CoreDnsMemory defaults [unverified].
+                let m = crate::spec::CoreDnsMemory::default();
+                let msg = match (inp.cluster_pods, inp.cluster_objects) {
+                    (Some(p), o) => {
+                        let steady = m.base + p as u64 * m.per_watched_pod + o.unwrap_or(0) as u64 * m.per_object;
+                        let relist = m.base + 2 * (steady - m.base);
+                        format!(
+                            "`pods verified` makes every replica watch all {p} pods: about {} MiB steady and {} MiB while the informers relist after an apiserver restart, against a limit of {} MiB{}",
+                            steady >> 20,
+                            relist >> 20,
+                            inp.memory_limit >> 20,
+                            if relist > inp.memory_limit { ": every replica is OOM-killed at once" } else { "" }
+                        )
+                    }
+                    (None, _) => "`pods verified` makes every replica watch every pod in the cluster: memory grows with the cluster and doubles while the informers relist after an apiserver restart (give --cluster-state for an estimate)".into(),
+                };
+                let over = inp.cluster_pods.is_some_and(|p| {
+                    let steady = m.base + p as u64 * m.per_watched_pod + inp.cluster_objects.unwrap_or(0) as u64 * m.per_object;
+                    m.base + 2 * (steady - m.base) > inp.memory_limit
+                });
+                out.push(Finding {
+                    id: "pods-verified-memory",
+                    severity: if over { Severity::Error } else { Severity::Warning },
+                    at: at(k),
+                    message: msg,
+                    source: "incidents.md §6.3, S4, S13",
+                    fix:
+                        "use `pods insecure` (or disabled); CoreDNS's autopath needs verified, ndots' autopath does not (24 bytes per pod)"
+                            .into(),
+                });
+            }
+        }
+    }
+    if root.is_none() && inp.corefile.is_some() {
+        out.push(Finding {
+            id: "no-root-zone",
+            severity: Severity::Info,
+            at: Some(cf_name.to_string()),
+            message: "no server block for the root zone `.`: external names get REFUSED".into(),
+            source: "dns-servers.md §1.1",
+            fix: "add a `.:53 { ... forward . /etc/resolv.conf ... }` block".into(),
+        });
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(out)
+}
+
+fn is_root(key: &str) -> bool {
+    let k = key.trim_start_matches("dns://");
+    k == "." || k.starts_with(".:")
+}
+
+fn find<'a>(b: &'a ServerBlock, name: &'a str) -> impl Iterator<Item = &'a Directive> {
+    b.directives.iter().filter(move |d| d.name.text == name)
+}
+
+/// Findings as lines for people.
+pub fn render(findings: &[Finding]) -> String {
+    let mut o = String::new();
+    for f in findings {
+        let sev = match f.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        o.push_str(&format!(
+            "{}{sev}[{}]: {}\n    fix: {}\n    source: {}\n",
+            f.at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default(),
+            f.id,
+            f.message,
+            f.fix,
+            f.source
+        ));
+    }
+    if findings.is_empty() {
+        o.push_str("no findings\n");
+    }
+    o
+}
