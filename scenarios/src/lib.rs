@@ -65,6 +65,12 @@ pub struct Case {
 /// An incident for the suite: how it failed, how it is mitigated, and the measure that shows it.
 pub struct Incident {
     pub id: &'static str,
+    /// The incident's scenario files are `files/sNN-<slug>.yaml` (as it failed) and
+    /// `files/sNN-<slug>.fixed.yaml` (mitigated).
+    pub slug: &'static str,
+    /// What a healthy run shows: the failure breaks it, the mitigation keeps it (checked by the
+    /// suite). Empty where no generic figure tells the two apart (S19: stale addresses).
+    pub expect: sim::file::Expect,
     pub title: &'static str,
     pub source: &'static str,
     pub seed: u64,
@@ -72,6 +78,42 @@ pub struct Incident {
     pub mitigation: Case,
     /// What a run shows, in a few words (measured, never computed beside the run).
     pub measure: fn(&Report) -> String,
+}
+
+impl Incident {
+    /// The scenario file of one side, relative to the `scenarios` crate.
+    pub fn file(&self, fixed: bool) -> String {
+        let n: u32 = self.id.trim_start_matches('S').parse().unwrap_or(0);
+        format!("files/s{n:02}-{}{}.yaml", self.slug, if fixed { ".fixed" } else { "" })
+    }
+
+    /// The scenario of one side at a seed, as its file holds it.
+    pub fn scenario(&self, fixed: bool, seed: u64) -> sim::file::Scenario {
+        let case = if fixed { &self.mitigation } else { &self.failure };
+        sim::file::Scenario {
+            name: Some(format!("{} {}: {}", self.id, self.title, case.label)),
+            description: None,
+            spec: (case.spec)(seed),
+            expect: self.expect.clone(),
+        }
+    }
+
+    /// The comment a scenario file opens with.
+    pub fn header(&self, fixed: bool) -> String {
+        let (this, other) = if fixed { (&self.mitigation, &self.failure) } else { (&self.failure, &self.mitigation) };
+        format!(
+            "{} {}: {}.\nSource: {}.\nThis file: {} ({}); the other side: {}.\nCompare: ndots-sim compare scenarios/{} scenarios/{}\nGenerated from the scenarios crate's registry (cargo run -p scenarios --bin incidents -- --export scenarios/files); a test keeps the two equal.",
+            self.id,
+            self.title,
+            if fixed { "mitigated" } else { "as it failed" },
+            self.source,
+            this.label,
+            if fixed { "mitigated" } else { "as it failed" },
+            other.label,
+            self.file(false),
+            self.file(true)
+        )
+    }
 }
 
 /// Every incident the suite runs, in order.

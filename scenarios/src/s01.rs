@@ -33,6 +33,8 @@ pub fn queries_per_lookup(r: &Report) -> String {
 pub fn incident() -> Incident {
     Incident {
         id: "S1",
+        slug: "ndots-amplification",
+        expect: sim::file::Expect { queries_per_lookup_max: Some(3.0), ..Default::default() },
         title: "ndots:5 query amplification",
         source: "talk; incidents.md §1.0",
         seed: 1,

@@ -35,6 +35,8 @@ pub fn stalled_around(r: &Report, ms: f64) -> usize {
 pub fn incident() -> Incident {
     Incident {
         id: "S2",
+        slug: "conntrack-race",
+        expect: sim::file::Expect { max_ms_max: Some(1000.0), conntrack_drops_max: Some(0), ..Default::default() },
         title: "conntrack insertion race, 5 s lookups",
         source: "kubernetes#56903; incidents.md §2.2",
         seed: 2,

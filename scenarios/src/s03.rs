@@ -23,6 +23,8 @@ pub fn aaaa_share(r: &Report) -> String {
 pub fn incident() -> Incident {
     Incident {
         id: "S3",
+        slug: "ipv6-addrconfig",
+        expect: sim::file::Expect { queries_per_lookup_max: Some(6.0), ..Default::default() },
         title: "disabling IPv6 does not stop AAAA",
         source: "talk; incidents.md §1.1, §1.4",
         seed: 3,

@@ -27,6 +27,8 @@ pub fn coredns() -> MemoryModel {
 pub fn incident() -> Incident {
     Incident {
         id: "S4",
+        slug: "autopath-oom",
+        expect: sim::file::Expect { restarts_max: Some(0), success_rate_min: Some(0.99), ..Default::default() },
         title: "autopath + pods verified: every replica OOM after an apiserver restart",
         source: "talk (CoreDNS getting OOM-killed); kubernetes#139117",
         seed: 4,

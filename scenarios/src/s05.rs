@@ -16,6 +16,8 @@ pub fn spec(seed: u64, node_local: bool, names: &[&str]) -> ClusterSpec {
 pub fn incident() -> Incident {
     Incident {
         id: "S5",
+        slug: "node-local-dns",
+        expect: sim::file::Expect { conntrack_drops_max: Some(0), p99_ms_max: Some(100.0), ..Default::default() },
         title: "node-local-dns removes the race (and hides pods)",
         source: "talk; incidents.md §6.4",
         seed: 5,

@@ -31,6 +31,8 @@ pub fn hurt_after(r: &Report, from: Duration) -> usize {
 pub fn incident() -> Incident {
     Incident {
         id: "S6",
+        slug: "ipvs-port-reuse",
+        expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "IPVS source-port reuse during a CoreDNS rollout",
         source: "kubernetes#71514, #81775, #76664; incidents.md §3",
         seed: 6,

@@ -22,6 +22,8 @@ pub fn spec(seed: u64, kernel: Kernel, ipvs: Config) -> ClusterSpec {
 pub fn incident() -> Incident {
     Incident {
         id: "S7",
+        slug: "autoscaler-scale-down",
+        expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "the proportional autoscaler scales CoreDNS down",
         source: "talk; incidents.md §6.6",
         seed: 7,

@@ -40,6 +40,8 @@ pub fn pps(r: &Report) -> (f64, f64) {
 pub fn incident() -> Incident {
     Incident {
         id: "S8",
+        slug: "eni-packet-limit",
+        expect: sim::file::Expect { eni_drops_max: Some(0), ..Default::default() },
         title: "AWS 1024 packets/s per ENI: the Corefile that lost `cache`",
         source: "talk (Staging fright on AWS); incidents.md §5",
         seed: 8,

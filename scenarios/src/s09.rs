@@ -25,6 +25,8 @@ pub fn failed_share(r: &Report, name: &str) -> f64 {
 pub fn incident() -> Incident {
     Incident {
         id: "S9",
+        slug: "upstream-az-failure",
+        expect: sim::file::Expect { success_rate_min: Some(0.999), ..Default::default() },
         title: "upstream resolver failing in one AZ",
         source: "talk (Upstream DNS issue); incidents.md §6.1",
         seed: 9,

@@ -31,6 +31,8 @@ pub fn reached(r: &Report, n: usize) -> Option<Duration> {
 pub fn incident() -> Incident {
     Incident {
         id: "S10",
+        slug: "conntrack-table-full",
+        expect: sim::file::Expect { conntrack_drops_max: Some(0), ..Default::default() },
         title: "conntrack table full at 131,072",
         source: "kubernetes#18604; d535c8a69c19; incidents.md §2.3–§2.4",
         seed: 10,

@@ -20,6 +20,8 @@ pub fn incident() -> Incident {
     use sim::client::{cares, evdns};
     Incident {
         id: "S11",
+        slug: "pgbouncer-truncation",
+        expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "pgbouncer: evdns gives up on TC=1",
         source: "talk (DNS is broken for a single app); incidents.md §1.6",
         seed: 11,

@@ -41,6 +41,8 @@ pub fn app_p99_ms(r: &Report) -> f64 {
 pub fn incident() -> Incident {
     Incident {
         id: "S12",
+        slug: "az-loss-looks-like-dns",
+        expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "AZ packet loss that looked like DNS",
         source: "talk (Sometimes it's not DNS); incidents.md §7 S12",
         seed: 12,

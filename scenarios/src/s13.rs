@@ -27,6 +27,8 @@ pub fn coredns() -> MemoryModel {
 pub fn incident() -> Incident {
     Incident {
         id: "S13",
+        slug: "zalando-oom",
+        expect: sim::file::Expect { restarts_max: Some(0), ..Default::default() },
         title: "Zalando: a query spike OOM-kills CoreDNS at 100Mi",
         source: "Zalando postmortem (jan-2019-dns-outage); incidents.md §7 S13",
         seed: 13,

@@ -14,6 +14,8 @@ pub fn spec(seed: u64, stub_resolver: bool) -> ClusterSpec {
 pub fn incident() -> Incident {
     Incident {
         id: "S16",
+        slug: "loop-127-0-0-53",
+        expect: sim::file::Expect { restarts_max: Some(0), success_rate_min: Some(0.99), ..Default::default() },
         title: "forwarding loop through 127.0.0.53",
         source: "CoreDNS loop plugin docs; incidents.md §6.3",
         seed: 16,

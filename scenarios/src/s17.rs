@@ -32,6 +32,8 @@ pub fn success_by_pod(r: &Report, from: Duration) -> Vec<f64> {
 pub fn incident() -> Incident {
     Incident {
         id: "S17",
+        slug: "stale-udp-conntrack",
+        expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "stale UDP conntrack after a CoreDNS pod is deleted",
         source: "kubernetes#19029, #125467; incidents.md §4",
         seed: 17,

@@ -27,6 +27,8 @@ pub fn glibc() -> Library {
 pub fn incident() -> Incident {
     Incident {
         id: "S18",
+        slug: "edns-fragmentation",
+        expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "EDNS buffers above 1232 lose fragmented answers",
         source: "DNS Flag Day 2020; CoreDNS bufsize; incidents.md §7 S18",
         seed: 18,

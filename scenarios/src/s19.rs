@@ -50,6 +50,8 @@ pub fn web_p99_during_stall(r: &Report) -> f64 {
 pub fn incident() -> Incident {
     Incident {
         id: "S19",
+        slug: "client-caches-and-threadpools",
+        expect: sim::file::Expect::default(),
         title: "client caches: a JVM that never forgets",
         source: "java.security networkaddress.cache.ttl; incidents.md §1.7",
         seed: 19,

@@ -967,11 +967,12 @@ fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
         let Some(h) = hit else { break };
         let (line, indent, _, item) = lines[h];
         best = Some((line + 1, indent + 1));
-        // The block under it: following lines indented deeper (for an item, deeper than its dash).
+        // The block under it: following lines indented deeper; a key's list may also sit at the
+        // key's own indentation (`pods:` then `- count: 1`), an item ends at its dash's column.
         let start = h + 1;
         let end = lines[start..]
             .iter()
-            .position(|l| l.1 < indent + usize::from(!item) || (l.3 && l.1 == indent))
+            .position(|l| if item { l.1 <= indent } else { l.1 < indent || (l.1 == indent && !l.3) })
             .map_or(lines.len(), |e| start + e);
         (from, to) = (start, end);
     }
@@ -1173,5 +1174,23 @@ fn unbuild(sc: &Scenario) -> RawFile {
         pods,
         faults: s.faults.iter().map(|(at, f)| FaultAt(*at, f.clone())).collect(),
         expect: (sc.expect != Expect::default()).then(|| sc.expect.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    #[test]
+    fn locate_finds_keys_in_lists_indented_or_not() {
+        let flush = "version: 1\npods:\n- count: 1\n  rate: 2\n- count: 3\n  rate: 4\nfaults:\n- at: 1s\n";
+        assert_eq!(locate(flush, &["pods", "1", "rate"]), Some((6, 3)));
+        assert_eq!(locate(flush, &["faults", "0", "at"]), Some((8, 3)));
+        let nested = "pods:\n  - count: 1\n    rate: 2\n  - count: 3\n    rate: 4\nexpect:\n  p99_ms_max: 1\n";
+        assert_eq!(locate(nested, &["pods", "1", "rate"]), Some((5, 5)));
+        assert_eq!(locate(nested, &["expect", "p99_ms_max"]), Some((7, 3)));
+        // A key that is not there: the deepest one found.
+        assert_eq!(locate(nested, &["pods", "0", "names"]), Some((2, 3)));
+        assert_eq!(locate(nested, &["coredns"]), None);
     }
 }

@@ -13,12 +13,46 @@ fn series(r: &Report, f: impl Fn(&sim::report::Second) -> f64) -> Vec<(f64, f64)
     r.series.iter().map(|s| (s.t.as_secs_f64(), f(s))).collect()
 }
 
+/// Writes every incident's two scenario files into `dir`.
+fn export(dir: &std::path::Path) -> ExitCode {
+    for inc in incidents() {
+        for fixed in [false, true] {
+            let path = dir.join(inc.file(fixed).trim_start_matches("files/"));
+            let text = sim::file::to_yaml(&inc.scenario(fixed, inc.seed), &inc.header(fixed));
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
+                eprintln!("cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether a run's expectations all hold, and the ones that did not.
+fn verdict(inc: &scenarios::Incident, r: &Report) -> (bool, String) {
+    let checks = inc.expect.check(r);
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    (failed.is_empty(), if failed.is_empty() { "meets expectations".into() } else { format!("breaks {}", failed.join(", ")) })
+}
+
 fn main() -> ExitCode {
-    let only: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--export") {
+        let Some(dir) = args.get(i + 1) else {
+            eprintln!("--export DIR");
+            return ExitCode::FAILURE;
+        };
+        return export(std::path::Path::new(dir));
+    }
+    args.retain(|a| !a.starts_with("--"));
+    let only = args;
     let list: Vec<_> = incidents().into_iter().filter(|i| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(i.id))).collect();
     eprintln!("running {} incidents, each as it failed and as mitigated, in the simulator with the real ndots resolver", list.len());
     let t0 = Instant::now();
     let mut rows = Vec::new();
+    // Incidents whose failure did not break its expectations, or whose mitigation did.
+    let mut wrong = Vec::new();
     let mut html = String::new();
     for (k, inc) in list.iter().enumerate() {
         let seed = scenarios::seed(inc.seed);
@@ -39,6 +73,13 @@ fn main() -> ExitCode {
         };
         eprintln!("[{}/{}] {} {} ({:.1} s)", k + 1, list.len(), inc.id, inc.title, t.elapsed().as_secs_f64());
         let (mf, mm) = ((inc.measure)(&fail), (inc.measure)(&fixed));
+        let (fail_ok, fail_v) = verdict(inc, &fail);
+        let (fixed_ok, fixed_v) = verdict(inc, &fixed);
+        let has_slo = !inc.expect.check(&fail).is_empty();
+        if has_slo && (fail_ok || !fixed_ok) {
+            wrong.push(format!("{}: as it failed {fail_v}; mitigated {fixed_v}", inc.id));
+        }
+        let (mf, mm) = if has_slo { (format!("{mf} ({fail_v})"), format!("{mm} ({fixed_v})")) } else { (mf, mm) };
         rows.push([
             inc.id.to_string(),
             inc.title.to_string(),
@@ -103,5 +144,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     eprintln!("report: {} ({:.1} s in all)", path.display(), t0.elapsed().as_secs_f64());
-    ExitCode::SUCCESS
+    if wrong.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for w in &wrong {
+            eprintln!("expectations do not tell the failure from the mitigation: {w}");
+        }
+        ExitCode::FAILURE
+    }
 }
