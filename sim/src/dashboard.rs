@@ -204,13 +204,21 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         }
     }
     // Faults and what the cluster did about them, marked on every time axis.
+    // An event every run had at the same time is shown once, without a run's label.
     let mut markers: Vec<(f64, String)> = Vec::new();
-    for r in runs {
-        for (t, e) in r.report.events.iter().filter(|(_, e)| !is_race(e)).take(40) {
-            let label = if runs.len() > 1 { format!("{}: {e}", r.label) } else { e.clone() };
+    let events = |r: &Run<'_>| r.report.events.iter().filter(|(_, e)| !is_race(e)).take(40).cloned().collect::<Vec<_>>();
+    let all: Vec<_> = runs.iter().map(events).collect();
+    for (k, r) in runs.iter().enumerate() {
+        for (t, e) in &all[k] {
+            let shared = all.iter().all(|evs| evs.iter().any(|(t2, e2)| t2 == t && e2 == e));
+            if shared && k > 0 {
+                continue;
+            }
+            let label = if runs.len() > 1 && !shared { format!("{}: {e}", r.label) } else { e.clone() };
             markers.push((t.as_secs_f64(), label));
         }
     }
+    markers.sort_by(|a, b| a.0.total_cmp(&b.0));
     if !markers.is_empty() {
         body.push_str("<h2>Events</h2><ol>");
         for (t, e) in &markers {

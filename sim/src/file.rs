@@ -92,7 +92,7 @@ pub fn to_yaml(s: &Scenario, header: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Expect {
-    /// Share of lookups that returned an answer (addresses, NXDOMAIN or NODATA), 0..=1.
+    /// Share of lookups that returned addresses, 0..=1 (NXDOMAIN, NODATA and errors are not).
     pub success_rate_min: Option<f64>,
     pub p50_ms_max: Option<f64>,
     pub p99_ms_max: Option<f64>,

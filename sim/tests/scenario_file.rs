@@ -225,3 +225,22 @@ fn a_kubectl_dump_joins_the_simulated_cluster_and_its_services_resolve() {
     let cart_ip: IpAddr = "10.96.12.7".parse().expect("ip");
     assert!(carts.iter().all(|l| l.ok && l.addr == Some(cart_ip)), "cart.shop comes from the dump: {:?}", carts.first());
 }
+
+#[test]
+fn the_readme_example_file_is_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let from = readme.find("The format (version 1)").expect("format section");
+    let block = readme[from..].split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("yaml block");
+    let dir = std::env::temp_dir().join(format!("ndots-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+    std::fs::copy(format!("{ex}kubeadm.Corefile"), dir.join("Corefile")).expect("copy");
+    std::fs::copy(format!("{ex}cluster-state.yaml"), dir.join("cluster.yaml")).expect("copy");
+    std::fs::write(dir.join("internet.zone"), sim::spec::DEFAULT_INTERNET).expect("zone");
+    std::fs::write(dir.join("cluster.yaml.scenario"), block).expect("write");
+    let sc = sim::file::load(&dir.join("cluster.yaml.scenario"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 7));
+    assert!(sc.spec.cluster_state.is_some() && sc.spec.node_local.is_some());
+    assert_eq!(sc.expect.unfinished_max, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
