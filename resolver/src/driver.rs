@@ -1,9 +1,17 @@
 //! The production driver: runs the sans-IO `Server` on real tokio sockets.
 //!
-//! One current-thread runtime with a `LocalSet` owns the server (`Rc<RefCell<Server>>`). Each UDP
-//! listener loop calls `handle_query` and, on a cache hit, answers from the same loop iteration with
-//! no channel and no allocation. Everything else (forwarded answers, upstream queries, timers) flows
-//! through `poll_transmit`/`poll_timeout`, drained by the flusher task whenever the core was touched.
+//! One worker per core (`Options::workers`), each a thread with a current-thread runtime and a
+//! `LocalSet` that owns its own server (`Rc<RefCell<Server>>`: no lock anywhere on the query path).
+//! Every worker binds every listen address with SO_REUSEPORT, so the kernel spreads clients over the
+//! workers by their address and port. Each UDP listener loop calls `handle_query` and, on a cache hit,
+//! answers from the same loop iteration with no channel and no allocation. Everything else (forwarded
+//! answers, upstream queries, timers) flows through `poll_transmit`/`poll_timeout`, drained by the
+//! flusher task whenever the core was touched.
+//!
+//! Worker 0 runs on the calling thread: it owns signals and the HTTP endpoints, gathers the other
+//! workers' metrics when /metrics is scraped, and tells them to stop. Workers share only the
+//! configuration and the cluster state (both `Arc`); each has its own cache with 1/N of the configured
+//! capacity, its own upstream sockets and health checks.
 //!
 //! This is the only module of the crate that knows about tokio, sockets, clocks and signals.
 
@@ -20,13 +28,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::cluster::{ClusterSource, ClusterState, FileSource};
 use crate::config::Config;
-use crate::server::{Client, Dest, Handled, Server, Transmit, Transport};
+use crate::metrics::Metrics;
+use crate::server::{CacheFill, Client, Dest, Handled, Server, Transmit, Transport};
 use crate::wire;
 
 /// Why the server stopped abnormally.
@@ -70,6 +79,32 @@ struct Shared {
     rng: RefCell<fastrand::Rng>,
     stopping: std::cell::Cell<bool>,
     log_queries: bool,
+    hub: Arc<Hub>,
+    /// This worker's index in `hub`.
+    id: usize,
+}
+
+/// What the workers share: how to stop them, and how worker 0 reaches their metrics.
+struct Hub {
+    workers: usize,
+    /// Set by worker 0 when the process stops: every other worker goes into lameduck.
+    stop: watch::Sender<bool>,
+    /// A worker's loop plugin halted it: the reason, for worker 0 to stop the process with.
+    halted: std::sync::Mutex<Option<String>>,
+    halt: Notify,
+    /// Workers 1.. answer a request with a snapshot of their metrics.
+    snapshots: Vec<mpsc::UnboundedSender<oneshot::Sender<Metrics>>>,
+    /// Each worker's inbox of its siblings' cache fills (bounded; a full inbox drops the fill).
+    fills: Vec<mpsc::Sender<Arc<CacheFill>>>,
+}
+
+/// Cache fills a worker's inbox holds before new ones are dropped.
+const FILL_INBOX: usize = 4096;
+
+/// One worker's sockets, bound on the calling thread before any worker starts.
+struct Bound {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
 }
 
 impl Shared {
@@ -82,15 +117,110 @@ impl Shared {
 pub struct Options {
     pub conf: PathBuf,
     pub seed: u64,
+    /// Worker threads, each with its own server and sockets (at least 1).
+    pub workers: usize,
+}
+
+/// One worker per CPU this process may use (cgroup quotas included).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Runs the server until SIGTERM/SIGINT (or `shutdown` resolving), then drains and returns.
 pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'static) -> Result<(), DriverError> {
-    let cfg = Config::load(&opts.conf)?;
-    let state = load_state(&cfg)?;
+    let cfg = Arc::new(Config::load(&opts.conf)?);
+    let state = Arc::new(load_state(&cfg)?);
+    let workers = opts.workers.max(1);
+    // Bind everything before serving anything: a bind error exits non-zero with nothing half-open.
+    let mut bound = Vec::new();
+    for _ in 0..workers {
+        let mut b = Bound { udp: Vec::new(), tcp: Vec::new() };
+        for addr in listen_addrs(&cfg) {
+            b.udp.push(udp_socket(addr, workers > 1).map_err(|err| DriverError::Bind { addr, proto: "udp", err })?);
+            b.tcp.push(tcp_listener_socket(addr, workers > 1).map_err(|err| DriverError::Bind { addr, proto: "tcp", err })?);
+        }
+        bound.push(b);
+    }
+    let (stop, _) = watch::channel(false);
+    let mut receivers = Vec::new();
+    let mut snapshots = Vec::new();
+    for _ in 1..workers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        snapshots.push(tx);
+        receivers.push(rx);
+    }
+    let mut fills = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..workers {
+        let (tx, rx) = mpsc::channel(FILL_INBOX);
+        fills.push(tx);
+        inboxes.push(rx);
+    }
+    let hub = Arc::new(Hub { workers, stop, halted: std::sync::Mutex::new(None), halt: Notify::new(), snapshots, fills });
+    let mut inboxes = inboxes.into_iter();
+    let first_inbox = inboxes.next().ok_or_else(|| std::io::Error::other("no worker"))?;
+    let mut bound = bound.into_iter();
+    let first = bound.next().ok_or_else(|| std::io::Error::other("no worker"))?;
+    let mut threads = Vec::new();
+    for (k, ((b, rx), inbox)) in bound.zip(receivers).zip(inboxes).enumerate() {
+        let id = k + 1;
+        let (cfg, state, hub, conf) = (cfg.clone(), state.clone(), hub.clone(), opts.conf.clone());
+        let seed = opts.seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        threads.push(std::thread::Builder::new().name(format!("ndots-worker-{id}")).spawn(move || -> Result<(), DriverError> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let local = tokio::task::LocalSet::new();
+            let mut stopped = hub.stop.subscribe();
+            let w = Worker { id, conf, seed, hub, bound: b, snapshots: Some(rx), inbox };
+            local.block_on(
+                &rt,
+                serve(w, cfg, state, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }),
+            )
+        })?);
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, serve(opts, cfg, state, shutdown))
+    let w = Worker { id: 0, conf: opts.conf.clone(), seed: opts.seed, hub: hub.clone(), bound: first, snapshots: None, inbox: first_inbox };
+    let result = local.block_on(&rt, serve(w, cfg, state, shutdown));
+    // However worker 0 ended, the others stop too (they drain what they have in flight).
+    hub.stop.send_replace(true);
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("worker: {e}"),
+            Err(_) => error!("a worker panicked"),
+        }
+    }
+    result
+}
+
+/// What one worker is given.
+struct Worker {
+    id: usize,
+    conf: PathBuf,
+    seed: u64,
+    hub: Arc<Hub>,
+    bound: Bound,
+    /// Metrics snapshot requests from worker 0 (workers 1..).
+    snapshots: Option<mpsc::UnboundedReceiver<oneshot::Sender<Metrics>>>,
+    /// Siblings' cache fills.
+    inbox: mpsc::Receiver<Arc<CacheFill>>,
+}
+
+/// A worker's share of the configuration: the cache capacities divided by the worker count, so the
+/// process as a whole holds what the Corefile says.
+fn for_worker(cfg: &Config, workers: usize) -> Config {
+    let mut c = cfg.clone();
+    if workers > 1 {
+        for s in &mut c.servers {
+            if let Some(cache) = &mut s.cache {
+                cache.success.capacity = cache.success.capacity.div_ceil(workers);
+                cache.denial.capacity = cache.denial.capacity.div_ceil(workers);
+            }
+        }
+    }
+    c
 }
 
 fn load_state(cfg: &Config) -> Result<ClusterState, DriverError> {
@@ -118,30 +248,44 @@ fn listen_addrs(cfg: &Config) -> Vec<SocketAddr> {
     v
 }
 
-fn udp_socket(addr: SocketAddr, reuse: bool) -> std::io::Result<UdpSocket> {
+/// A listening UDP socket; `reuse_port` when several workers share the address.
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if reuse {
-        s.set_reuse_address(true)?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
     }
     // A larger receive buffer absorbs bursts (coredns#4506: the UDP buffer is the real limit).
     let _ = s.set_recv_buffer_size(4 << 20);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
+}
+
+fn tcp_listener_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
 async fn serve(
-    opts: Options,
-    cfg: Config,
-    state: ClusterState,
+    w: Worker,
+    cfg: Arc<Config>,
+    state: Arc<ClusterState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DriverError> {
-    let cfg = Arc::new(cfg);
     let log_queries = cfg.servers.iter().any(|s| s.log);
     let lameduck = cfg.servers.iter().filter_map(|s| s.health.as_ref()).map(|h| h.lameduck).max().unwrap_or_default();
     let shared = Rc::new(Shared {
-        server: RefCell::new(Server::new(cfg.clone(), Arc::new(state), opts.seed)),
+        server: RefCell::new(Server::new(Arc::new(for_worker(&cfg, w.hub.workers)), state, w.seed)),
         epoch: Instant::now(),
         wake: Notify::new(),
         tcp_clients: RefCell::new(BTreeMap::new()),
@@ -150,23 +294,28 @@ async fn serve(
         upstream_tcp: RefCell::new(BTreeMap::new()),
         local_probe: RefCell::new(None),
         listeners: RefCell::new(BTreeMap::new()),
-        rng: RefCell::new(fastrand::Rng::with_seed(opts.seed ^ 0x9e37_79b9_7f4a_7c15)),
+        rng: RefCell::new(fastrand::Rng::with_seed(w.seed ^ 0x9e37_79b9_7f4a_7c15)),
         stopping: std::cell::Cell::new(false),
         log_queries,
+        hub: w.hub.clone(),
+        id: w.id,
     });
-    // Bind everything before serving anything: a bind error exits non-zero with nothing half-open.
+    // With siblings, upstream answers one worker caches are stored by the others too: a name a
+    // client resolved once is a cache hit whichever worker the kernel hands its next query to.
+    shared.server.borrow_mut().share_cache_fills(w.hub.workers > 1);
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
-    for addr in listen_addrs(&cfg) {
-        let u = udp_socket(addr, true).map_err(|err| DriverError::Bind { addr, proto: "udp", err })?;
-        let t = TcpListener::bind(addr).await.map_err(|err| DriverError::Bind { addr, proto: "tcp", err })?;
-        info!(%addr, "listening on udp and tcp");
-        let u = Rc::new(u);
+    for (u, t) in w.bound.udp.into_iter().zip(w.bound.tcp) {
+        let u = Rc::new(UdpSocket::from_std(u)?);
+        let t = TcpListener::from_std(t)?;
+        if w.id == 0 {
+            info!(addr = %u.local_addr()?, workers = w.hub.workers, "listening on udp and tcp");
+        }
         shared.listeners.borrow_mut().insert(u.local_addr()?, u.clone());
         udp.push(u);
         tcp.push(t);
     }
-    let http = start_http(&cfg, &shared).await?;
+    let http = if w.id == 0 { start_http(&cfg, &shared).await? } else { Vec::new() };
     let mut tasks = Vec::new();
     for u in &udp {
         tasks.push(tokio::task::spawn_local(udp_listener(shared.clone(), u.clone())));
@@ -179,20 +328,42 @@ async fn serve(
         tasks.push(tokio::task::spawn_local(cluster_watch(shared.clone(), cfg.clone())));
     }
     if let Some(r) = cfg.servers.iter().find_map(|s| s.reload.clone()) {
-        tasks.push(tokio::task::spawn_local(reload_watch(shared.clone(), opts.conf.clone(), r.interval, r.jitter)));
+        tasks.push(tokio::task::spawn_local(reload_watch(shared.clone(), w.conf.clone(), r.interval, r.jitter)));
     }
+    if let Some(rx) = w.snapshots {
+        tasks.push(tokio::task::spawn_local(metrics_responder(shared.clone(), rx)));
+    }
+    tasks.push(tokio::task::spawn_local(fill_receiver(shared.clone(), w.inbox)));
     shared.wake.notify_one();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let halted = tokio::select! {
-        _ = sigterm.recv() => { info!("SIGTERM: shutting down"); None }
-        _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); None }
-        _ = shutdown => None,
-        h = flush_task => h.ok().flatten(),
+    let halted = if w.id == 0 {
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let hub = w.hub.clone();
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); None }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); None }
+            _ = shutdown => None,
+            h = flush_task => h.ok().flatten(),
+            _ = hub.halt.notified() => hub.halted.lock().ok().and_then(|h| h.clone()),
+        }
+    } else {
+        tokio::select! {
+            _ = shutdown => None,
+            h = flush_task => h.ok().flatten(),
+        }
     };
     if let Some(reason) = halted {
         error!("{reason}");
+        if w.id != 0 {
+            if let Ok(mut h) = w.hub.halted.lock() {
+                *h = Some(reason.clone());
+            }
+            w.hub.halt.notify_one();
+        }
         return Err(DriverError::Halted(reason));
+    }
+    if w.id == 0 {
+        w.hub.stop.send_replace(true);
     }
     // Lameduck: /ready goes non-200 at once, /health stays 200, DNS keeps being served for the
     // lameduck duration (dns-servers.md §1.6); then listeners close and in-flight queries finish.
@@ -218,8 +389,43 @@ async fn serve(
     for h in http {
         h.abort();
     }
-    info!(in_flight = shared.server.borrow().in_flight(), "stopped");
+    info!(worker = w.id, in_flight = shared.server.borrow().in_flight(), "stopped");
     Ok(())
+}
+
+/// Stores the siblings' cache fills.
+async fn fill_receiver(shared: Rc<Shared>, mut inbox: mpsc::Receiver<Arc<CacheFill>>) {
+    while let Some(fill) = inbox.recv().await {
+        let now = shared.now();
+        shared.server.borrow_mut().handle_cache_fill(now, &fill);
+    }
+}
+
+/// Answers worker 0's requests for this worker's metrics.
+async fn metrics_responder(shared: Rc<Shared>, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Metrics>>) {
+    while let Some(reply) = rx.recv().await {
+        let mut s = shared.server.borrow_mut();
+        s.refresh_gauges();
+        let _ = reply.send(s.metrics.clone());
+    }
+}
+
+/// Every worker's metrics, summed (worker 0's own plus the others' snapshots).
+async fn all_metrics(shared: &Rc<Shared>) -> Metrics {
+    let mut total = {
+        let mut s = shared.server.borrow_mut();
+        s.refresh_gauges();
+        s.metrics.clone()
+    };
+    for tx in &shared.hub.snapshots {
+        let (reply, rx) = oneshot::channel();
+        if tx.send(reply).is_ok()
+            && let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), rx).await
+        {
+            total.merge(&m);
+        }
+    }
+    total
 }
 
 async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
@@ -348,6 +554,16 @@ async fn flusher(shared: Rc<Shared>) -> Option<String> {
             let t = shared.server.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             dispatch(&shared, t);
+        }
+        loop {
+            let f = shared.server.borrow_mut().poll_cache_fill();
+            let Some(f) = f else { break };
+            let f = Arc::new(f);
+            for (k, tx) in shared.hub.fills.iter().enumerate() {
+                if k != shared.id {
+                    let _ = tx.try_send(f.clone());
+                }
+            }
         }
         if let Some(reason) = shared.server.borrow().halted() {
             return Some(reason.to_string());
@@ -575,7 +791,7 @@ async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Duration, jit
                     warn!("reload: listen addresses changed; they take effect at the next restart");
                 }
                 let now = shared.now();
-                shared.server.borrow_mut().reconfigure(now, Arc::new(cfg));
+                shared.server.borrow_mut().reconfigure(now, Arc::new(for_worker(&cfg, shared.hub.workers)));
                 info!(file = %conf.display(), "reloaded configuration");
             }
             Err(e) => error!("reload: {e}; keeping the running configuration"),
@@ -656,8 +872,8 @@ async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<tokio::task
                 let eps = eps.clone();
                 tokio::task::spawn_local(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let resp = http_response(&shared, &eps, req.uri().path());
-                        async move { Ok::<_, Infallible>(resp) }
+                        let (shared, eps) = (shared.clone(), eps.clone());
+                        async move { Ok::<_, Infallible>(http_response(&shared, &eps, req.uri().path()).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
@@ -668,7 +884,7 @@ async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<tokio::task
     Ok(handles)
 }
 
-fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &str) -> hyper::Response<Full<Bytes>> {
+async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &str) -> hyper::Response<Full<Bytes>> {
     let (status, body) = match path {
         // /health stays 200 through lameduck (dns-servers.md §1.6).
         "/health" if eps.iter().any(|e| matches!(e, Endpoint::Health)) => (200, "OK".to_string()),
@@ -679,11 +895,7 @@ fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &str) -> hyper::Re
                 (200, "OK".to_string())
             }
         }
-        "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => {
-            let mut s = shared.server.borrow_mut();
-            s.refresh_gauges();
-            (200, s.metrics.render())
-        }
+        "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => (200, all_metrics(shared).await.render()),
         _ => (404, "not found".to_string()),
     };
     hyper::Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap_or_default()

@@ -17,4 +17,4 @@ pub mod zone;
 
 pub use cluster::ClusterState;
 pub use config::Config;
-pub use server::{Client, Dest, Handled, Now, Server, Transmit, Transport};
+pub use server::{CacheFill, Client, Dest, Handled, Now, Server, Transmit, Transport};

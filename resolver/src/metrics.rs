@@ -134,7 +134,68 @@ pub struct Metrics {
     pub cache_entries: Vec<(String, usize, usize)>,
 }
 
+impl Histogram {
+    fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.sum_ns += o.sum_ns;
+    }
+}
+
 impl Metrics {
+    /// Adds another worker's metrics to these: counters and histograms summed per server block
+    /// (matched by its labels), upstream and cache gauges summed.
+    pub fn merge(&mut self, o: &Metrics) {
+        for ob in &o.blocks {
+            let b = match self.blocks.iter_mut().position(|b| b.server == ob.server && b.zone == ob.zone) {
+                Some(i) => &mut self.blocks[i],
+                None => {
+                    self.blocks.push(BlockMetrics::new(ob.server.clone(), ob.zone.clone()));
+                    let last = self.blocks.len() - 1;
+                    &mut self.blocks[last]
+                }
+            };
+            for (x, y) in b.requests.iter_mut().flatten().flatten().zip(ob.requests.iter().flatten().flatten()) {
+                *x += y;
+            }
+            for (x, y) in b.responses.iter_mut().zip(&ob.responses) {
+                *x += y;
+            }
+            for (x, y) in b.duration.iter_mut().zip(&ob.duration) {
+                x.merge(y);
+            }
+            b.cache_hits_success += ob.cache_hits_success;
+            b.cache_hits_denial += ob.cache_hits_denial;
+            b.cache_misses += ob.cache_misses;
+            b.cache_served_stale += ob.cache_served_stale;
+            b.cache_prefetch += ob.cache_prefetch;
+            b.autopath_success += ob.autopath_success;
+            b.forward_max_concurrent_rejects += ob.forward_max_concurrent_rejects;
+        }
+        for (addr, ou) in &o.upstreams {
+            let u = self.upstreams.entry(*addr).or_default();
+            u.requests += ou.requests;
+            for (x, y) in u.responses.iter_mut().zip(&ou.responses) {
+                *x += y;
+            }
+            u.healthcheck_failures += ou.healthcheck_failures;
+            u.timeouts += ou.timeouts;
+        }
+        self.dropped += o.dropped;
+        self.healthcheck_broken += o.healthcheck_broken;
+        for (k, s, d) in &o.cache_entries {
+            match self.cache_entries.iter_mut().find(|(k2, ..)| k2 == k) {
+                Some(e) => {
+                    e.1 += s;
+                    e.2 += d;
+                }
+                None => self.cache_entries.push((k.clone(), *s, *d)),
+            }
+        }
+    }
+
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut o = String::new();

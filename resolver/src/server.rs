@@ -211,7 +211,24 @@ pub struct Server {
     memo: Memo,
     scratch_name: Vec<u8>,
     scratch_key: Vec<u8>,
+    /// Whether upstream answers that went into the cache are offered to sibling servers
+    /// (`poll_cache_fill`): the driver's other workers, which have caches of their own.
+    share_fills: bool,
+    fills: VecDeque<CacheFill>,
 }
+
+/// An upstream answer one server stored in its cache, for a sibling server to store too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFill {
+    pub block: usize,
+    pub key: Box<[u8]>,
+    pub qname: Box<[u8]>,
+    pub msg: Box<[u8]>,
+}
+
+/// At most this many fills wait to be polled; older ones are dropped (a fill only saves a sibling
+/// one upstream query).
+const FILLS_MAX: usize = 1024;
 
 fn server_label(s: &ServerConfig) -> String {
     format!("dns://:{}", s.port)
@@ -265,6 +282,8 @@ impl Server {
             memo: indexmap::IndexMap::with_hasher(foldhash::fast::RandomState::default()),
             scratch_name: Vec::with_capacity(256),
             scratch_key: Vec::with_capacity(264),
+            share_fills: false,
+            fills: VecDeque::new(),
         };
         s.send_loop_probes();
         s
@@ -1055,7 +1074,20 @@ impl Server {
             && let Some(c) = self.blocks.get_mut(block).and_then(|b| b.cache.as_mut()).filter(|c| c.covers(&qname))
         {
             match c.store(&key, &qname, &msg, &layout, now, &mut self.rng) {
-                Some((_, t)) => ttl = Some(t),
+                Some((_, t)) => {
+                    ttl = Some(t);
+                    if self.share_fills {
+                        if self.fills.len() >= FILLS_MAX {
+                            self.fills.pop_front();
+                        }
+                        self.fills.push_back(CacheFill {
+                            block,
+                            key: key.clone().into_boxed_slice(),
+                            qname: qname.clone().into_boxed_slice(),
+                            msg: msg.clone().into_boxed_slice(),
+                        });
+                    }
+                }
                 None => c.refresh_failed(&key),
             }
         }
@@ -1126,6 +1158,28 @@ impl Server {
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// Offer cache fills to siblings from now on (off by default).
+    pub fn share_cache_fills(&mut self, on: bool) {
+        self.share_fills = on;
+        if !on {
+            self.fills.clear();
+        }
+    }
+
+    /// An upstream answer this server just cached, for its siblings (`handle_cache_fill`).
+    pub fn poll_cache_fill(&mut self) -> Option<CacheFill> {
+        self.fills.pop_front()
+    }
+
+    /// A sibling's cache fill: stored here as if this server had forwarded the query itself (same
+    /// TTL rules, counted from `now`). Never offered on again. A fill for a block this configuration
+    /// does not have, or a name its cache does not cover (the sibling reloaded first), is ignored.
+    pub fn handle_cache_fill(&mut self, now: Now, fill: &CacheFill) {
+        let Some(c) = self.blocks.get_mut(fill.block).and_then(|b| b.cache.as_mut()).filter(|c| c.covers(&fill.qname)) else { return };
+        let Ok(layout) = wire::layout(&fill.msg) else { return };
+        let _ = c.store(&fill.key, &fill.qname, &fill.msg, &layout, now, &mut self.rng);
     }
 
     /// When `handle_timeout` wants to be called next.

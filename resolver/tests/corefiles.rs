@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 
 use common::*;
@@ -51,14 +50,6 @@ fn kubeadm_and_node_local_corefiles_are_accepted_unchanged() {
     assert!(nl.servers[0].forward[0].force_tcp);
     assert_eq!(nl.servers[0].cache.as_ref().expect("cache").denial.max_ttl, 5);
     assert_eq!(nl.servers[3].forward[0].to, ["10.0.0.2:53".parse::<std::net::SocketAddr>().expect("addr")]);
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
 }
 
 #[test]

@@ -320,3 +320,40 @@ fn a_changed_cluster_state_file_is_served_within_seconds() {
     thread::sleep(Duration::from_millis(2500));
     assert_eq!(short(m.port, &["new.shop.svc.cluster.local"]), ["10.96.99.9"]);
 }
+
+/// The sum over `coredns_dns_requests_total` series in a /metrics page.
+fn requests_total(metrics: &str) -> u64 {
+    metrics.lines().filter(|l| l.starts_with("coredns_dns_requests_total{")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+#[test]
+fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
+    let up = start("workers-up", &upstream_corefile(), &[]);
+    let prom = free_port();
+    let core = main_corefile(up.port, "").replace("    errors\n", &format!("    errors\n    prometheus 127.0.0.1:{prom}\n"));
+    let m = start_env("workers", &core, &[("state.yaml", STATE)], &[("NDOTS_WORKERS", "2")]);
+    let before = requests_total(&http_get(prom, "/metrics"));
+    // A fresh socket (source port) per query: the kernel spreads them over both workers.
+    let mut answered = 0;
+    for i in 0..200u16 {
+        let reply = udp_exchange(m.port, &raw_query(i, "www.example.org", 1, false), Duration::from_secs(2)).expect("answered");
+        assert_eq!(rcode(&reply), 0);
+        assert!(reply.windows(4).any(|w| w == [93, 184, 215, 14]), "the address");
+        answered += 1;
+    }
+    let metrics = http_get(prom, "/metrics");
+    // Both workers' counters are in the page: with only one worker's, about half would be missing.
+    assert_eq!(requests_total(&metrics) - before, answered, "{metrics}");
+    // One upstream query for 200 client queries: the worker that forwarded it filled the other's cache.
+    let forwarded: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("coredns_forward_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(forwarded, 1, "{metrics}");
+    // SIGTERM stops every worker and the process exits 0.
+    let mut m = m;
+    sigterm(&m.child);
+    let status = m.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}

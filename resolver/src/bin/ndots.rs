@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ndots [-conf FILE] [-seed N] [-check] [-version]
+const USAGE: &str = "usage: ndots [-conf FILE] [-seed N] [-workers N] [-check] [-version]
   -conf FILE   Corefile to load (default: Corefile)
   -seed N      seed for the server's random choices (default: random; NDOTS_SEED also sets it)
+  -workers N   worker threads, each serving every address (default: one per CPU; NDOTS_WORKERS)
   -check       validate the Corefile and cluster state, then exit
   -version     print the version";
 
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let mut conf = PathBuf::from("Corefile");
     let mut seed: Option<u64> = std::env::var("NDOTS_SEED").ok().and_then(|s| s.parse().ok());
     let mut check = false;
+    let mut workers: Option<usize> = std::env::var("NDOTS_WORKERS").ok().and_then(|s| s.parse().ok());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let flag = arg.trim_start_matches('-');
@@ -30,6 +32,13 @@ fn main() -> ExitCode {
             "seed" => {
                 value("a number").and_then(|v| v.parse().map(|n| seed = Some(n)).map_err(|_| format!("-seed: '{v}' is not a number")))
             }
+            "workers" => value("a number").and_then(|v| match v.parse::<usize>() {
+                Ok(n) if n >= 1 => {
+                    workers = Some(n);
+                    Ok(())
+                }
+                _ => Err(format!("-workers: '{v}' is not a number of at least 1")),
+            }),
             "check" => {
                 check = true;
                 Ok(())
@@ -68,7 +77,8 @@ fn main() -> ExitCode {
         };
     }
     let seed = seed.unwrap_or_else(|| fastrand::u64(..));
-    let opts = resolver::driver::Options { conf, seed };
+    let workers = workers.unwrap_or_else(resolver::driver::default_workers);
+    let opts = resolver::driver::Options { conf, seed, workers };
     match resolver::driver::run(opts, std::future::pending()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -42,6 +42,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// Starts `ndots` with a Corefile (`{PORT}` replaced by a fresh port) and extra files, waits until
 /// it answers on that port.
 pub fn start(tag: &str, corefile: &str, files: &[(&str, &str)]) -> Ndots {
+    start_env(tag, corefile, files, &[])
+}
+
+/// `start` with environment variables for the process (`NDOTS_WORKERS`, ...).
+pub fn start_env(tag: &str, corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Ndots {
     let port = free_port();
     let dir = temp_dir(tag);
     for (name, text) in files {
@@ -53,6 +58,7 @@ pub fn start(tag: &str, corefile: &str, files: &[(&str, &str)]) -> Ndots {
         .arg("-conf")
         .arg(&conf)
         .env("NDOTS_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -146,4 +152,15 @@ pub fn addr(port: u16) -> SocketAddr {
 /// Sends SIGTERM to the process.
 pub fn sigterm(child: &Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+/// A plain HTTP/1.0 GET on loopback: the response, headers and body.
+#[allow(dead_code)] // Not every test binary scrapes HTTP.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
 }
