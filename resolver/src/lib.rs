@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod corefile;
 pub mod driver;
+pub mod fuzzing;
 pub mod kubernetes;
 pub mod metrics;
 pub mod server;

@@ -87,6 +87,19 @@ pub fn to_yaml(s: &Scenario, header: &str) -> String {
     out
 }
 
+/// The fuzz target's body (`resolver/fuzz`, `scenario_file`): any text is a scenario or an error
+/// that names the file; a scenario written back with `to_yaml` reads back the same.
+pub fn fuzz(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match parse(text, "fuzz.yaml", Path::new("/nonexistent"), &[]) {
+        Ok(s) => {
+            let again = parse(&to_yaml(&s, ""), "again.yaml", Path::new("/nonexistent"), &[]);
+            assert!(again.as_ref().is_ok_and(|a| *a == s), "round trip: {again:?}");
+        }
+        Err(e) => assert!(e.to_string().starts_with("fuzz.yaml"), "{e}"),
+    }
+}
+
 /// Expectations (SLOs) a run must meet; each unset one is not checked.
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -244,3 +244,17 @@ fn the_readme_example_file_is_valid() {
     assert_eq!(sc.expect.unfinished_max, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_scenario_file_fuzz_corpus_and_regressions_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resolver/fuzz");
+    let mut n = 0;
+    for dir in [root.join("corpus/scenario_file"), root.join("regressions/scenario_file")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.filter_map(Result::ok) {
+            sim::file::fuzz(&std::fs::read(e.path()).expect("read"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}

@@ -10,6 +10,9 @@
 //!   `DURATION` and the other run.sh variables pass through.
 //! - `sim sweep [N] [FILTER]`: the scenario tests (release) for seeds 1..=N (default 100); prints each
 //!   failing seed with its replay command and a pass count per seed.
+//! - `fuzz [SECONDS] [TARGETS...]`: each cargo-fuzz target of `resolver/fuzz` for SECONDS (default 60)
+//!   with nightly and libFuzzer (installs cargo-fuzz if missing), seeded from the checked-in corpus;
+//!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -23,12 +26,13 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
         Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns(&args[2..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
             sweep(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100), args.get(3).map(String::as_str))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer"
             );
             ExitCode::from(2)
         }
@@ -205,5 +209,68 @@ fn bench_dns(servers: &[String]) -> ExitCode {
     match run("run.sh", Command::new("bash").arg(anchors.join("run.sh")).args(&list).env("NEW_NAME", "ndots").env("NEW_CMD", cmd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(c) => c,
+    }
+}
+
+/// The fuzz targets in `resolver/fuzz/fuzz_targets`.
+const FUZZ_TARGETS: [&str; 5] = ["server", "corefile", "cluster_state", "zone", "scenario_file"];
+
+fn fuzz(args: &[String]) -> ExitCode {
+    let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(60);
+    let named: Vec<&str> =
+        args.iter().skip(usize::from(args.first().is_some_and(|a| a.parse::<u64>().is_ok()))).map(String::as_str).collect();
+    if let Some(bad) = named.iter().find(|t| !FUZZ_TARGETS.contains(t)) {
+        eprintln!("xtask: unknown fuzz target '{bad}'; expected one of {FUZZ_TARGETS:?}");
+        return ExitCode::from(2);
+    }
+    let targets: Vec<&str> = if named.is_empty() { FUZZ_TARGETS.to_vec() } else { named };
+    if Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true)
+        && let Err(c) = run("cargo install cargo-fuzz", cargo().args(["install", "cargo-fuzz", "--locked"]))
+    {
+        return c;
+    }
+    let root = std::env::current_dir().unwrap_or_default();
+    let target_dir = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    let target_dir = if target_dir.is_absolute() { target_dir } else { root.join(target_dir) };
+    let mut failed = Vec::new();
+    for t in &targets {
+        let work = target_dir.join("fuzz/corpus").join(t);
+        let artifacts = target_dir.join("fuzz/artifacts").join(t);
+        if let Err(e) = std::fs::create_dir_all(&work).and_then(|_| std::fs::create_dir_all(&artifacts)) {
+            eprintln!("xtask: {e}");
+            return ExitCode::FAILURE;
+        }
+        // New inputs go to the first corpus folder (under target/); the checked-in one only seeds.
+        let seeds = root.join("resolver/fuzz/corpus").join(t);
+        let step = format!("fuzz {t} for {secs} s");
+        let r = run(
+            &step,
+            Command::new("cargo")
+                .current_dir(root.join("resolver/fuzz"))
+                .env("CARGO_TARGET_DIR", target_dir.join("fuzz/build"))
+                .args(["+nightly", "fuzz", "run", t])
+                .arg(&work)
+                .arg(&seeds)
+                .arg("--")
+                .arg(format!("-max_total_time={secs}"))
+                .arg(format!("-artifact_prefix={}/", artifacts.display()))
+                .arg("-max_len=4096")
+                .arg("-rss_limit_mb=2048")
+                .arg("-print_final_stats=1"),
+        );
+        if r.is_err() {
+            eprintln!(
+                "fuzz {t}: crash inputs in {} (replay: cd resolver/fuzz && cargo +nightly fuzz run {t} FILE; keep it in resolver/fuzz/regressions/{t}/)",
+                artifacts.display()
+            );
+            failed.push(*t);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("fuzz: {} targets ran {secs} s each without a crash", targets.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("fuzz: crashes in {failed:?}");
+        ExitCode::FAILURE
     }
 }
