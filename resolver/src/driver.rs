@@ -576,6 +576,12 @@ async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Client, mut rx:
 async fn flusher(shared: Rc<Shared>) -> Option<String> {
     loop {
         loop {
+            let c = shared.server.borrow_mut().poll_close_tcp();
+            let Some(addr) = c else { break };
+            // Dropping the sender ends the writer: the connection closes; the next query dials anew.
+            shared.upstream_tcp.borrow_mut().remove(&addr);
+        }
+        loop {
             let t = shared.server.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             dispatch(&shared, t);

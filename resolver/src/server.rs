@@ -215,6 +215,8 @@ pub struct Server {
     /// (`poll_cache_fill`): the driver's other workers, which have caches of their own.
     share_fills: bool,
     fills: VecDeque<CacheFill>,
+    /// Upstreams whose pooled TCP connection timed out and must be closed (`poll_close_tcp`).
+    close_tcp: VecDeque<SocketAddr>,
 }
 
 /// An upstream answer one server stored in its cache, for a sibling server to store too.
@@ -284,6 +286,7 @@ impl Server {
             scratch_key: Vec::with_capacity(264),
             share_fills: false,
             fills: VecDeque::new(),
+            close_tcp: VecDeque::new(),
         };
         s.send_loop_probes();
         s
@@ -1143,7 +1146,14 @@ impl Server {
             self.timers.pop_first();
             match first.2 {
                 TimerKind::Read { xid, attempt } => {
-                    if self.exchanges.get(&xid).is_some_and(|x| x.attempt == attempt) {
+                    if let Some(x) = self.exchanges.get(&xid).filter(|x| x.attempt == attempt) {
+                        // A TCP connection that timed out is closed, not reused: CoreDNS's forward
+                        // closes a connection that errored instead of returning it to its pool
+                        // (incidents.md §6.1). Otherwise a connection DNATed to a pod that vanished
+                        // without a reset keeps swallowing every query while traffic keeps it busy.
+                        if x.transport == Transport::Tcp && !self.close_tcp.contains(&x.upstream) {
+                            self.close_tcp.push_back(x.upstream);
+                        }
                         self.exchange_failed(now, xid);
                     }
                 }
@@ -1158,6 +1168,12 @@ impl Server {
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// An upstream whose TCP connection timed out: close it, so that the next query to that upstream
+    /// (the retry included) dials a new one. Poll before `poll_transmit`.
+    pub fn poll_close_tcp(&mut self) -> Option<SocketAddr> {
+        self.close_tcp.pop_front()
     }
 
     /// Offer cache fills to siblings from now on (off by default).

@@ -1486,6 +1486,11 @@ impl Engine {
 
     /// Sends an instance's transmits and re-arms its timer.
     fn drain_inst(&mut self, inst: InstId) {
+        // A timed-out TCP connection is abandoned: the next query to that upstream opens a new one
+        // from a new port (through DNAT again, so to a live endpoint).
+        while let Some(addr) = self.insts[inst].server.poll_close_tcp() {
+            self.insts[inst].up_ports.remove(&(addr, Transport::Tcp));
+        }
         while let Some(t) = self.insts[inst].server.poll_transmit() {
             match t.dest {
                 Dest::Client(c) => {
