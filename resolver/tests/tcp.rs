@@ -1,0 +1,89 @@
+//! DNS over TCP against the real binary: pipelining and out-of-order answers (RFC 7766 §6.2.1.1),
+//! zero-length frames, idle and slow clients (a stalled client cannot hold the server).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Answers `a.example` itself; forwards everything else to a port where nobody listens.
+fn corefile(dead: u16) -> String {
+    format!(
+        ".:{{PORT}} {{\n    bind 127.0.0.1\n    hosts {{\n        10.0.0.1 a.example\n        fallthrough\n    }}\n    forward . 127.0.0.1:{dead}\n}}\n"
+    )
+}
+
+fn frame(msg: &[u8]) -> Vec<u8> {
+    let mut f = (msg.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(msg);
+    f
+}
+
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg).ok()?;
+    Some(msg)
+}
+
+/// Whether the server closed the connection (EOF) within `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0))
+}
+
+#[test]
+fn pipelined_queries_are_answered_as_they_complete_not_in_order() {
+    let m = start("tcp-pipeline", &corefile(free_port()), &[]);
+    let mut s = TcpStream::connect(addr(m.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    // One write: a query that waits on a dead upstream, then two the server answers at once.
+    let mut bytes = frame(&raw_query(1, "slow.example.org", 1, false));
+    bytes.extend(frame(&raw_query(2, "a.example", 1, false)));
+    bytes.extend(frame(&raw_query(3, "a.example", 28, false)));
+    s.write_all(&bytes).expect("write");
+    let ids: Vec<u16> = (0..3).filter_map(|_| read_frame(&mut s)).map(|m| u16::from_be_bytes([m[0], m[1]])).collect();
+    assert_eq!(ids, vec![2, 3, 1], "the fast answers do not wait for the slow one (RFC 7766 §6.2.1.1)");
+}
+
+#[test]
+fn a_zero_length_frame_closes_the_connection() {
+    let m = start("tcp-zero", &corefile(free_port()), &[]);
+    let mut s = TcpStream::connect(addr(m.port)).expect("connect");
+    s.write_all(&frame(&raw_query(7, "a.example", 1, false))).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    assert!(read_frame(&mut s).is_some_and(|a| rcode(&a) == 0), "answered first");
+    s.write_all(&[0, 0]).expect("write");
+    assert!(closed_within(&mut s, Duration::from_secs(3)), "closed after a zero-length frame");
+}
+
+#[test]
+fn idle_and_stalled_clients_are_closed_and_do_not_hold_up_others() {
+    let m = start("tcp-slow", &corefile(free_port()), &[]);
+    let t0 = Instant::now();
+    // One client says nothing; another sends a length and half a message, then stalls.
+    let mut idle = TcpStream::connect(addr(m.port)).expect("connect");
+    let mut stalled = TcpStream::connect(addr(m.port)).expect("connect");
+    let q = raw_query(9, "a.example", 1, false);
+    stalled.write_all(&frame(&q)[..q.len() / 2]).expect("write");
+    // Meanwhile everyone else is served at once, over UDP and over TCP.
+    for i in 0..20 {
+        let a = udp_exchange(m.port, &raw_query(100 + i, "a.example", 1, false), Duration::from_secs(1)).expect("udp answered");
+        assert_eq!(rcode(&a), 0);
+        let mut other = TcpStream::connect(addr(m.port)).expect("connect");
+        other.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        other.write_all(&frame(&raw_query(200 + i, "a.example", 1, false))).expect("write");
+        assert!(read_frame(&mut other).is_some(), "tcp answered while two clients stall");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5), "no waiting behind the stalled clients: {:?}", t0.elapsed());
+    // Both are closed after the idle timeout (10 s, CoreDNS's default), not before and not never.
+    assert!(closed_within(&mut idle, Duration::from_secs(15)), "idle client closed");
+    assert!(closed_within(&mut stalled, Duration::from_secs(5)), "stalled client closed");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(16), "closed at the idle timeout: {took:?}");
+}
