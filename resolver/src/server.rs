@@ -336,8 +336,20 @@ impl Server {
             blocks.push(b);
         }
         self.blocks = blocks;
-        self.metrics.blocks =
-            cfg.servers.iter().map(|s| BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default())).collect();
+        // Counters survive a reload, as CoreDNS's process-wide Prometheus registry keeps them: a
+        // block with the same labels carries its counts over; only new blocks start at zero.
+        let mut old_metrics = std::mem::take(&mut self.metrics.blocks);
+        self.metrics.blocks = cfg
+            .servers
+            .iter()
+            .map(|s| {
+                let (server, zone) = (server_label(s), s.zones.first().cloned().unwrap_or_default());
+                match old_metrics.iter().position(|m| m.server == server && m.zone == zone) {
+                    Some(i) => old_metrics.swap_remove(i),
+                    None => BlockMetrics::new(server, zone),
+                }
+            })
+            .collect();
         self.cfg = cfg;
         self.generation += 1;
         self.memo.clear();
