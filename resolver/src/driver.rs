@@ -55,7 +55,8 @@ pub enum DriverError {
 
 /// TCP connections idle longer than this are closed (CoreDNS `timeouts` idle default 10 s).
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// At most this many client TCP connections at once; more are closed at accept.
+/// At most this many client TCP connections at once, shared out over the workers; more are closed at
+/// accept.
 const MAX_TCP_CONNS: usize = 1024;
 /// Sockets per upstream for UDP queries; each query goes out of a random one.
 const UDP_SOCKETS_PER_UPSTREAM: usize = 4;
@@ -498,7 +499,7 @@ async fn tcp_listener(shared: Rc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        if shared.tcp_clients.borrow().len() >= MAX_TCP_CONNS {
+        if shared.tcp_clients.borrow().len() >= MAX_TCP_CONNS.div_ceil(shared.hub.workers) {
             warn!(%src, "too many tcp connections; closing");
             continue;
         }

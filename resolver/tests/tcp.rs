@@ -34,7 +34,12 @@ fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
 fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
     s.set_read_timeout(Some(wait)).expect("timeout");
     let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0))
+    // A close with our query unread arrives as a reset.
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }
 
 #[test]
@@ -86,4 +91,30 @@ fn idle_and_stalled_clients_are_closed_and_do_not_hold_up_others() {
     assert!(closed_within(&mut stalled, Duration::from_secs(5)), "stalled client closed");
     let took = t0.elapsed();
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(16), "closed at the idle timeout: {took:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_accept_and_room_frees_up() {
+    // One worker: the process-wide limit of 1,024 client connections all in one place.
+    let m = start_env("tcp-limit", &corefile(free_port()), &[], &[("NDOTS_WORKERS", "1")]);
+    let mut conns = Vec::new();
+    for i in 0..1024u16 {
+        let mut c = TcpStream::connect(addr(m.port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        c.write_all(&frame(&raw_query(i, "a.example", 1, false))).expect("write");
+        assert!(read_frame(&mut c).is_some(), "connection {i} served");
+        conns.push(c);
+    }
+    let mut extra = TcpStream::connect(addr(m.port)).expect("the kernel still accepts");
+    let _ = extra.write_all(&frame(&raw_query(5000, "a.example", 1, false)));
+    assert!(closed_within(&mut extra, Duration::from_secs(3)), "the 1,025th connection is closed unanswered");
+    // UDP is unaffected.
+    assert!(udp_exchange(m.port, &raw_query(6000, "a.example", 1, false), Duration::from_secs(1)).is_some());
+    // One client leaves: a new connection is served again.
+    drop(conns.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = TcpStream::connect(addr(m.port)).expect("connect");
+    again.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    again.write_all(&frame(&raw_query(7000, "a.example", 1, false))).expect("write");
+    assert!(read_frame(&mut again).is_some(), "served once there is room");
 }
