@@ -134,7 +134,31 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
         "conntrack_max": r.conntrack_max,
         "events": r.events.iter().filter(|(_, e)| !is_race(e)).map(|(t, e)| json!({"t_s": t.as_secs_f64(), "event": e})).collect::<Vec<_>>(),
         "series": series,
+        "lookups": lookups_json(run),
     })
+}
+
+/// Lookups are listed one by one only when the scenario traces wire queries (at most 100,000).
+fn lookups_json(run: &Run<'_>) -> serde_json::Value {
+    if !run.spec.trace_queries {
+        return serde_json::Value::Null;
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    run.report
+        .lookups
+        .iter()
+        .take(100_000)
+        .map(|l| {
+            json!({
+                "pod": l.pod, "library": l.library.to_string(), "name": l.name, "start_ms": ms(l.start), "end_ms": ms(l.end),
+                "outcome": l.outcome, "addr": l.addr.map(|a| a.to_string()), "cached": l.cached,
+                "queries": l.wire.iter().map(|q| json!({
+                    "t_ms": ms(q.at), "qname": q.qname, "qtype": q.qtype,
+                    "transport": format!("{:?}", q.transport).to_lowercase(), "server": q.server.to_string(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 fn is_race(event: &str) -> bool {

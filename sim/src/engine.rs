@@ -109,6 +109,8 @@ struct ActiveLookup {
     started: Duration,
     name: String,
     queries: u32,
+    /// The wire queries, when the scenario traces them.
+    wire: Vec<crate::report::WireQuery>,
     /// socket id → (local port, transport)
     sockets: BTreeMap<u32, u16>,
     timer: Option<Duration>,
@@ -953,6 +955,8 @@ impl Engine {
                 outcome: if ok { "ok" } else { "nxdomain" },
                 addr,
                 cached: true,
+                library: p.library,
+                wire: Vec::new(),
             });
             return;
         }
@@ -977,7 +981,8 @@ impl Engine {
             Library::CAres(era) => Box::new(CAres::new(self.now, era, &p.rc, &call, p.process.clone(), seed)),
             Library::Evdns(v) => Box::new(Evdns::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
         };
-        p.lookups.insert(id, ActiveLookup { model, started: asked, name, queries: 0, sockets: BTreeMap::new(), timer: None });
+        p.lookups
+            .insert(id, ActiveLookup { model, started: asked, name, queries: 0, wire: Vec::new(), sockets: BTreeMap::new(), timer: None });
         self.drive_lookup(pod, id);
     }
 
@@ -987,6 +992,15 @@ impl Engine {
             let Some(l) = self.pods[pod].lookups.get_mut(&id) else { return };
             let Some(send) = l.model.poll_send() else { break };
             l.queries += 1;
+            if self.spec.trace_queries {
+                l.wire.push(crate::report::WireQuery {
+                    at: self.now,
+                    qname: send.qname.clone(),
+                    qtype: send.qtype,
+                    transport: send.transport,
+                    server: send.server,
+                });
+            }
             self.wire.by_type[match send.qtype {
                 1 => 0,
                 28 => 1,
@@ -1055,6 +1069,8 @@ impl Engine {
                 outcome: outcome_label(&outcome),
                 addr,
                 cached: false,
+                library: self.pods[pod].library,
+                wire: l.wire,
             });
             // A thread is free: the next waiting lookup.
             if let Some((asked, name)) = self.pods[pod].waiting.pop_front() {

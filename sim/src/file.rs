@@ -182,6 +182,8 @@ struct RawFile {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     faults: Vec<FaultAt>,
     expect: Option<Expect>,
+    /// Record every wire query of every lookup (the JSON report lists them).
+    trace_queries: Option<bool>,
 }
 
 #[skip_serializing_none]
@@ -608,6 +610,7 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
     if let Some(d) = raw.duration {
         spec.duration = d;
     }
+    spec.trace_queries = raw.trace_queries.unwrap_or(false);
     let c = raw.cluster.unwrap_or_default();
     spec.azs = c.azs.unwrap_or(spec.azs);
     spec.nodes = c.nodes.unwrap_or(spec.nodes);
@@ -1187,6 +1190,7 @@ fn unbuild(sc: &Scenario) -> RawFile {
         pods,
         faults: s.faults.iter().map(|(at, f)| FaultAt(*at, f.clone())).collect(),
         expect: (sc.expect != Expect::default()).then(|| sc.expect.clone()),
+        trace_queries: s.trace_queries.then_some(true),
     }
 }
 

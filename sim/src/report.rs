@@ -23,6 +23,22 @@ pub struct LookupRecord {
     pub addr: Option<std::net::IpAddr>,
     /// Answered by an application cache, no query sent.
     pub cached: bool,
+    /// The client library of the pod that asked.
+    pub library: crate::spec::Library,
+    /// Every query the library put on the wire for it, when the scenario records them
+    /// (`ClusterSpec::trace_queries`; off by default: a long run would hold millions).
+    pub wire: Vec<WireQuery>,
+}
+
+/// One query a lookup put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireQuery {
+    pub at: Duration,
+    /// As sent: case included, fully qualified.
+    pub qname: String,
+    pub qtype: u16,
+    pub transport: crate::client::Transport,
+    pub server: std::net::SocketAddr,
 }
 
 impl LookupRecord {

@@ -323,6 +323,8 @@ pub struct ClusterSpec {
     pub race: RaceParams,
     pub duration: Duration,
     pub faults: Vec<(Duration, Fault)>,
+    /// Record every wire query of every lookup in the report (`LookupRecord::wire`).
+    pub trace_queries: bool,
 }
 
 impl ClusterSpec {
@@ -372,6 +374,7 @@ impl ClusterSpec {
             race: RaceParams::default(),
             duration: Duration::from_secs(10),
             faults: Vec::new(),
+            trace_queries: false,
         }
     }
 }

@@ -197,3 +197,23 @@ fn a_bad_scenario_file_exits_2_naming_file_line_and_expectation() {
     let err = text(&o).1;
     assert!(err.starts_with(&format!("ndots-sim: {f}:3:")) && err.contains("invalid type"), "{err}");
 }
+
+#[test]
+fn traced_runs_list_every_lookup_with_the_queries_it_put_on_the_wire() {
+    let d = dir("trace");
+    let f = write(&d, "kill.yaml", KILL);
+    let o = sim(&["run", &f, "--set", "trace_queries=true", "--set", "duration=5s", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    let lookups = v["lookups"].as_array().expect("lookups listed");
+    let google = lookups.iter().find(|l| l["name"] == "www.google.com" && l["outcome"] == "ok").expect("a www.google.com lookup");
+    assert_eq!(google["library"], "glibc-2.36");
+    let names: Vec<&str> = google["queries"].as_array().expect("queries").iter().filter_map(|q| q["qname"].as_str()).collect();
+    // ndots:5: the search list first, A and AAAA for each, then the name as given (incidents.md §1.1).
+    assert_eq!(names.first().copied(), Some("www.google.com.default.svc.cluster.local."));
+    assert_eq!(names.last().copied(), Some("www.google.com."));
+    assert_eq!(names.len(), 10, "{names:?}");
+    // Untraced runs do not list lookups.
+    let o = sim(&["run", &f, "--set", "duration=5s", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert!(v["lookups"].is_null());
+}
