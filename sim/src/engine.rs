@@ -102,6 +102,8 @@ struct Node {
     ports: Ports,
     /// The node-local cache on this node, while it serves.
     node_local: Option<InstId>,
+    /// The node failed: its pods and resolvers are gone, nothing reaches it.
+    down: bool,
 }
 
 struct ActiveLookup {
@@ -166,6 +168,8 @@ struct Inst {
     restarts: u32,
     /// While the informers (re)list, the old and new objects are both held.
     relist_until: Option<Duration>,
+    /// Dead, but still a ready endpoint: its node went down and the control plane has not noticed.
+    unnoticed: bool,
 }
 
 /// Who owns an address: where answers go.
@@ -229,6 +233,14 @@ enum Ev {
     FromUpstream {
         frame: Frame,
     },
+    /// ... after the resolver's slowness.
+    FromUpstreamLate {
+        frame: Frame,
+    },
+    /// The control plane notices a node that went down.
+    NodeNotReady {
+        node: NodeId,
+    },
     /// A frame leaves for the cloud resolver (after the node's TCP handshake, if any).
     ToUpstream {
         frame: Frame,
@@ -283,6 +295,8 @@ pub struct Engine {
     blackholed: Vec<bool>,
     /// Packet loss into or out of each AZ.
     az_loss: Vec<f64>,
+    /// Extra time each AZ's cloud resolver takes to answer.
+    upstream_slow: Vec<Duration>,
     state: Arc<ClusterState>,
     replica_ips: Vec<(usize, IpAddr)>,
     /// Services whose ClusterIP changed: (namespace, name) → IP.
@@ -407,6 +421,7 @@ impl Engine {
                 eni: spec.eni_limit.map(TokenBucket::new),
                 ports: Ports::default(),
                 node_local: None,
+                down: false,
             })
             .collect();
         let mut per_node = vec![0usize; spec.nodes];
@@ -476,6 +491,7 @@ impl Engine {
                 seed,
                 restarts: 0,
                 relist_until: Some(Duration::ZERO),
+                unnoticed: false,
             });
         }
         let mut nodes = nodes;
@@ -502,6 +518,7 @@ impl Engine {
                     seed,
                     restarts: 0,
                     relist_until: None,
+                    unnoticed: false,
                 });
             }
         }
@@ -523,6 +540,7 @@ impl Engine {
             tcp: BTreeMap::new(),
             blackholed: vec![false; spec.azs],
             az_loss: vec![0.0; spec.azs],
+            upstream_slow: vec![Duration::ZERO; spec.azs],
             state,
             replica_ips,
             service_ips: BTreeMap::new(),
@@ -570,7 +588,11 @@ impl Engine {
     }
 
     fn ready_endpoints(&self) -> Vec<SocketAddr> {
-        self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive).map(|i| SocketAddr::new(i.ip, 53)).collect()
+        self.insts
+            .iter()
+            .filter(|i| i.kind == InstKind::ClusterDns && (i.alive || i.unnoticed))
+            .map(|i| SocketAddr::new(i.ip, 53))
+            .collect()
     }
 
     fn push(&mut self, at: Duration, ev: Ev) {
@@ -634,6 +656,9 @@ impl Engine {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::LookupStart { pod } => {
+                if self.nodes[self.pods[pod].node].down {
+                    return;
+                }
                 self.start_lookup(pod);
                 let next = self.exp_gap(pod);
                 self.push(next, Ev::LookupStart { pod });
@@ -665,22 +690,21 @@ impl Engine {
                 r.server.handle_timeout(self.now);
                 self.drain_inst(inst);
             }
-            Ev::FromUpstream { frame } => {
-                let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
-                // 1500-byte MTU: 20 bytes of IP and 8 of UDP leave 1472 for DNS; more is fragmented.
-                if transport == Transport::Udp && self.spec.drop_fragments && frame.payload.len() > 1472 {
-                    self.net.dropped_fragments += 1;
-                    return;
+            Ev::FromUpstream { frame } => match self.upstream_slow.get(frame.az).copied().filter(|d| !d.is_zero()) {
+                // A slow cloud resolver: its answers leave it late.
+                Some(delay) => self.push(self.now + delay, Ev::FromUpstreamLate { frame }),
+                None => self.upstream_answer(frame),
+            },
+            Ev::FromUpstreamLate { frame } => self.upstream_answer(frame),
+            Ev::NodeNotReady { node } => {
+                // The node controller marked the node NotReady: its pods leave the endpoints.
+                for i in &mut self.insts {
+                    if i.node == node {
+                        i.unnoticed = false;
+                    }
                 }
-                if !self.insts[inst].alive {
-                    return;
-                }
-                if transport == Transport::Tcp {
-                    // The ACK of the response is a packet the ENI sends too.
-                    self.eni(self.insts[inst].node, 1);
-                }
-                self.insts[inst].server.handle_upstream(self.now, up, to_res(transport), &frame.payload);
-                self.drain_inst(inst);
+                self.report.events.push((self.now, format!("node {node} NotReady: its replicas leave the endpoints")));
+                self.endpoints_changed();
             }
             Ev::ToUpstream { frame } => {
                 if self.blackholed[frame.az] {
@@ -716,6 +740,9 @@ impl Engine {
             }
             Ev::Restart { inst } => self.restart(inst),
             Ev::AppRequest { pod } => {
+                if self.nodes[self.pods[pod].node].down {
+                    return;
+                }
                 self.app_request(pod);
                 let rate = self.pods[pod].app_rate;
                 let u = self.rng.f64().max(1e-12);
@@ -778,6 +805,27 @@ impl Engine {
                 if let Some(b) = self.blackholed.get_mut(az) {
                     *b = false;
                 }
+            }
+            Fault::UpstreamSlow { az, delay } => {
+                if let Some(d) = self.upstream_slow.get_mut(az) {
+                    *d = delay;
+                }
+            }
+            Fault::NodeDown(node) => {
+                let Some(n) = self.nodes.get_mut(node) else { return };
+                n.down = true;
+                // Its pods are gone with their lookups; its resolvers stop answering but stay ready
+                // endpoints until the node controller marks the node NotReady.
+                for p in self.pods.iter_mut().filter(|p| p.node == node) {
+                    p.lookups.clear();
+                    p.waiting.clear();
+                }
+                for i in self.insts.iter_mut().filter(|i| i.node == node && i.alive) {
+                    i.alive = false;
+                    i.unnoticed = i.kind == InstKind::ClusterDns;
+                }
+                let grace = self.spec.node_monitor_grace;
+                self.push(self.now + grace, Ev::NodeNotReady { node });
             }
             Fault::NodeLocalDown(node) => {
                 // Teardown: the NOTRACK rules and the link-local address go (kubernetes/dns#310).
@@ -1471,6 +1519,9 @@ impl Engine {
     }
 
     fn at_pod(&mut self, pod: PodId, pkt: Packet) {
+        if self.nodes[self.pods[pod].node].down {
+            return;
+        }
         for (id, socket) in self.port_lookups(pod, pkt.dst.port()) {
             if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
                 l.model.handle_answer(self.now, socket, pkt.transport, &pkt.payload);
@@ -1480,6 +1531,25 @@ impl Engine {
                 self.drive_lookup(pod, id);
             }
         }
+    }
+
+    /// An answer from the cloud resolver reaches the node that asked.
+    fn upstream_answer(&mut self, frame: Frame) {
+        let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
+        // 1500-byte MTU: 20 bytes of IP and 8 of UDP leave 1472 for DNS; more is fragmented.
+        if transport == Transport::Udp && self.spec.drop_fragments && frame.payload.len() > 1472 {
+            self.net.dropped_fragments += 1;
+            return;
+        }
+        if !self.insts[inst].alive {
+            return;
+        }
+        if transport == Transport::Tcp {
+            // The ACK of the response is a packet the ENI sends too.
+            self.eni(self.insts[inst].node, 1);
+        }
+        self.insts[inst].server.handle_upstream(self.now, up, to_res(transport), &frame.payload);
+        self.drain_inst(inst);
     }
 
     /// Adds the resolvers' cache hits and misses since the last sample to this second's counters.

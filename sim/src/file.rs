@@ -202,6 +202,9 @@ struct RawCluster {
     state_file: Option<PathBuf>,
     /// The same dump, inline.
     state: Option<String>,
+    /// How long until a dead node's pods leave the endpoints (40s).
+    #[serde(with = "humantime_serde::option")]
+    node_monitor_grace: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -515,6 +518,16 @@ struct RawFault {
     az_loss: Option<RawAzLoss>,
     service_ip: Option<RawServiceIp>,
     cluster_nodes: Option<usize>,
+    upstream_slow: Option<RawSlow>,
+    node_down: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlow {
+    az: usize,
+    #[serde(with = "humantime_serde")]
+    delay: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -532,7 +545,7 @@ struct RawServiceIp {
     ip: IpAddr,
 }
 
-const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, node_local_down, node_local_up, apiserver_restart, az_loss, service_ip, cluster_nodes";
+const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, apiserver_restart, az_loss, service_ip, cluster_nodes";
 
 impl TryFrom<RawFault> for FaultAt {
     type Error = String;
@@ -557,6 +570,8 @@ impl TryFrom<RawFault> for FaultAt {
         }
         found.extend(r.service_ip.map(|s| Fault::ServiceIp { namespace: s.namespace, name: s.name, ip: s.ip }));
         found.extend(r.cluster_nodes.map(Fault::ClusterNodes));
+        found.extend(r.upstream_slow.map(|s| Fault::UpstreamSlow { az: s.az, delay: s.delay }));
+        found.extend(r.node_down.map(Fault::NodeDown));
         match found.len() {
             1 => Ok(FaultAt(at, found.remove(0))),
             0 => Err(format!("a fault needs one of: {FAULT_KEYS}")),
@@ -578,6 +593,8 @@ impl From<FaultAt> for RawFault {
             Fault::AzLoss { az, loss } => r.az_loss = Some(RawAzLoss { az, loss }),
             Fault::ServiceIp { namespace, name, ip } => r.service_ip = Some(RawServiceIp { namespace, name, ip }),
             Fault::ClusterNodes(n) => r.cluster_nodes = Some(n),
+            Fault::UpstreamSlow { az, delay } => r.upstream_slow = Some(RawSlow { az, delay }),
+            Fault::NodeDown(n) => r.node_down = Some(n),
         }
         r
     }
@@ -622,6 +639,7 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
     spec.cluster_domain = c.domain.unwrap_or(spec.cluster_domain);
     spec.extra_pods = c.extra_pods.unwrap_or(0);
     spec.drop_fragments = c.drop_fragments.unwrap_or(false);
+    spec.node_monitor_grace = c.node_monitor_grace.unwrap_or(spec.node_monitor_grace);
     spec.cluster_state = match (c.state, c.state_file) {
         (Some(_), Some(_)) => {
             return Err(err_at(
@@ -833,6 +851,8 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
             Fault::NodeLocalDown(n) => ("node_local_down", *n, spec.nodes, "cluster.nodes"),
             Fault::NodeLocalUp(n) => ("node_local_up", *n, spec.nodes, "cluster.nodes"),
             Fault::AzLoss { az, .. } => ("az_loss", *az, spec.azs, "cluster.azs"),
+            Fault::UpstreamSlow { az, .. } => ("upstream_slow", *az, spec.azs, "cluster.azs"),
+            Fault::NodeDown(n) => ("node_down", *n, spec.nodes, "cluster.nodes"),
             _ => ("", 0, 1, ""),
         };
         if n >= limit {
@@ -1056,6 +1076,7 @@ fn unbuild(sc: &Scenario) -> RawFile {
         drop_fragments: differs(s.drop_fragments, false),
         state_file: None,
         state: s.cluster_state.clone(),
+        node_monitor_grace: differs(s.node_monitor_grace, d.node_monitor_grace),
     };
     let ipvs = match s.proxy {
         ProxyMode::Iptables => None,

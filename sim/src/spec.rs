@@ -188,6 +188,15 @@ pub enum Fault {
     /// The cluster now has this many nodes (as the autoscaler counts them); nodes beyond the
     /// simulated ones carry no simulated pods.
     ClusterNodes(usize),
+    /// The cloud resolver of an AZ answers this much later (0 repairs it).
+    UpstreamSlow {
+        az: usize,
+        delay: Duration,
+    },
+    /// A node fails (power, kernel panic): its pods and resolvers vanish without a word; its
+    /// CoreDNS replicas stay in kube-dns's endpoints until the node controller marks the node
+    /// NotReady (`ClusterSpec::node_monitor_grace`).
+    NodeDown(usize),
 }
 
 /// cluster-proportional-autoscaler, linear mode (incidents.md §6.6): replicas =
@@ -325,6 +334,9 @@ pub struct ClusterSpec {
     pub faults: Vec<(Duration, Fault)>,
     /// Record every wire query of every lookup in the report (`LookupRecord::wire`).
     pub trace_queries: bool,
+    /// How long the control plane takes to notice a dead node (kube-controller-manager
+    /// `--node-monitor-grace-period`: 40 s [unverified for releases after 1.31, which may use 50 s]).
+    pub node_monitor_grace: Duration,
 }
 
 impl ClusterSpec {
@@ -375,6 +387,7 @@ impl ClusterSpec {
             duration: Duration::from_secs(10),
             faults: Vec::new(),
             trace_queries: false,
+            node_monitor_grace: Duration::from_secs(40),
         }
     }
 }
