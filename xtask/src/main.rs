@@ -13,12 +13,15 @@
 //! - `fuzz [SECONDS] [TARGETS...]`: each cargo-fuzz target of `resolver/fuzz` for SECONDS (default 60)
 //!   with nightly and libFuzzer (installs cargo-fuzz if missing), seeded from the checked-in corpus;
 //!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
+//! - `kernel-check`: netmodel's conntrack beside the real kernel's for the same packets (see
+//!   `kernel.rs`); root, network namespaces, iptables and conntrack.
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
 //!   reloads (see `soak.rs`); report in `target/soak/`.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod kernel;
 mod soak;
 
 fn main() -> ExitCode {
@@ -31,13 +34,15 @@ fn main() -> ExitCode {
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
         Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns(&args[2..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("kernel-check") => kernel::check(),
+        Some("__udp") => kernel::helper(&args[1..]),
         Some("soak") => soak::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
             sweep(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100), args.get(3).map(String::as_str))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)"
             );
             ExitCode::from(2)
         }

@@ -199,6 +199,8 @@ pub fn soak(secs: u64) -> ExitCode {
                 }
                 (true, false) => {
                     *up = start_up(k as u8 + 1).ok();
+                    // The outage lasts until the new process answers.
+                    wait_answering([p_up1, p_up2][k]);
                     events.push((now.as_secs_f64(), format!("upstream {} restarted", k + 1)));
                 }
                 _ => {}
