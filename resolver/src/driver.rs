@@ -58,6 +58,10 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// At most this many client TCP connections at once, shared out over the workers; more are closed at
 /// accept.
 const MAX_TCP_CONNS: usize = 1024;
+/// Answers queued for one TCP client at most. A client that sends queries without reading the
+/// answers is not read from while its queue is full (TCP flow control pushes back), and is closed
+/// when the queue is still full after `TCP_IDLE` or an answer from upstream finds no room.
+const TCP_OUT_MAX: usize = 64;
 /// Sockets per upstream for UDP queries; each query goes out of a random one.
 const UDP_SOCKETS_PER_UPSTREAM: usize = 4;
 /// How often the cluster-state file is checked for changes.
@@ -67,8 +71,9 @@ struct Shared {
     server: RefCell<Server>,
     epoch: Instant,
     wake: Notify,
-    /// Client TCP connections: id → writer channel.
-    tcp_clients: RefCell<BTreeMap<u64, mpsc::UnboundedSender<Vec<u8>>>>,
+    /// Client TCP connections: id → writer channel (bounded) and the writer task, aborted to close
+    /// a connection whose client does not read its answers.
+    tcp_clients: RefCell<BTreeMap<u64, TcpClient>>,
     next_conn: RefCell<u64>,
     /// Upstream UDP sockets.
     upstream_udp: RefCell<BTreeMap<SocketAddr, Vec<Rc<UdpSocket>>>>,
@@ -84,6 +89,9 @@ struct Shared {
     /// This worker's index in `hub`.
     id: usize,
 }
+
+/// A client TCP connection's answer queue and its writer task.
+type TcpClient = (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle);
 
 /// What the workers share: how to stop them, and how worker 0 reaches their metrics.
 struct Hub {
@@ -509,16 +517,15 @@ async fn tcp_listener(shared: Rc<Shared>, listener: TcpListener) {
             *n += 1;
             *n
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        shared.tcp_clients.borrow_mut().insert(id, tx);
         let client = Client { src, local, transport: Transport::Tcp, conn: id };
-        tokio::task::spawn_local(tcp_conn(shared.clone(), stream, client, rx));
+        tokio::task::spawn_local(tcp_conn(shared.clone(), stream, client));
     }
 }
 
 /// One client TCP connection: length-prefixed queries in (RFC 1035 §4.2.2, RFC 7766 pipelining),
 /// answers out in whatever order they complete; closed after `TCP_IDLE` without a query.
-async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Client, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Client) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_OUT_MAX);
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::task::spawn_local(async move {
         while let Some(msg) = rx.recv().await {
@@ -528,9 +535,12 @@ async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Client, mut rx:
             }
         }
     });
+    shared.tcp_clients.borrow_mut().insert(client.conn, (tx.clone(), writer.abort_handle()));
     let mut out = Vec::with_capacity(4096);
     let mut buf = vec![0u8; 65535];
     loop {
+        // Room for this query's answer first: a client that does not read is not read from.
+        let Ok(Ok(permit)) = tokio::time::timeout(TCP_IDLE, tx.reserve()).await else { break };
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, rd.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
@@ -555,14 +565,16 @@ async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Client, mut rx:
                 if shared.log_queries {
                     log_query(&client, &buf[..n], &out);
                 }
-                if let Some(tx) = shared.tcp_clients.borrow().get(&client.conn) {
-                    let _ = tx.send(out.clone());
-                }
+                permit.send(out.clone());
             }
-            Handled::Pending => shared.wake.notify_one(),
+            Handled::Pending => {
+                drop(permit);
+                shared.wake.notify_one();
+            }
             Handled::Dropped => {}
         }
     }
+    drop(tx);
     // Let pending answers for this connection still be written: drop our sender only once the
     // server has nothing in flight for it (bounded by the forward deadline).
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -634,8 +646,13 @@ fn dispatch(shared: &Rc<Shared>, t: Transmit) {
                 }
             }
             Transport::Tcp => {
-                if let Some(tx) = shared.tcp_clients.borrow().get(&c.conn) {
-                    let _ = tx.send(t.payload);
+                let full = match shared.tcp_clients.borrow().get(&c.conn) {
+                    Some((tx, _)) => matches!(tx.try_send(t.payload), Err(mpsc::error::TrySendError::Full(_))),
+                    None => false,
+                };
+                if full && let Some((_, writer)) = shared.tcp_clients.borrow_mut().remove(&c.conn) {
+                    warn!(client = %c.src, "tcp client reads no answers; closing");
+                    writer.abort();
                 }
             }
         },

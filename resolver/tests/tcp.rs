@@ -118,3 +118,53 @@ fn connections_beyond_the_limit_are_closed_at_accept_and_room_frees_up() {
     again.write_all(&frame(&raw_query(7000, "a.example", 1, false))).expect("write");
     assert!(read_frame(&mut again).is_some(), "served once there is room");
 }
+
+#[test]
+fn a_client_that_never_reads_is_not_read_from_and_costs_no_memory() {
+    let m = start_env("tcp-noread", &corefile(free_port()), &[], &[("NDOTS_WORKERS", "1")]);
+    let pid = m.child.id();
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()))
+            .unwrap_or(0)
+    };
+    let before = rss();
+    // Pipeline queries and never read an answer: the server stops reading once its queue and the
+    // socket buffers are full, so our writes stall (here: time out) instead of its memory growing.
+    let mut hog = TcpStream::connect(addr(m.port)).expect("connect");
+    hog.set_write_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let chunk: Vec<u8> = (0..1000u16).flat_map(|i| frame(&raw_query(i, "a.example", 1, false))).collect();
+    let mut sent = 0usize;
+    let stalled = loop {
+        match hog.write_all(&chunk) {
+            Ok(()) => sent += 1000,
+            Err(_) => break true,
+        }
+        if sent >= 2_000_000 {
+            break false;
+        }
+    };
+    assert!(stalled, "the server kept reading {sent} queries nobody reads the answers of");
+    // Others are served meanwhile, and the server's memory did not follow the queries.
+    assert!(udp_exchange(m.port, &raw_query(1, "a.example", 1, false), Duration::from_secs(1)).is_some());
+    let mut other = TcpStream::connect(addr(m.port)).expect("connect");
+    other.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    other.write_all(&frame(&raw_query(2, "a.example", 1, false))).expect("write");
+    assert!(read_frame(&mut other).is_some());
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 16 * 1024, "RSS grew {grown} KiB after {sent} unread queries");
+    // After the idle timeout with a full queue, the connection is closed.
+    let mut hog = hog;
+    let mut drained = 0usize;
+    hog.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut b = vec![0u8; 65536];
+    loop {
+        match hog.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => drained += n,
+            Err(e) => panic!("not closed: {e} after {drained} bytes"),
+        }
+    }
+    assert!(drained > 0, "the answers that fit were delivered before the close");
+}
