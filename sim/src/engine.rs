@@ -295,6 +295,8 @@ pub struct Engine {
     blackholed: Vec<bool>,
     /// Packet loss into or out of each AZ.
     az_loss: Vec<f64>,
+    /// Bursty loss per AZ: (loss share, mean burst, in a burst now, state until).
+    az_burst: Vec<Option<(f64, Duration, bool, Duration)>>,
     /// Extra time each AZ's cloud resolver takes to answer.
     upstream_slow: Vec<Duration>,
     state: Arc<ClusterState>,
@@ -540,6 +542,7 @@ impl Engine {
             tcp: BTreeMap::new(),
             blackholed: vec![false; spec.azs],
             az_loss: vec![0.0; spec.azs],
+            az_burst: vec![None; spec.azs],
             upstream_slow: vec![Duration::ZERO; spec.azs],
             state,
             replica_ips,
@@ -839,6 +842,15 @@ impl Engine {
             Fault::AzLoss { az, loss } => {
                 if let Some(l) = self.az_loss.get_mut(az) {
                     *l = loss.clamp(0.0, 1.0);
+                }
+                if let Some(b) = self.az_burst.get_mut(az) {
+                    *b = None;
+                }
+            }
+            Fault::AzBurstLoss { az, loss, burst } => {
+                if let Some(b) = self.az_burst.get_mut(az) {
+                    let loss = loss.clamp(0.0, 0.999);
+                    *b = (loss > 0.0 && !burst.is_zero()).then_some((loss, burst, false, self.now));
                 }
             }
             Fault::ServiceIp { namespace, name, ip } => {
@@ -1181,8 +1193,27 @@ impl Engine {
             return false;
         }
         let (za, zb) = (self.nodes[a].az, self.nodes[b].az);
+        if self.in_burst(za) || (za != zb && self.in_burst(zb)) {
+            return true;
+        }
         let keep = (1.0 - self.az_loss[za]) * if za == zb { 1.0 } else { 1.0 - self.az_loss[zb] };
         keep < 1.0 && self.rng.f64() >= keep
+    }
+
+    /// Whether an AZ with bursty loss is in a burst now: a two-state (Gilbert) channel in time,
+    /// bursts of exponential length with the given mean, spaced so that the share of time in a burst
+    /// is the loss share; every packet in a burst is lost.
+    fn in_burst(&mut self, az: usize) -> bool {
+        let now = self.now;
+        let Some(Some((loss, mean, mut bad, mut until))) = self.az_burst.get(az).copied() else { return false };
+        while until <= now {
+            bad = !bad;
+            let m = if bad { mean.as_secs_f64() } else { mean.as_secs_f64() * (1.0 - loss) / loss };
+            let u = self.rng.f64().max(1e-12);
+            until += Duration::from_secs_f64(-u.ln() * m).max(Duration::from_micros(1));
+        }
+        self.az_burst[az] = Some((loss, mean, bad, until));
+        bad
     }
 
     /// An application request over an established TCP connection to a pod on a random node: the

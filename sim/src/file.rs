@@ -520,6 +520,16 @@ struct RawFault {
     cluster_nodes: Option<usize>,
     upstream_slow: Option<RawSlow>,
     node_down: Option<usize>,
+    az_burst_loss: Option<RawBurst>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBurst {
+    az: usize,
+    loss: f64,
+    #[serde(with = "humantime_serde")]
+    burst: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -545,7 +555,7 @@ struct RawServiceIp {
     ip: IpAddr,
 }
 
-const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, apiserver_restart, az_loss, service_ip, cluster_nodes";
+const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, apiserver_restart, az_loss, az_burst_loss, service_ip, cluster_nodes";
 
 impl TryFrom<RawFault> for FaultAt {
     type Error = String;
@@ -572,6 +582,12 @@ impl TryFrom<RawFault> for FaultAt {
         found.extend(r.cluster_nodes.map(Fault::ClusterNodes));
         found.extend(r.upstream_slow.map(|s| Fault::UpstreamSlow { az: s.az, delay: s.delay }));
         found.extend(r.node_down.map(Fault::NodeDown));
+        if let Some(b) = r.az_burst_loss {
+            if !(0.0..1.0).contains(&b.loss) {
+                return Err(format!("az_burst_loss.loss {}: expected a fraction from 0.0 up to (not including) 1.0", b.loss));
+            }
+            found.push(Fault::AzBurstLoss { az: b.az, loss: b.loss, burst: b.burst });
+        }
         match found.len() {
             1 => Ok(FaultAt(at, found.remove(0))),
             0 => Err(format!("a fault needs one of: {FAULT_KEYS}")),
@@ -595,6 +611,7 @@ impl From<FaultAt> for RawFault {
             Fault::ClusterNodes(n) => r.cluster_nodes = Some(n),
             Fault::UpstreamSlow { az, delay } => r.upstream_slow = Some(RawSlow { az, delay }),
             Fault::NodeDown(n) => r.node_down = Some(n),
+            Fault::AzBurstLoss { az, loss, burst } => r.az_burst_loss = Some(RawBurst { az, loss, burst }),
         }
         r
     }
@@ -853,6 +870,7 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
             Fault::AzLoss { az, .. } => ("az_loss", *az, spec.azs, "cluster.azs"),
             Fault::UpstreamSlow { az, .. } => ("upstream_slow", *az, spec.azs, "cluster.azs"),
             Fault::NodeDown(n) => ("node_down", *n, spec.nodes, "cluster.nodes"),
+            Fault::AzBurstLoss { az, .. } => ("az_burst_loss", *az, spec.azs, "cluster.azs"),
             _ => ("", 0, 1, ""),
         };
         if n >= limit {

@@ -179,6 +179,14 @@ pub enum Fault {
         az: usize,
         loss: f64,
     },
+    /// Packet loss into or out of an AZ in bursts (a Gilbert channel in time): `loss` is the share
+    /// of time in a burst, `burst` the mean burst length; every packet in a burst is lost. `AzLoss`
+    /// with 0.0 repairs it.
+    AzBurstLoss {
+        az: usize,
+        loss: f64,
+        burst: Duration,
+    },
     /// A Service gets a new ClusterIP (deleted and recreated): the apiserver tells every resolver.
     ServiceIp {
         namespace: String,

@@ -52,3 +52,35 @@ fn a_slow_cloud_resolver_slows_exactly_the_cache_misses() {
         "cluster names never wait: {hint}"
     );
 }
+
+#[test]
+fn bursty_loss_hurts_lookups_in_clusters_where_iid_loss_spreads_them() {
+    let seed = seed_or(5);
+    let hint = replay("bursty_loss_hurts_lookups_in_clusters_where_iid_loss_spreads_them", seed);
+    let base = {
+        let mut s = ClusterSpec::smoke(seed);
+        s.duration = Duration::from_secs(60);
+        s.pods[0].rate = 5.0;
+        s.pods[0].names = vec![("web".into(), 1)];
+        s
+    };
+    let run_with = |f: Fault| {
+        let mut s = base.clone();
+        s.faults = vec![(Duration::ZERO, f)];
+        run(s).expect("runs")
+    };
+    let iid = run_with(Fault::AzLoss { az: 1, loss: 0.05 });
+    let burst = run_with(Fault::AzBurstLoss { az: 1, loss: 0.05, burst: Duration::from_millis(500) });
+    // A lookup that lost a packet waits out glibc's timeout; count the seconds in which one started.
+    let hurt_seconds = |r: &sim::Report| {
+        let mut s: Vec<u64> = r.lookups.iter().filter(|l| l.latency() >= Duration::from_secs(1)).map(|l| l.start.as_secs()).collect();
+        s.sort_unstable();
+        s.dedup();
+        (r.lookups.iter().filter(|l| l.latency() >= Duration::from_secs(1)).count(), s.len())
+    };
+    let (iid_hurt, iid_secs) = hurt_seconds(&iid);
+    let (burst_hurt, burst_secs) = hurt_seconds(&burst);
+    println!("iid: {iid_hurt} lookups hurt in {iid_secs} s; bursts: {burst_hurt} in {burst_secs} s");
+    assert!(iid_secs >= 25, "i.i.d. loss hurts lookups all through the run: {iid_secs} s; {hint}");
+    assert!(burst_secs <= 20 && burst_hurt > 0, "bursts hurt lookups in a few clusters: {burst_secs} s; {hint}");
+}
