@@ -170,6 +170,7 @@ pub fn soak(secs: u64) -> ExitCode {
         })
     };
 
+    let serving = [Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(true))];
     let t0 = Instant::now();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next_id: u16 = 1;
@@ -199,14 +200,20 @@ pub fn soak(secs: u64) -> ExitCode {
                 }
                 (true, false) => {
                     *up = start_up(k as u8 + 1).ok();
-                    // The outage lasts until the new process answers.
-                    wait_answering([p_up1, p_up2][k]);
+                    // The outage lasts until the new process answers (watched off the load's thread,
+                    // so the load keeps its pace).
+                    serving[k].store(false, Ordering::Relaxed);
+                    let (flag, port) = (serving[k].clone(), [p_up1, p_up2][k]);
+                    std::thread::spawn(move || {
+                        wait_answering(port);
+                        flag.store(true, Ordering::Relaxed);
+                    });
                     events.push((now.as_secs_f64(), format!("upstream {} restarted", k + 1)));
                 }
                 _ => {}
             }
         }
-        all_down.store(ups.iter().all(Option::is_none), Ordering::Relaxed);
+        all_down.store(ups.iter().zip(&serving).all(|(u, s)| u.is_none() || !s.load(Ordering::Relaxed)), Ordering::Relaxed);
         if now >= next_reload {
             reloads += 1;
             next_reload += Duration::from_secs(30);
