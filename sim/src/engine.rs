@@ -15,7 +15,6 @@
 //!
 //! Pods are never turmoil hosts, and nothing here grows the number of turmoil hosts.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -195,6 +194,35 @@ struct Conn {
     last: Duration,
 }
 
+/// An event at (µs, sequence): the heap pops the earliest, ties in the order they were pushed. The
+/// event itself waits in `Engine::slab` (the heap moves only these 24 bytes as it sifts).
+struct Scheduled {
+    t: u64,
+    seq: u64,
+    slot: u32,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Scheduled {
+    /// Reversed: `BinaryHeap` is a max-heap.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.t, o.seq).cmp(&(self.t, self.seq))
+    }
+}
+
 #[derive(Debug)]
 enum Ev {
     /// The autoscaler sets the replica count (scale-down deletes the newest replicas).
@@ -278,8 +306,11 @@ pub struct NetCounters {
 pub struct Engine {
     spec: ClusterSpec,
     now: Duration,
-    queue: BinaryHeap<Reverse<(u64, u64)>>,
-    events: BTreeMap<u64, Ev>,
+    /// Pending events, earliest (time, sequence) first.
+    queue: BinaryHeap<Scheduled>,
+    /// The events themselves, and the free slots.
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
     seq: u64,
     nodes: Vec<Node>,
     pods: Vec<Pod>,
@@ -530,7 +561,8 @@ impl Engine {
         let mut e = Engine {
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
-            events: BTreeMap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             nodes,
             pods,
@@ -601,8 +633,17 @@ impl Engine {
     fn push(&mut self, at: Duration, ev: Ev) {
         self.seq += 1;
         let t = us(at.max(self.now));
-        self.queue.push(Reverse((t, self.seq)));
-        self.events.insert(self.seq, ev);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(ev);
+                i
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.queue.push(Scheduled { t, seq: self.seq, slot });
     }
 
     fn exp_gap(&mut self, pod: PodId) -> Duration {
@@ -619,17 +660,15 @@ impl Engine {
 
     /// When the next event is due.
     pub fn next_event(&self) -> Option<Duration> {
-        self.queue.peek().map(|Reverse((t, _))| Duration::from_micros(*t))
+        self.queue.peek().map(|e| Duration::from_micros(e.t))
     }
 
     /// Processes every event due by `until`; returns frames for the cloud resolvers.
     pub fn run_until(&mut self, until: Duration) -> Vec<Frame> {
-        while let Some(&Reverse((t, seq))) = self.queue.peek() {
-            if Duration::from_micros(t) > until {
-                break;
-            }
-            self.queue.pop();
-            let Some(ev) = self.events.remove(&seq) else { continue };
+        while self.queue.peek().is_some_and(|e| Duration::from_micros(e.t) <= until) {
+            let Some(Scheduled { t, seq, slot }) = self.queue.pop() else { break };
+            let Some(ev) = self.slab.get_mut(slot as usize).and_then(Option::take) else { continue };
+            self.free.push(slot);
             self.now = Duration::from_micros(t);
             self.mix(t, seq);
             self.handle(ev);
