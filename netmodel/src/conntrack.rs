@@ -181,11 +181,31 @@ impl Race {
     }
 }
 
+/// A tuple as a map key: three integers compare faster than `SocketAddr`'s enum ordering (the
+/// lookup is the simulator's hottest table operation). Iteration order is never relied on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u128, u128, u64);
+
+impl Key {
+    fn of(t: &Tuple) -> Key {
+        let ip = |a: &SocketAddr| match a.ip() {
+            std::net::IpAddr::V4(v) => (u128::from(u32::from(v)), 0u64),
+            std::net::IpAddr::V6(v) => (u128::from(v), 1u64),
+        };
+        let ((s, s6), (d, d6)) = (ip(&t.src), ip(&t.dst));
+        let proto = match t.proto {
+            Proto::Udp => 0u64,
+            Proto::Tcp => 1,
+        };
+        Key(s, d, proto << 40 | s6 << 33 | d6 << 32 | u64::from(t.src.port()) << 16 | u64::from(t.dst.port()))
+    }
+}
+
 pub struct Conntrack {
     pub cfg: Config,
-    entries: BTreeMap<Tuple, Entry>,
+    entries: BTreeMap<Key, Entry>,
     /// Reply tuple → original tuple.
-    replies: BTreeMap<Tuple, Tuple>,
+    replies: BTreeMap<Key, Tuple>,
     /// (expires, original tuple), for expiry and early drop.
     by_expiry: BTreeSet<(Duration, Tuple)>,
     /// The non-ASSURED subset of `by_expiry`: what early drop may evict, without a scan.
@@ -214,7 +234,7 @@ impl Conntrack {
     }
 
     pub fn get(&self, orig: &Tuple) -> Option<&Entry> {
-        self.entries.get(orig)
+        self.entries.get(&Key::of(orig))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
@@ -236,7 +256,7 @@ impl Conntrack {
     }
 
     fn set_expiry(&mut self, orig: Tuple, expires: Duration) {
-        if let Some(e) = self.entries.get_mut(&orig) {
+        if let Some(e) = self.entries.get_mut(&Key::of(&orig)) {
             self.by_expiry.remove(&(e.expires, orig));
             self.unassured.remove(&(e.expires, orig));
             e.expires = expires;
@@ -250,10 +270,11 @@ impl Conntrack {
     /// Looks up a packet's flow. `Some((orig, is_reply))` if it belongs to a confirmed entry.
     pub fn lookup(&mut self, now: Duration, t: &Tuple) -> Option<(Tuple, bool)> {
         self.expire(now);
-        if self.entries.contains_key(t) {
+        let k = Key::of(t);
+        if self.entries.contains_key(&k) {
             return Some((*t, false));
         }
-        self.replies.get(t).map(|o| (*o, true))
+        self.replies.get(&k).map(|o| (*o, true))
     }
 
     /// First half of a packet of a new flow: no confirmed entry exists; the NAT target is decided
@@ -273,7 +294,7 @@ impl Conntrack {
                 self.counters.drop += 1;
                 return Verdict::InsertFailed;
             }
-            if let Some(existing) = self.entries.get(&p.orig) {
+            if let Some(existing) = self.entries.get(&Key::of(&p.orig)) {
                 let winner_target = existing.nat_target();
                 return match race {
                     // The loser adopts the winner's entry (ed07d9a021df / 4e35c1cb9460).
@@ -287,10 +308,9 @@ impl Conntrack {
                 };
             }
         }
-        if self.entries.contains_key(&p.orig) {
+        if let Some(to) = self.entries.get(&Key::of(&p.orig)).map(Entry::nat_target) {
             // Confirmed meanwhile by the same packet stream (not a race): use it.
             self.touch(now, p.orig, false);
-            let to = self.entries[&p.orig].nat_target();
             return Verdict::Accept { to };
         }
         if self.entries.len() >= self.cfg.max && !self.early_drop(early_drop_rng) {
@@ -308,8 +328,8 @@ impl Conntrack {
             nat_clash: false,
             tcp: (p.orig.proto == Proto::Tcp).then_some(TcpState::Handshake),
         };
-        self.entries.insert(p.orig, e);
-        self.replies.insert(reply, p.orig);
+        self.entries.insert(Key::of(&p.orig), e);
+        self.replies.insert(Key::of(&reply), p.orig);
         self.counters.inserted += 1;
         let timeout = match p.orig.proto {
             Proto::Udp => self.cfg.udp_timeout,
@@ -338,7 +358,7 @@ impl Conntrack {
     /// SEEN_REPLY is set after a reply is processed (incidents.md §2.3).
     pub fn touch(&mut self, now: Duration, orig: Tuple, is_reply: bool) {
         let cfg = self.cfg;
-        let Some(e) = self.entries.get_mut(&orig) else { return };
+        let Some(e) = self.entries.get_mut(&Key::of(&orig)) else { return };
         let timeout = match orig.proto {
             Proto::Udp => {
                 let t = if e.seen_reply {
@@ -378,7 +398,7 @@ impl Conntrack {
 
     /// Updates a TCP flow's state for a flag and refreshes it.
     pub fn tcp_event(&mut self, now: Duration, orig: Tuple, flag: TcpFlag, is_reply: bool) {
-        if let Some(e) = self.entries.get_mut(&orig) {
+        if let Some(e) = self.entries.get_mut(&Key::of(&orig)) {
             let st = e.tcp.unwrap_or(TcpState::Handshake);
             e.tcp = Some(match (st, flag) {
                 (_, TcpFlag::Rst) => TcpState::TimeWait,
@@ -430,10 +450,10 @@ impl Conntrack {
 
     /// Removes an entry from the table and every index. Returns whether it was there.
     fn remove_entry(&mut self, t: &Tuple) -> bool {
-        let Some(e) = self.entries.remove(t) else { return false };
+        let Some(e) = self.entries.remove(&Key::of(t)) else { return false };
         self.by_expiry.remove(&(e.expires, *t));
         self.unassured.remove(&(e.expires, *t));
-        self.replies.remove(&e.reply);
+        self.replies.remove(&Key::of(&e.reply));
         true
     }
 }
