@@ -42,6 +42,12 @@ pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96
 /// node-local-dns's `kube-dns-upstream` Service: the same endpoints, another ClusterIP.
 pub const KUBE_DNS_UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), 53);
 /// node-local-dns's link-local listen address (incidents.md §6.4).
+/// From pod creation to a passing readiness probe for a new replica [unverified: 2 s; the
+/// kubeadm manifest probes /ready every 10 s, the first probe can pass sooner].
+const REPLICA_STARTUP: Duration = Duration::from_secs(2);
+/// kubeadm's Corefile: `health { lameduck 5s }`.
+const LAMEDUCK: Duration = Duration::from_secs(5);
+
 pub const NODE_LOCAL_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 20, 10));
 /// Idle time after which a simulated TCP connection is closed: forward's `expire` default.
 const TCP_EXPIRE: Duration = Duration::from_secs(10);
@@ -169,6 +175,8 @@ struct Inst {
     relist_until: Option<Duration>,
     /// Dead, but still a ready endpoint: its node went down and the control plane has not noticed.
     unnoticed: bool,
+    /// Deleted and out of the endpoints, still answering until its lameduck ends.
+    terminating: bool,
 }
 
 /// Who owns an address: where answers go.
@@ -269,6 +277,21 @@ enum Ev {
     NodeNotReady {
         node: NodeId,
     },
+    /// A new replica's readiness probe passes: it joins the endpoints.
+    ReplicaReady {
+        inst: InstId,
+    },
+    /// A terminating replica's lameduck is over: the process exits.
+    ReplicaExit {
+        inst: InstId,
+    },
+    /// A rolling update: a new replica, and once it is ready the next old one goes.
+    RollStep {
+        old: Vec<InstId>,
+    },
+    RollNext {
+        old: Vec<InstId>,
+    },
     /// A frame leaves for the cloud resolver (after the node's TCP handshake, if any).
     ToUpstream {
         frame: Frame,
@@ -332,6 +355,8 @@ pub struct Engine {
     upstream_slow: Vec<Duration>,
     state: Arc<ClusterState>,
     replica_ips: Vec<(usize, IpAddr)>,
+    /// Pod IPs handed out per node so far.
+    per_node: Vec<usize>,
     /// Services whose ClusterIP changed: (namespace, name) → IP.
     service_ips: BTreeMap<(String, String), IpAddr>,
     rng: fastrand::Rng,
@@ -525,6 +550,7 @@ impl Engine {
                 restarts: 0,
                 relist_until: Some(Duration::ZERO),
                 unnoticed: false,
+                terminating: false,
             });
         }
         let mut nodes = nodes;
@@ -552,6 +578,7 @@ impl Engine {
                     restarts: 0,
                     relist_until: None,
                     unnoticed: false,
+                    terminating: false,
                 });
             }
         }
@@ -578,6 +605,7 @@ impl Engine {
             upstream_slow: vec![Duration::ZERO; spec.azs],
             state,
             replica_ips,
+            per_node,
             service_ips: BTreeMap::new(),
             rng: fastrand::Rng::with_seed(rng.u64(..)),
             next_lookup: 1,
@@ -625,7 +653,7 @@ impl Engine {
     fn ready_endpoints(&self) -> Vec<SocketAddr> {
         self.insts
             .iter()
-            .filter(|i| i.kind == InstKind::ClusterDns && (i.alive || i.unnoticed))
+            .filter(|i| i.kind == InstKind::ClusterDns && ((i.alive && !i.terminating) || i.unnoticed))
             .map(|i| SocketAddr::new(i.ip, 53))
             .collect()
     }
@@ -738,6 +766,32 @@ impl Engine {
                 None => self.upstream_answer(frame),
             },
             Ev::FromUpstreamLate { frame } => self.upstream_answer(frame),
+            Ev::ReplicaReady { inst } => {
+                if let Some(i) = self.insts.get_mut(inst) {
+                    i.alive = true;
+                }
+                self.endpoints_changed();
+            }
+            Ev::ReplicaExit { inst } => {
+                if let Some(i) = self.insts.get_mut(inst) {
+                    i.alive = false;
+                    i.terminating = false;
+                }
+                self.endpoints_changed();
+            }
+            Ev::RollStep { old } => {
+                if old.is_empty() {
+                    self.report.events.push((self.now, "rollout complete".into()));
+                    return;
+                }
+                self.spawn_replica();
+                self.push(self.now + REPLICA_STARTUP, Ev::RollNext { old });
+            }
+            Ev::RollNext { mut old } => {
+                let first = old.remove(0);
+                self.terminate(first);
+                self.push(self.now, Ev::RollStep { old });
+            }
             Ev::NodeNotReady { node } => {
                 // The node controller marked the node NotReady: its pods leave the endpoints.
                 for i in &mut self.insts {
@@ -800,6 +854,11 @@ impl Engine {
                     }
                     self.report.events.push((self.now, format!("autoscaler: {} → {replicas} replicas", alive.len())));
                     self.endpoints_changed();
+                } else if alive.len() < replicas {
+                    for _ in alive.len()..replicas {
+                        self.spawn_replica();
+                    }
+                    self.report.events.push((self.now, format!("autoscaler: {} → {replicas} replicas", alive.len())));
                 }
             }
         }
@@ -852,6 +911,11 @@ impl Engine {
                 if let Some(d) = self.upstream_slow.get_mut(az) {
                     *d = delay;
                 }
+            }
+            Fault::RollReplicas => {
+                let old: Vec<InstId> =
+                    (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();
+                self.push(self.now, Ev::RollStep { old });
             }
             Fault::NodeDown(node) => {
                 let Some(n) = self.nodes.get_mut(node) else { return };
@@ -927,6 +991,61 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A new CoreDNS replica on the node with the fewest (a new pod IP, in the cluster state at once);
+    /// it joins the endpoints when its readiness probe passes, `REPLICA_STARTUP` later.
+    fn spawn_replica(&mut self) {
+        let node = (0..self.nodes.len())
+            .filter(|&n| !self.nodes[n].down)
+            .min_by_key(|&n| self.insts.iter().filter(|i| i.kind == InstKind::ClusterDns && i.alive && i.node == n).count())
+            .unwrap_or(0);
+        let ip = pod_ip(node, self.per_node[node]);
+        self.per_node[node] += 1;
+        self.replica_ips.push((node, ip));
+        let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
+        if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
+            self.state = Arc::new(state);
+            let now = self.now;
+            for i in &mut self.insts {
+                i.server.handle_cluster_state(now, self.state.clone());
+            }
+        }
+        let corefile = self.spec.corefile.replace("/etc/resolv.conf", &upstream_ip(self.nodes[node].az).to_string());
+        let seed = self.spec.seed ^ (0x5eed_0000 + self.replica_ips.len() as u64);
+        let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
+        // The Corefile parsed when the cluster was built, so it parses again.
+        let Ok(server) = server_for(&corefile, self.state.clone(), seed) else { return };
+        self.insts.push(Inst {
+            kind: InstKind::ClusterDns,
+            node,
+            ip,
+            server,
+            alive: false,
+            timer: None,
+            up_ports: BTreeMap::new(),
+            corefile,
+            seed,
+            restarts: 0,
+            relist_until: Some(self.now + relist),
+            unnoticed: false,
+            terminating: false,
+        });
+        let inst = self.insts.len() - 1;
+        self.replica_by_ip.insert(ip, inst);
+        self.report.events.push((self.now, format!("replica {ip} created on node {node}")));
+        self.push(self.now + REPLICA_STARTUP, Ev::ReplicaReady { inst });
+    }
+
+    /// A replica is deleted gracefully: out of the endpoints at once, serving through its lameduck,
+    /// then gone (dns-servers.md §1.6).
+    fn terminate(&mut self, inst: InstId) {
+        let Some(i) = self.insts.get_mut(inst) else { return };
+        i.terminating = true;
+        let ip = i.ip;
+        self.report.events.push((self.now, format!("replica {ip} terminating")));
+        self.endpoints_changed();
+        self.push(self.now + LAMEDUCK, Ev::ReplicaExit { inst });
     }
 
     /// A replica's memory by the scenario's model.

@@ -521,6 +521,7 @@ struct RawFault {
     upstream_slow: Option<RawSlow>,
     node_down: Option<usize>,
     az_burst_loss: Option<RawBurst>,
+    roll_replicas: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -555,7 +556,7 @@ struct RawServiceIp {
     ip: IpAddr,
 }
 
-const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, apiserver_restart, az_loss, az_burst_loss, service_ip, cluster_nodes";
+const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, roll_replicas, apiserver_restart, az_loss, az_burst_loss, service_ip, cluster_nodes";
 
 impl TryFrom<RawFault> for FaultAt {
     type Error = String;
@@ -567,6 +568,11 @@ impl TryFrom<RawFault> for FaultAt {
         found.extend(r.upstream_repair.map(Fault::UpstreamRepair));
         found.extend(r.node_local_down.map(Fault::NodeLocalDown));
         found.extend(r.node_local_up.map(Fault::NodeLocalUp));
+        match r.roll_replicas {
+            Some(true) => found.push(Fault::RollReplicas),
+            Some(false) => return Err("roll_replicas: write `roll_replicas: true`, or leave the fault out".into()),
+            None => {}
+        }
         match r.apiserver_restart {
             Some(true) => found.push(Fault::ApiserverRestart),
             Some(false) => return Err("apiserver_restart: write `apiserver_restart: true`, or leave the fault out".into()),
@@ -611,6 +617,7 @@ impl From<FaultAt> for RawFault {
             Fault::ClusterNodes(n) => r.cluster_nodes = Some(n),
             Fault::UpstreamSlow { az, delay } => r.upstream_slow = Some(RawSlow { az, delay }),
             Fault::NodeDown(n) => r.node_down = Some(n),
+            Fault::RollReplicas => r.roll_replicas = Some(true),
             Fault::AzBurstLoss { az, loss, burst } => r.az_burst_loss = Some(RawBurst { az, loss, burst }),
         }
         r

@@ -205,6 +205,10 @@ pub enum Fault {
     /// CoreDNS replicas stay in kube-dns's endpoints until the node controller marks the node
     /// NotReady (`ClusterSpec::node_monitor_grace`).
     NodeDown(usize),
+    /// A rolling update of the CoreDNS Deployment (kubeadm: maxUnavailable 1): one new replica at a
+    /// time, and once it is ready an old one is deleted gracefully (out of the endpoints, then its
+    /// 5 s lameduck).
+    RollReplicas,
 }
 
 /// cluster-proportional-autoscaler, linear mode (incidents.md §6.6): replicas =

@@ -84,3 +84,23 @@ fn bursty_loss_hurts_lookups_in_clusters_where_iid_loss_spreads_them() {
     assert!(iid_secs >= 25, "i.i.d. loss hurts lookups all through the run: {iid_secs} s; {hint}");
     assert!(burst_secs <= 20 && burst_hurt > 0, "bursts hurt lookups in a few clusters: {burst_secs} s; {hint}");
 }
+
+#[test]
+fn a_graceful_rolling_update_replaces_every_replica_without_losing_a_lookup() {
+    let seed = seed_or(6);
+    let hint = replay("a_graceful_rolling_update_replaces_every_replica_without_losing_a_lookup", seed);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.coredns_replicas = 3;
+    spec.duration = Duration::from_secs(40);
+    spec.pods[0].names = vec![("web".into(), 2), ("www.google.com".into(), 1)];
+    spec.faults = vec![(Duration::from_secs(5), Fault::RollReplicas)];
+    let r = run(spec).expect("runs");
+    let count = |what: &str| r.events.iter().filter(|(_, e)| e.contains(what)).count();
+    assert_eq!((count("created"), count("terminating"), count("rollout complete")), (3, 3, 1), "{:?}; {hint}", r.events);
+    // One at a time (maxUnavailable 1, a new replica ready before an old one goes): never fewer than 3.
+    assert!(r.series.iter().all(|s| s.replicas >= 3), "{:?}", r.series.iter().map(|s| s.replicas).collect::<Vec<_>>());
+    // Out of the endpoints first, serving through its lameduck: no lookup notices (iptables, 5.15).
+    assert_eq!(r.success_rate(), 1.0, "{hint}");
+    assert!(r.latency_ms(1.0) < 1000.0, "max {} ms; {hint}", r.latency_ms(1.0));
+    assert!(r.lookups.iter().filter(|l| l.start > Duration::from_secs(30)).count() > 100, "still resolving on the new replicas");
+}

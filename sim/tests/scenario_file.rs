@@ -239,7 +239,7 @@ fn the_readme_example_file_is_valid() {
     std::fs::write(dir.join("internet.zone"), sim::spec::DEFAULT_INTERNET).expect("zone");
     std::fs::write(dir.join("cluster.yaml.scenario"), block).expect("write");
     let sc = sim::file::load(&dir.join("cluster.yaml.scenario"), &[]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 10));
+    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 11));
     assert!(sc.spec.cluster_state.is_some() && sc.spec.node_local.is_some());
     assert_eq!(sc.expect.unfinished_max, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
