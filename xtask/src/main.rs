@@ -8,6 +8,8 @@
 //!   (`../shared/bench/anchors/setup.sh` and `run.sh`, which install unbound, dnsdist, ... and dnsperf)
 //!   with ndots as the "new" server beside the given servers (default: unbound dnsdist). `ROUNDS`,
 //!   `DURATION` and the other run.sh variables pass through.
+//! - `bench rss [NAMES]`: the release `ndots` caching NAMES distinct forwarded names; RSS before and
+//!   after, bytes per cached entry (`rss.rs`).
 //! - `sim sweep [N] [FILTER]`: the scenario tests (release) for seeds 1..=N (default 100); prints each
 //!   failing seed with its replay command and a pass count per seed.
 //! - `fuzz [SECONDS] [TARGETS...]`: each cargo-fuzz target of `resolver/fuzz` for SECONDS (default 60)
@@ -22,6 +24,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod kernel;
+mod rss;
 mod soak;
 
 fn main() -> ExitCode {
@@ -33,6 +36,9 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
         Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns(&args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("rss") => {
+            rss::rss(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000_000))
+        }
         Some("fuzz") => fuzz(&args[1..]),
         Some("kernel-check") => kernel::check(),
         Some("__udp") => kernel::helper(&args[1..]),
@@ -42,7 +48,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)"
             );
             ExitCode::from(2)
         }

@@ -21,7 +21,7 @@ const LOST_AFTER: Duration = Duration::from_secs(8);
 /// The first minute warms the cache and the allocator; RSS is judged after it.
 const WARMUP: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let Ok(u) = UdpSocket::bind("127.0.0.1:0") else { continue };
         let Ok(a) = u.local_addr() else { continue };
@@ -31,12 +31,12 @@ fn free_port() -> u16 {
     }
 }
 
-fn spawn(bin: &Path, conf: &Path, log: &Path) -> std::io::Result<Child> {
+pub(crate) fn spawn(bin: &Path, conf: &Path, log: &Path) -> std::io::Result<Child> {
     let log = std::fs::File::create(log)?;
     Command::new(bin).arg("-conf").arg(conf).env("NDOTS_LOG", "warn").stdout(Stdio::null()).stderr(log).spawn()
 }
 
-fn wait_answering(port: u16) {
+pub(crate) fn wait_answering(port: u16) {
     for _ in 0..100 {
         if let Ok(s) = UdpSocket::bind("127.0.0.1:0") {
             let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
@@ -50,7 +50,7 @@ fn wait_answering(port: u16) {
     }
 }
 
-fn query(id: u16, name: &str) -> Vec<u8> {
+pub(crate) fn query(id: u16, name: &str) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
     m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
     for l in name.split('.') {
@@ -61,7 +61,7 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     m
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
