@@ -15,7 +15,9 @@
 //! a flow, `confirm` (insertion: POSTROUTING/INPUT). Two packets of one new flow processed concurrently
 //! on two CPUs both `begin` before either `confirm`s: that is the insertion race.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+
+use foldhash::fast::FixedState;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -182,8 +184,8 @@ impl Race {
 }
 
 /// A tuple as a map key: three integers compare faster than `SocketAddr`'s enum ordering (the
-/// lookup is the simulator's hottest table operation). Iteration order is never relied on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// lookup is the simulator's hottest table operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key(u128, u128, u64);
 
 impl Key {
@@ -203,9 +205,11 @@ impl Key {
 
 pub struct Conntrack {
     pub cfg: Config,
-    entries: BTreeMap<Key, Entry>,
+    /// Looked up, never iterated (iteration goes through `by_expiry`, so no order depends on hashing;
+    /// the hasher is fixed besides).
+    entries: HashMap<Key, Entry, FixedState>,
     /// Reply tuple → original tuple.
-    replies: BTreeMap<Key, Tuple>,
+    replies: HashMap<Key, Tuple, FixedState>,
     /// (expires, original tuple), for expiry and early drop.
     by_expiry: BTreeSet<(Duration, Tuple)>,
     /// The non-ASSURED subset of `by_expiry`: what early drop may evict, without a scan.
@@ -217,8 +221,8 @@ impl Conntrack {
     pub fn new(cfg: Config) -> Conntrack {
         Conntrack {
             cfg,
-            entries: BTreeMap::new(),
-            replies: BTreeMap::new(),
+            entries: HashMap::with_hasher(FixedState::with_seed(0)),
+            replies: HashMap::with_hasher(FixedState::with_seed(0)),
             by_expiry: BTreeSet::new(),
             unassured: BTreeSet::new(),
             counters: Counters::default(),
@@ -237,8 +241,9 @@ impl Conntrack {
         self.entries.get(&Key::of(orig))
     }
 
+    /// Every entry, soonest to expire first.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.by_expiry.iter().filter_map(|(_, t)| self.entries.get(&Key::of(t)))
     }
 
     /// Removes every entry that expired by `now` (the kernel's gc worker).
@@ -418,8 +423,7 @@ impl Conntrack {
     /// Returns how many entries went.
     pub fn delete_nat(&mut self, vip: SocketAddr, target_ip: std::net::IpAddr, proto: Proto) -> usize {
         let doomed: Vec<Tuple> = self
-            .entries
-            .values()
+            .entries()
             .filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip.ip() && e.reply.src.ip() == target_ip)
             .map(|e| e.orig)
             .collect();
@@ -433,8 +437,7 @@ impl Conntrack {
 
     /// `conntrack -D --orig-dst VIP -p udp` (ClearEntriesForIP, on a service going from 0 to ≥1 endpoints).
     pub fn delete_dst(&mut self, vip_ip: std::net::IpAddr, proto: Proto) -> usize {
-        let doomed: Vec<Tuple> =
-            self.entries.values().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
+        let doomed: Vec<Tuple> = self.entries().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
         for t in &doomed {
             if self.remove_entry(t) {
                 self.counters.deleted += 1;
@@ -604,7 +607,7 @@ mod tests {
                 prop_assert!(ct.len() <= max);
                 prop_assert_eq!(ct.entries.len(), ct.replies.len());
                 prop_assert_eq!(ct.entries.len(), ct.by_expiry.len());
-                prop_assert_eq!(ct.unassured.len(), ct.entries.values().filter(|e| !e.assured).count());
+                prop_assert_eq!(ct.unassured.len(), ct.entries().filter(|e| !e.assured).count());
                 for e in ct.entries() {
                     prop_assert!(e.expires >= now);
                     prop_assert!(e.expires <= now + Duration::from_secs(180));
