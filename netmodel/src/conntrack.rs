@@ -211,9 +211,9 @@ pub struct Conntrack {
     /// Reply tuple → original tuple.
     replies: HashMap<Key, Tuple, FixedState>,
     /// (expires, original tuple), for expiry and early drop.
-    by_expiry: BTreeSet<(Duration, Tuple)>,
+    by_expiry: BTreeSet<(Duration, Key)>,
     /// The non-ASSURED subset of `by_expiry`: what early drop may evict, without a scan.
-    unassured: BTreeSet<(Duration, Tuple)>,
+    unassured: BTreeSet<(Duration, Key)>,
     pub counters: Counters,
 }
 
@@ -243,7 +243,7 @@ impl Conntrack {
 
     /// Every entry, soonest to expire first.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.by_expiry.iter().filter_map(|(_, t)| self.entries.get(&Key::of(t)))
+        self.by_expiry.iter().filter_map(|(_, k)| self.entries.get(k))
     }
 
     /// Removes every entry that expired by `now` (the kernel's gc worker).
@@ -254,7 +254,7 @@ impl Conntrack {
             }
             // Pop first, so the loop ends even if the indexes ever disagreed.
             self.by_expiry.pop_first();
-            if self.remove_entry(&t) {
+            if self.remove_key(&t) {
                 self.counters.expired += 1;
             }
         }
@@ -262,12 +262,13 @@ impl Conntrack {
 
     fn set_expiry(&mut self, orig: Tuple, expires: Duration) {
         if let Some(e) = self.entries.get_mut(&Key::of(&orig)) {
-            self.by_expiry.remove(&(e.expires, orig));
-            self.unassured.remove(&(e.expires, orig));
+            let k = Key::of(&orig);
+            self.by_expiry.remove(&(e.expires, k));
+            self.unassured.remove(&(e.expires, k));
             e.expires = expires;
-            self.by_expiry.insert((expires, orig));
+            self.by_expiry.insert((expires, k));
             if !e.assured {
-                self.unassured.insert((expires, orig));
+                self.unassured.insert((expires, k));
             }
         }
     }
@@ -350,7 +351,7 @@ impl Conntrack {
         let victim = self.unassured.first().map(|(_, t)| *t);
         match victim {
             Some(t) => {
-                self.remove_entry(&t);
+                self.remove_key(&t);
                 self.counters.early_drop += 1;
                 true
             }
@@ -453,9 +454,13 @@ impl Conntrack {
 
     /// Removes an entry from the table and every index. Returns whether it was there.
     fn remove_entry(&mut self, t: &Tuple) -> bool {
-        let Some(e) = self.entries.remove(&Key::of(t)) else { return false };
-        self.by_expiry.remove(&(e.expires, *t));
-        self.unassured.remove(&(e.expires, *t));
+        self.remove_key(&Key::of(t))
+    }
+
+    fn remove_key(&mut self, k: &Key) -> bool {
+        let Some(e) = self.entries.remove(k) else { return false };
+        self.by_expiry.remove(&(e.expires, *k));
+        self.unassured.remove(&(e.expires, *k));
         self.replies.remove(&Key::of(&e.reply));
         true
     }
