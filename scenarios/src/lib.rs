@@ -23,6 +23,7 @@ pub mod s10;
 pub mod s11;
 pub mod s12;
 pub mod s13;
+pub mod s15;
 pub mod s16;
 pub mod s17;
 pub mod s18;
@@ -132,6 +133,7 @@ pub fn incidents() -> Vec<Incident> {
         s11::incident(),
         s12::incident(),
         s13::incident(),
+        s15::incident(),
         s16::incident(),
         s17::incident(),
         s18::incident(),

@@ -177,6 +177,9 @@ struct Inst {
     unnoticed: bool,
     /// Deleted and out of the endpoints, still answering until its lameduck ends.
     terminating: bool,
+    /// Consecutive failed liveness probes, and the refused forwards counted at the last probe.
+    probe_failures: u32,
+    probe_refused: u64,
 }
 
 /// Who owns an address: where answers go.
@@ -273,6 +276,8 @@ enum Ev {
     FromUpstreamLate {
         frame: Frame,
     },
+    /// The replicas' liveness probes run.
+    Liveness,
     /// The control plane notices a node that went down.
     NodeNotReady {
         node: NodeId,
@@ -551,6 +556,8 @@ impl Engine {
                 relist_until: Some(Duration::ZERO),
                 unnoticed: false,
                 terminating: false,
+                probe_failures: 0,
+                probe_refused: 0,
             });
         }
         let mut nodes = nodes;
@@ -579,6 +586,8 @@ impl Engine {
                     relist_until: None,
                     unnoticed: false,
                     terminating: false,
+                    probe_failures: 0,
+                    probe_refused: 0,
                 });
             }
         }
@@ -644,6 +653,9 @@ impl Engine {
             e.push(at, Ev::Fault(f));
         }
         e.push(Duration::from_secs(1), Ev::Sample);
+        if let Some(l) = e.spec.liveness {
+            e.push(l.period, Ev::Liveness);
+        }
         for i in 0..e.insts.len() {
             e.drain_inst(i);
         }
@@ -766,6 +778,32 @@ impl Engine {
                 None => self.upstream_answer(frame),
             },
             Ev::FromUpstreamLate { frame } => self.upstream_answer(frame),
+            Ev::Liveness => {
+                let Some(l) = self.spec.liveness else { return };
+                for inst in 0..self.insts.len() {
+                    let i = &mut self.insts[inst];
+                    if i.kind != InstKind::ClusterDns || !i.alive {
+                        continue;
+                    }
+                    // The sidecar's probe query needs a forward too: it fails if forwards were refused
+                    // for being over the limit since the last probe.
+                    let refused: u64 = i.server.metrics.blocks.iter().map(|b| b.forward_max_concurrent_rejects).sum();
+                    if refused > i.probe_refused {
+                        i.probe_failures += 1;
+                    } else {
+                        i.probe_failures = 0;
+                    }
+                    i.probe_refused = refused;
+                    if i.probe_failures >= l.failure_threshold {
+                        i.probe_failures = 0;
+                        self.crash(
+                            inst,
+                            format!("liveness probe failed {} times: forwards refused at the concurrency limit", l.failure_threshold),
+                        );
+                    }
+                }
+                self.push(self.now + l.period, Ev::Liveness);
+            }
             Ev::ReplicaReady { inst } => {
                 if let Some(i) = self.insts.get_mut(inst) {
                     i.alive = true;
@@ -1030,6 +1068,8 @@ impl Engine {
             relist_until: Some(self.now + relist),
             unnoticed: false,
             terminating: false,
+            probe_failures: 0,
+            probe_refused: 0,
         });
         let inst = self.insts.len() - 1;
         self.replica_by_ip.insert(ip, inst);

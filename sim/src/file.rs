@@ -253,6 +253,17 @@ struct RawCoreDns {
     corefile_file: Option<PathBuf>,
     memory: Option<RawMemory>,
     autoscaler: Option<RawAutoscaler>,
+    /// kube-dns's sidecar liveness coupling: `{}` for its defaults.
+    liveness: Option<RawLiveness>,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLiveness {
+    #[serde(with = "humantime_serde::option")]
+    period: Option<Duration>,
+    failure_threshold: Option<u32>,
 }
 
 #[skip_serializing_none]
@@ -756,6 +767,13 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
         rm.relist = m.relist.unwrap_or(rm.relist);
         spec.replica_memory = Some(rm);
     }
+    spec.liveness = d.liveness.map(|l| {
+        let k = crate::spec::Liveness::KUBE_DNS;
+        crate::spec::Liveness {
+            period: l.period.unwrap_or(k.period),
+            failure_threshold: l.failure_threshold.unwrap_or(k.failure_threshold),
+        }
+    });
     if let Some(a) = d.autoscaler {
         let mut cpa = Autoscaler::addon(a.nodes.unwrap_or(spec.nodes));
         cpa.cores_per_replica = a.cores_per_replica.unwrap_or(cpa.cores_per_replica);
@@ -1162,6 +1180,10 @@ fn unbuild(sc: &Scenario) -> RawFile {
         corefile_file: None,
         memory,
         autoscaler,
+        liveness: s.liveness.map(|l| {
+            let k = crate::spec::Liveness::KUBE_DNS;
+            RawLiveness { period: differs(l.period, k.period), failure_threshold: differs(l.failure_threshold, k.failure_threshold) }
+        }),
     };
     let node_local = s.node_local.as_ref().map(|n| {
         let dn = NodeLocal::template();

@@ -211,6 +211,22 @@ pub enum Fault {
     RollReplicas,
 }
 
+/// kube-dns's liveness coupling (incidents.md §6.5, S15): dnsmasq refuses new forwards at
+/// `--dns-forward-max` (150, the Corefile's `max_concurrent` here); the sidecar's health query is one
+/// of them, so a probe fails when forwards were refused since the last one, and after
+/// `failure_threshold` failures `period` apart the kubelet restarts the container
+/// (CrashLoopBackOff). The probe settings are the Kubernetes defaults (10 s, 3 failures)
+/// [unverified for the kube-dns manifest].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Liveness {
+    pub period: Duration,
+    pub failure_threshold: u32,
+}
+
+impl Liveness {
+    pub const KUBE_DNS: Liveness = Liveness { period: Duration::from_secs(10), failure_threshold: 3 };
+}
+
 /// cluster-proportional-autoscaler, linear mode (incidents.md §6.6): replicas =
 /// max(ceil(cores / coresPerReplica), ceil(nodes / nodesPerReplica)), at least 2 with
 /// preventSinglePointFailure when there is more than one node; polled every 10 s [unverified].
@@ -346,6 +362,9 @@ pub struct ClusterSpec {
     pub faults: Vec<(Duration, Fault)>,
     /// Record every wire query of every lookup in the report (`LookupRecord::wire`).
     pub trace_queries: bool,
+    /// A liveness probe on the cluster DNS replicas that fails while forwards are refused at the
+    /// concurrency limit (kube-dns's sidecar checking dnsmasq), restarting the container.
+    pub liveness: Option<Liveness>,
     /// How long the control plane takes to notice a dead node (kube-controller-manager
     /// `--node-monitor-grace-period`: 40 s [unverified for releases after 1.31, which may use 50 s]).
     pub node_monitor_grace: Duration,
@@ -400,6 +419,7 @@ impl ClusterSpec {
             faults: Vec::new(),
             trace_queries: false,
             node_monitor_grace: Duration::from_secs(40),
+            liveness: None,
         }
     }
 }
