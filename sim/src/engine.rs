@@ -996,14 +996,7 @@ impl Engine {
             }
             Fault::ServiceIp { namespace, name, ip } => {
                 self.service_ips.insert((namespace, name), ip);
-                let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
-                if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
-                    self.state = Arc::new(state);
-                    let now = self.now;
-                    for i in &mut self.insts {
-                        i.server.handle_cluster_state(now, self.state.clone());
-                    }
-                }
+                self.publish_state();
             }
             Fault::ClusterNodes(n) => {
                 if let Some(cpa) = self.spec.autoscaler {
@@ -1031,6 +1024,18 @@ impl Engine {
         }
     }
 
+    /// The apiserver's view changed: rebuild the cluster state and hand it to every resolver.
+    fn publish_state(&mut self) {
+        let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
+        if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
+            self.state = Arc::new(state);
+            let now = self.now;
+            for i in &mut self.insts {
+                i.server.handle_cluster_state(now, self.state.clone());
+            }
+        }
+    }
+
     /// A new CoreDNS replica on the node with the fewest (a new pod IP, in the cluster state at once);
     /// it joins the endpoints when its readiness probe passes, `REPLICA_STARTUP` later.
     fn spawn_replica(&mut self) {
@@ -1041,14 +1046,7 @@ impl Engine {
         let ip = pod_ip(node, self.per_node[node]);
         self.per_node[node] += 1;
         self.replica_ips.push((node, ip));
-        let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
-        if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
-            self.state = Arc::new(state);
-            let now = self.now;
-            for i in &mut self.insts {
-                i.server.handle_cluster_state(now, self.state.clone());
-            }
-        }
+        self.publish_state();
         let corefile = self.spec.corefile.replace("/etc/resolv.conf", &upstream_ip(self.nodes[node].az).to_string());
         let seed = self.spec.seed ^ (0x5eed_0000 + self.replica_ips.len() as u64);
         let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
