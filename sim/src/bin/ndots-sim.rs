@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sim::client::glibc::{Glibc, Version};
 use sim::client::harness::{Harness, Rule};
-use sim::client::{Call, Family, Hints, PodAddrs, Process, ResolvConf};
+use sim::client::{Call, Family, Hints, PodAddrs, ResolvConf};
 use sim::spec::PodGroup;
 use sim::{ClusterSpec, run};
 
@@ -308,65 +307,15 @@ fn lookup(
     let rc = ResolvConf::parse(&rc_text);
     let call = Call { name: name.to_string(), hints, pod: PodAddrs(addrs) };
     let mut harness = Harness::new(&zone_text, ".", rules).map_err(|e| format!("{}: {e}", zone_path.display()))?;
-    let (sent, outcome) = match lib {
-        Lib::Glibc | Lib::GoCgo => {
-            let v = match &version {
-                Some(v) => {
-                    let (a, b) = v.split_once('.').ok_or_else(|| format!("--version {v}: expected MAJOR.MINOR such as 2.36"))?;
-                    Version(a.parse().map_err(|_| "bad --version")?, b.parse().map_err(|_| "bad --version")?)
-                }
-                None => Version::CURRENT,
-            };
-            let mut call = call;
-            if matches!(lib, Lib::GoCgo) {
-                call.hints = Hints::GO_CGO;
-            }
-            let mut g = Glibc::new(Duration::ZERO, v, &rc, &call, Process::default(), 1);
-            harness.run(&mut g, Duration::from_secs(300))
-        }
-        Lib::Musl => {
-            let v = match &version {
-                Some(v) => {
-                    let p: Vec<u16> = v
-                        .split('.')
-                        .map(|x| x.parse().map_err(|_| format!("--version {v}: expected MAJOR.MINOR.PATCH such as 1.2.4")))
-                        .collect::<Result<_, _>>()?;
-                    sim::client::musl::Version(
-                        p.first().copied().unwrap_or(1),
-                        p.get(1).copied().unwrap_or(2),
-                        p.get(2).copied().unwrap_or(0),
-                    )
-                }
-                None => sim::client::musl::Version::CURRENT,
-            };
-            let mut m = sim::client::musl::Musl::new(Duration::ZERO, v, &rc, &call, 1);
-            harness.run(&mut m, Duration::from_secs(300))
-        }
-        Lib::Go => {
-            let mut g = sim::client::go::Go::new(Duration::ZERO, &rc, &call, Process::default(), 1);
-            harness.run(&mut g, Duration::from_secs(300))
-        }
-        Lib::CAres => {
-            use sim::client::cares::{CAres, Era};
-            let era = match version.as_deref() {
-                None | Some("current") | Some("1.34") => Era::Current,
-                Some("2020") | Some("1.15") | Some("1.16") => Era::V2020,
-                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16) or current (1.34)")),
-            };
-            let mut c = CAres::new(Duration::ZERO, era, &rc, &call, Process::default(), 1);
-            harness.run(&mut c, Duration::from_secs(300))
-        }
-        Lib::Evdns => {
-            use sim::client::evdns::{Evdns, Version as V};
-            let v = match version.as_deref() {
-                None | Some("2.1") => V::V2_1,
-                Some("2.2") => V::V2_2,
-                Some(v) => return Err(format!("--version {v}: expected 2.1 or 2.2")),
-            };
-            let mut e = Evdns::new(Duration::ZERO, v, &rc, &call, Process::default(), 1);
-            harness.run(&mut e, Duration::from_secs(300))
-        }
+    let lib = match lib {
+        Lib::Glibc => sim::client::Lib::Glibc,
+        Lib::Musl => sim::client::Lib::Musl,
+        Lib::Go => sim::client::Lib::Go,
+        Lib::GoCgo => sim::client::Lib::GoCgo,
+        Lib::CAres => sim::client::Lib::CAres,
+        Lib::Evdns => sim::client::Lib::Evdns,
     };
+    let (sent, outcome) = sim::client::run_model(lib, version.as_deref(), &rc, &call, &mut harness)?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     // Sockets numbered in order of first use.

@@ -250,3 +250,81 @@ pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
     }
     Some(Reply { id: wire::flags::id(msg), rcode: wire::flags::rcode(msg), tc: wire::flags::tc(msg), qname_lower, qtype, addrs, ancount })
 }
+
+/// A library to model, as `ndots-sim lookup --lib` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lib {
+    Glibc,
+    Musl,
+    Go,
+    GoCgo,
+    CAres,
+    Evdns,
+}
+
+/// Runs one lookup of `lib` at `version` (None: the library's current version) against `harness` until
+/// it returns or 300 simulated seconds pass: every packet it sent and what the application gets.
+/// Go's cgo resolver is glibc called with Go's hints (incidents.md §1.4).
+pub fn run_model(
+    lib: Lib,
+    version: Option<&str>,
+    rc: &ResolvConf,
+    call: &Call,
+    harness: &mut harness::Harness,
+) -> Result<(Vec<harness::Sent>, Option<Outcome>), String> {
+    let limit = Duration::from_secs(300);
+    Ok(match lib {
+        Lib::Glibc | Lib::GoCgo => {
+            let v = match version {
+                Some(v) => {
+                    let bad = || format!("--version {v}: expected MAJOR.MINOR such as 2.36");
+                    let (a, b) = v.split_once('.').ok_or_else(bad)?;
+                    glibc::Version(a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)
+                }
+                None => glibc::Version::CURRENT,
+            };
+            let mut call = call.clone();
+            if lib == Lib::GoCgo {
+                call.hints = Hints { family: call.hints.family, ..Hints::GO_CGO };
+            }
+            let mut g = glibc::Glibc::new(Duration::ZERO, v, rc, &call, Process::default(), 1);
+            harness.run(&mut g, limit)
+        }
+        Lib::Musl => {
+            let v = match version {
+                Some(v) => {
+                    let p: Vec<u16> = v
+                        .split('.')
+                        .map(|x| x.parse().map_err(|_| format!("--version {v}: expected MAJOR.MINOR.PATCH such as 1.2.4")))
+                        .collect::<Result<_, _>>()?;
+                    musl::Version(p.first().copied().unwrap_or(1), p.get(1).copied().unwrap_or(2), p.get(2).copied().unwrap_or(0))
+                }
+                None => musl::Version::CURRENT,
+            };
+            let mut m = musl::Musl::new(Duration::ZERO, v, rc, call, 1);
+            harness.run(&mut m, limit)
+        }
+        Lib::Go => {
+            let mut g = go::Go::new(Duration::ZERO, rc, call, Process::default(), 1);
+            harness.run(&mut g, limit)
+        }
+        Lib::CAres => {
+            let era = match version {
+                None | Some("current") | Some("1.34") => cares::Era::Current,
+                Some("2020") | Some("1.15") | Some("1.16") => cares::Era::V2020,
+                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16) or current (1.34)")),
+            };
+            let mut c = cares::CAres::new(Duration::ZERO, era, rc, call, Process::default(), 1);
+            harness.run(&mut c, limit)
+        }
+        Lib::Evdns => {
+            let v = match version {
+                None | Some("2.1") => evdns::Version::V2_1,
+                Some("2.2") => evdns::Version::V2_2,
+                Some(v) => return Err(format!("--version {v}: expected 2.1 or 2.2")),
+            };
+            let mut e = evdns::Evdns::new(Duration::ZERO, v, rc, call, Process::default(), 1);
+            harness.run(&mut e, limit)
+        }
+    })
+}
