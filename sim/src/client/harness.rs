@@ -23,12 +23,46 @@ pub enum Rule {
 }
 
 impl Rule {
-    fn matches(&self, qname: &str, qtype: u16) -> bool {
+    pub fn matches(&self, qname: &str, qtype: u16) -> bool {
         let (n, t) = match self {
             Rule::Drop { qname, qtype, .. } | Rule::Delay { qname, qtype, .. } | Rule::ServFail { qname, qtype } => (qname, *qtype),
         };
         n.trim_end_matches('.').eq_ignore_ascii_case(qname.trim_end_matches('.')) && (t == 0 || t == qtype)
     }
+}
+
+/// What the rules make of one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Ignore it.
+    pub drop: bool,
+    /// Answer this much later.
+    pub extra: Duration,
+    /// Answer with RCODE SERVFAIL.
+    pub servfail: bool,
+}
+
+/// Applies `rules` to a query for `qname`/`qtype`, counting down `Drop` rules with a count.
+pub fn decide(rules: &mut [Rule], qname: &str, qtype: u16) -> Decision {
+    let mut d = Decision::default();
+    for r in rules.iter_mut() {
+        if !r.matches(qname, qtype) {
+            continue;
+        }
+        match r {
+            Rule::Drop { count, .. } => match count {
+                Some(0) => {}
+                Some(c) => {
+                    *c -= 1;
+                    d.drop = true;
+                }
+                None => d.drop = true,
+            },
+            Rule::Delay { delay, .. } => d.extra += *delay,
+            Rule::ServFail { .. } => d.servfail = true,
+        }
+    }
+    d
 }
 
 /// A packet the library sent, with its time since the first.
@@ -67,26 +101,7 @@ impl Harness {
             while let Some(s) = lookup.poll_send() {
                 sent.push(Sent { at: now, send: s.clone() });
                 let qtype = s.qtype;
-                let mut extra = Duration::ZERO;
-                let mut drop = false;
-                let mut servfail = false;
-                for r in &mut self.rules {
-                    if !r.matches(&s.qname, qtype) {
-                        continue;
-                    }
-                    match r {
-                        Rule::Drop { count, .. } => match count {
-                            Some(0) => {}
-                            Some(c) => {
-                                *c -= 1;
-                                drop = true;
-                            }
-                            None => drop = true,
-                        },
-                        Rule::Delay { delay, .. } => extra += *delay,
-                        Rule::ServFail { .. } => servfail = true,
-                    }
-                }
+                let Decision { drop, extra, servfail } = decide(&mut self.rules, &s.qname, qtype);
                 if drop {
                     continue;
                 }
