@@ -3,7 +3,7 @@
 //! Source: the talk ("Let's disable IPv6!", "What triggers IPv6?", "CGO implementation");
 //! incidents.md §1.1 (check_pf.c), §1.2, §1.3, §1.4, §7 S3.
 //! Root cause: only getaddrinfo with AI_ADDRCONFIG narrows to A when the pod has no IPv6, and glibc
-//! counts a link-local fe80:: address as IPv6. Go's cgo path passes AI_CANONNAME|AI_V4MAPPED|AI_ALL
+//! counts a link-local fe80:: address as IPv6, musl even ::1 alone (IPv6 enabled in the kernel). Go's cgo path passes AI_CANONNAME|AI_V4MAPPED|AI_ALL
 //! (no AI_ADDRCONFIG); Go's native resolver asks both for network "ip"/"tcp".
 //! Guaranteed now: each library's queries per lookup, with and without the mitigations
 //! (AI_ADDRCONFIG, glibc 2.36 `no-aaaa`, Go `tcp4`).
@@ -36,11 +36,19 @@ fn glibc_ai_addrconfig_asks_a_only_on_a_pod_without_ipv6() {
 }
 
 #[test]
-fn a_link_local_address_counts_as_ipv6_for_glibc_but_not_musl() {
-    let t = "a_link_local_address_counts_as_ipv6_for_glibc_but_not_musl";
-    let fe80: Vec<IpAddr> = vec!["fe80::1".parse().expect("ip")];
+fn a_link_local_address_counts_as_ipv6_for_glibc_and_loopback_alone_for_musl() {
+    let t = "a_link_local_address_counts_as_ipv6_for_glibc_and_loopback_alone_for_musl";
+    let musl = Library::Musl(sim::client::musl::Version::CURRENT);
+    let fe80: Vec<IpAddr> = vec!["::1".parse().expect("ip"), "fe80::1".parse().expect("ip")];
+    let lo6: Vec<IpAddr> = vec!["::1".parse().expect("ip")];
+    // glibc (check_pf.c): any IPv6 address but ::1 counts, a link-local one included.
     assert_eq!(per_lookup(t, Library::Glibc(Glibc::CURRENT), Hints::addrconfig(), fe80.clone()), 10);
-    assert_eq!(per_lookup(t, Library::Musl(sim::client::musl::Version::CURRENT), Hints::addrconfig(), fe80), 5);
+    assert_eq!(per_lookup(t, Library::Glibc(Glibc::CURRENT), Hints::addrconfig(), lo6.clone()), 5);
+    // musl (lookup_name.c): IPv6 counts when a socket can connect to ::1, so only a pod with IPv6
+    // disabled in its kernel asks A alone (both seen on the wire by `cargo xtask client-check`).
+    assert_eq!(per_lookup(t, musl, Hints::addrconfig(), fe80), 10);
+    assert_eq!(per_lookup(t, musl, Hints::addrconfig(), lo6), 10);
+    assert_eq!(per_lookup(t, musl, Hints::addrconfig(), vec![]), 5);
 }
 
 #[test]

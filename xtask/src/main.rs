@@ -17,12 +17,15 @@
 //!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
 //! - `kernel-check`: netmodel's conntrack beside the real kernel's for the same packets (see
 //!   `kernel.rs`); root, network namespaces, iptables and conntrack.
+//! - `client-check [CASE...]`: the client-library models beside real glibc, musl and Go on the wire
+//!   (see `clients.rs`); root, network namespaces, gcc, musl-gcc, go.
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
 //!   reloads (see `soak.rs`); report in `target/soak/`.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod clients;
 mod kernel;
 mod rss;
 mod soak;
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         }
         Some("fuzz") => fuzz(&args[1..]),
         Some("kernel-check") => kernel::check(),
+        Some("client-check") => clients::check(&args[1..]),
         Some("__udp") => kernel::helper(&args[1..]),
         Some("soak") => soak::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
@@ -48,14 +52,14 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, and the whole test suite\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check                  the client-library models against real glibc, musl and Go on the wire (root)"
             );
             ExitCode::from(2)
         }
     }
 }
 
-fn run(step: &str, cmd: &mut Command) -> Result<(), ExitCode> {
+pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<(), ExitCode> {
     let t0 = Instant::now();
     eprintln!("==> {step}");
     let status = cmd.status().map_err(|e| {
@@ -66,7 +70,7 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), ExitCode> {
     if status.success() { Ok(()) } else { Err(ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8)) }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -14,10 +14,20 @@
 //! the pair over TCP on the same server. `single-request` sends sequentially, `single-request-reopen`
 //! sequentially with a new socket for the second query, `use-vc` uses TCP throughout, `edns0`
 //! advertises 1200 bytes (RESOLV_EDNS_BUFFER_SIZE), `no-aaaa` (≥ 2.36) sends A only.
-//! A new socket (a new source port) per name, as res_send closes its sockets after each call.
+//! Each nameserver keeps its UDP socket for the whole `res_send` of a name, so a retry leaves from the
+//! same port; a new socket (a new source port) per name, as res_send closes its sockets after each
+//! call. After the sticky switch both queries of the pair are asked again, one after the other.
+//! A name whose every try got SERVFAIL/NOTIMP/REFUSED for the whole pair goes on with the walk.
 //!
-//! Unverified detail, kept as a modelling choice: after the sticky switch, only the unanswered query of
-//! the pair is re-sent.
+//! getaddrinfo's buffer (nss/getaddrinfo.c): the NSS call stores its addresses in a scratch buffer
+//! of 1,024 bytes; when they do not fit it returns ERANGE and getaddrinfo doubles the buffer and
+//! calls again, **so the whole lookup goes on the wire again**. The sizes are measured on the wire
+//! from glibc 2.36 by `cargo xtask client-check`: AF_UNSPEC (gethostbyname4, a 40-byte
+//! `gaih_addrtuple` per address) fits 24 addresses in the first buffer and not 28, 48 in the second
+//! and not 56; AF_INET (a hostent: 4 bytes and an 8-byte pointer per address) fits 82 and not 84,
+//! 160 and not 168.
+//!
+//! The sequences above are checked against real glibc 2.36 by `cargo xtask client-check`.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -143,6 +153,9 @@ pub struct Glibc {
     socket: u32,
     next_socket: u32,
     socket_open: bool,
+    /// The UDP socket of each nameserver position, open for the whole `res_send` of a name
+    /// (`EXT(statp).nssocks`): a retry to the same server leaves from the same port.
+    ns_sockets: Vec<Option<u32>>,
     queries: Vec<Query>,
     deadline: Option<Duration>,
     got_nodata: bool,
@@ -154,6 +167,23 @@ pub struct Glibc {
     process: Process,
     rng: fastrand::Rng,
     result: Option<Outcome>,
+    family: Family,
+    /// getaddrinfo's scratch buffer for the NSS result, in bytes.
+    nss_buffer: usize,
+}
+
+/// Bytes the NSS result for `n` addresses of `name` takes in getaddrinfo's scratch buffer (see the
+/// module doc for the measurements these fit).
+pub fn nss_bytes(family: Family, name: &str, n: usize) -> usize {
+    let name = name.trim_end_matches('.').len() + 1;
+    match family {
+        // gaih_addrtuple: next, name, family, 16-byte address, scope id.
+        Family::Unspec => 40 * n + name,
+        // hostent: the address and its h_addr_list pointer, the list's and aliases' NULLs.
+        Family::Inet => 12 * n + name + 16,
+        // As AF_INET with 16-byte addresses [unverified: not measured].
+        Family::Inet6 => 24 * n + name + 16,
+    }
 }
 
 impl Glibc {
@@ -187,6 +217,7 @@ impl Glibc {
             socket: 0,
             next_socket: 0,
             socket_open: false,
+            ns_sockets: Vec::new(),
             queries: Vec::new(),
             deadline: None,
             got_nodata: false,
@@ -199,6 +230,13 @@ impl Glibc {
             rng: fastrand::Rng::with_seed(seed),
             result: None,
             rc: rc.clone(),
+            // AI_ADDRCONFIG narrows AF_UNSPEC to the one family present: gethostbyname3 for it.
+            family: match (hints.family, hints.addrconfig, qtypes(version, rc, hints, pod).as_slice()) {
+                (Family::Unspec, true, [TYPE_A]) => Family::Inet,
+                (Family::Unspec, true, [TYPE_AAAA]) => Family::Inet6,
+                (f, ..) => f,
+            },
+            nss_buffer: 1024,
         };
         g.start_name(now);
         g
@@ -224,8 +262,9 @@ impl Glibc {
         (self.ns_pos, self.servers[i])
     }
 
+    /// A new socket; the current one is closed unless a nameserver position keeps it.
     fn open_socket(&mut self) {
-        if self.socket_open {
+        if self.socket_open && !self.ns_sockets.contains(&Some(self.socket)) {
             self.closed.push_back(self.socket);
         }
         self.socket = self.next_socket;
@@ -233,16 +272,54 @@ impl Glibc {
         self.socket_open = true;
     }
 
+    /// The end of a name's `res_send`: every socket closes (`__res_iclose`).
     fn close_socket(&mut self) {
-        if self.socket_open {
+        if self.socket_open && !self.ns_sockets.contains(&Some(self.socket)) {
             self.closed.push_back(self.socket);
+        }
+        self.socket_open = false;
+        let kept: Vec<u32> = self.ns_sockets.drain(..).flatten().collect();
+        self.closed.extend(kept);
+    }
+
+    /// The UDP socket for the current nameserver position: the one already open, or a new one.
+    fn ns_socket(&mut self) {
+        if self.ns_sockets.len() < self.servers.len() {
+            self.ns_sockets.resize(self.servers.len(), None);
+        }
+        match self.ns_sockets[self.ns_pos] {
+            Some(s) => {
+                if self.socket_open && self.socket != s && !self.ns_sockets.contains(&Some(self.socket)) {
+                    self.closed.push_back(self.socket);
+                }
+                self.socket = s;
+                self.socket_open = true;
+            }
+            None => {
+                self.open_socket();
+                self.ns_sockets[self.ns_pos] = Some(self.socket);
+            }
+        }
+    }
+
+    /// single-request-reopen: this position's socket is closed and a new one opened.
+    fn reopen(&mut self) {
+        if let Some(slot) = self.ns_sockets.get_mut(self.ns_pos)
+            && let Some(old) = slot.take()
+        {
+            self.closed.push_back(old);
             self.socket_open = false;
         }
+        self.ns_socket();
     }
 
     /// Starts the query pair on the current server.
     fn start_server(&mut self, now: Duration) {
-        self.open_socket();
+        if self.transport == Transport::Udp {
+            self.ns_socket();
+        } else {
+            self.open_socket();
+        }
         self.queries = self.qtypes.iter().map(|&qtype| Query { qtype, id: self.rng.u16(..), sent: false, reply: None }).collect();
         match (self.mode, self.transport) {
             (Mode::Parallel, Transport::Udp) => {
@@ -278,14 +355,15 @@ impl Glibc {
         self.queries.iter().position(|q| !q.sent)
     }
 
-    /// The current server failed (timeout, or an error rcode with more servers to go).
-    fn next_server(&mut self, now: Duration) {
+    /// The current server failed: a timeout, or error rcodes (`failure` is then ServFail, and a name
+    /// whose every try ended so goes on with the search walk, where a timeout ends it).
+    fn next_server(&mut self, now: Duration, failure: NameResult) {
         self.ns_pos += 1;
         if self.ns_pos >= self.servers.len() {
             self.ns_pos = 0;
             self.try_no += 1;
             if self.try_no >= self.attempts {
-                return self.finish_name(now, NameResult::Timeout);
+                return self.finish_name(now, failure);
             }
         }
         self.transport = if self.rc.use_vc { Transport::Tcp } else { Transport::Udp };
@@ -298,6 +376,16 @@ impl Glibc {
         self.last = Some(r);
         match r {
             NameResult::Found => {
+                if nss_bytes(self.family, &self.names[self.idx], self.addrs.len()) > self.nss_buffer {
+                    // ERANGE: getaddrinfo grows its buffer and asks NSS again, from the first name.
+                    self.nss_buffer *= 2;
+                    self.addrs.clear();
+                    self.idx = 0;
+                    self.tried_as_is = false;
+                    self.got_nodata = false;
+                    self.got_servfail = false;
+                    return self.start_name(now);
+                }
                 self.result = Some(Outcome::Addrs(std::mem::take(&mut self.addrs)));
                 return;
             }
@@ -385,20 +473,28 @@ impl Lookup for Glibc {
             self.send(0);
             return self.arm(now);
         }
-        if matches!(reply.rcode, RCODE_SERVFAIL | RCODE_NOTIMP | RCODE_REFUSED) && self.ns_pos + 1 < self.servers.len() {
-            // next_ns: another server may do better.
-            return self.next_server(now);
-        }
         self.queries[i].reply = Some(reply);
         if let Some(next) = self.next_unsent() {
             // Sequential: the second query only after the first reply.
             if self.mode == Mode::Reopen && self.transport == Transport::Udp {
-                self.open_socket();
+                self.reopen();
             }
             self.send(next);
             return self.arm(now);
         }
         if self.queries.iter().all(|q| q.reply.is_some()) {
+            let failed = |q: &Query| q.reply.as_ref().is_some_and(|r| matches!(r.rcode, RCODE_SERVFAIL | RCODE_NOTIMP | RCODE_REFUSED));
+            if self.queries.iter().all(failed) {
+                // send_dg's next_ns: every reply an error rcode, so the next server, or the next try of
+                // this one on the same socket, at once (seen on the wire from glibc 2.36 by
+                // `cargo xtask client-check`: the pair again 2 ms later, then the next search name).
+                // A lone query (no second buffer) takes the other branch, `__res_iclose`: the
+                // sockets close and the next try leaves from a new port.
+                if self.queries.len() == 1 {
+                    self.close_socket();
+                }
+                return self.next_server(now, NameResult::ServFail);
+            }
             self.judge(now);
         }
     }
@@ -416,13 +512,16 @@ impl Lookup for Glibc {
         let answered = self.queries.iter().filter(|q| q.reply.is_some()).count();
         if answered > 0 && self.transport == Transport::Udp && self.queries.len() > 1 {
             // One reply of two: the sticky switch (RES_F_SNGLKUP, then RES_F_SNGLKUPREOP).
+            // Either way send_dg goes back to `retry` (or `retry_reopen`), which forgets both replies:
+            // the pair is asked again, one after the other, with a fresh timer and no try used up
+            // (incidents.md §1.1; seen on the wire from glibc 2.36 by `cargo xtask client-check`).
             if !self.process.single_request {
                 self.process.single_request = true;
                 self.mode = Mode::Sequential;
             } else if !self.process.single_request_reopen {
                 self.process.single_request_reopen = true;
                 self.mode = Mode::Reopen;
-                self.open_socket();
+                self.reopen();
             } else {
                 // Give up on the missing one and use what we have.
                 for q in &mut self.queries {
@@ -434,16 +533,13 @@ impl Lookup for Glibc {
                 return self.judge(now);
             }
             for q in &mut self.queries {
-                if q.reply.is_none() {
-                    q.sent = false;
-                }
+                q.sent = false;
+                q.reply = None;
             }
-            if let Some(next) = self.next_unsent() {
-                self.send(next);
-            }
+            self.send(0);
             return self.arm(now);
         }
-        self.next_server(now);
+        self.next_server(now, NameResult::Timeout);
     }
 
     fn poll_send(&mut self) -> Option<Send> {
@@ -576,11 +672,13 @@ mod tests {
         let rules = vec![Rule::Drop { qname: "www.google.com.".into(), qtype: TYPE_AAAA, count: Some(1) }];
         let (sent, out, process) = run(&kubelet_rc(), "www.google.com.", Hints::NULL, &v4_pod(), rules, Process::default());
         assert!(out.expect("done").is_ok());
-        // A+AAAA at 0; AAAA lost; after 5 s only the AAAA again, on the same socket.
-        assert_eq!(sent.len(), 3);
+        // A+AAAA at 0; AAAA lost; after 5 s the pair again, sequentially, on the same socket.
+        assert_eq!(sent.len(), 4);
         assert_eq!(sent[2].at, Duration::from_secs(5), "the 5 s timer runs from the send");
-        assert_eq!(sent[2].send.qtype, TYPE_AAAA);
-        assert_eq!(sent[2].send.socket, sent[0].send.socket);
+        assert_eq!(sent[2].send.qtype, TYPE_A, "retry forgets the reply it had");
+        assert_eq!(sent[3].send.qtype, TYPE_AAAA);
+        assert!(sent[3].at > sent[2].at, "AAAA only after A's reply");
+        assert!(sent.iter().all(|s| s.send.socket == sent[0].send.socket));
         assert!(process.single_request);
         // The next lookup in the process is sequential: A, then AAAA only after A's reply.
         let (sent, _, _) = run(&kubelet_rc(), "www.google.com.", Hints::NULL, &v4_pod(), vec![], process);
@@ -606,7 +704,25 @@ mod tests {
         let rules = vec![Rule::ServFail { qname: "www.google.com.default.svc.cluster.local.".into(), qtype: 0 }];
         let (sent, out, _) = run(&kubelet_rc(), "www.google.com", Hints::NULL, &v4_pod(), rules, Process::default());
         assert!(out.expect("done").is_ok());
-        assert_eq!(sent.len(), 12);
+        // The pair, the pair again at once on the same socket (the second try), then the rest.
+        assert_eq!(sent.len(), 14);
+        assert_eq!(sent[2].send.qname, "www.google.com.default.svc.cluster.local.");
+        assert_eq!(sent[2].send.socket, sent[0].send.socket);
+        assert_eq!(sent[2].at, Duration::from_millis(2));
+        assert_eq!(sent[4].send.qname, "www.google.com.svc.cluster.local.");
+    }
+
+    #[test]
+    fn addresses_that_overflow_the_nss_buffer_put_the_lookup_on_the_wire_again() {
+        // 40 A records: over 1,024 bytes of tuples for AF_UNSPEC, within 2,048: two rounds.
+        let (sent, out, _) = run(&kubelet_rc(), "big.example.com.", Hints::NULL, &v4_pod(), vec![], Process::default());
+        assert_eq!(sent.len(), 8, "two rounds of A+AAAA over UDP, then over TCP");
+        assert!(matches!(out, Some(Outcome::Addrs(ref a)) if a.len() == 40));
+        let inet = Hints { family: Family::Inet, ..Hints::NULL };
+        let (sent, _, _) = run(&kubelet_rc(), "big.example.com.", inet, &v4_pod(), vec![], Process::default());
+        assert_eq!(sent.len(), 2, "AF_INET: 40 addresses fit the first buffer");
+        assert!(nss_bytes(Family::Inet, "big82.example.com.", 82) <= 1024 && nss_bytes(Family::Inet, "big84.example.com.", 84) > 1024);
+        assert!(nss_bytes(Family::Unspec, "big24.example.com.", 24) <= 1024 && nss_bytes(Family::Unspec, "big28.example.com.", 28) > 1024);
     }
 
     #[test]

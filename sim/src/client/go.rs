@@ -7,7 +7,8 @@
 //!   addresses, **whatever the error**, timeouts included (unless StrictErrors).
 //! - `tryOneName`: attempts × servers exchanges, **each on a new socket** (so A and AAAA never share
 //!   a 5-tuple: immune to the same-socket conntrack race), `timeout` per exchange.
-//! - UDP with EDNS0 1232 bytes (`maxDNSPacketSize`); TC=1 is retried over TCP; `use-vc` is TCP only.
+//! - EDNS0 1232 bytes (`maxDNSPacketSize`) on UDP and TCP alike; TC=1 is retried over TCP; `use-vc` is
+//!   TCP only.
 //! - NXDOMAIN ends the name (no other server); SERVFAIL tries the next server.
 //! - `net.Dial("tcp4")` / network "ip4" asks A only; "ip" and "tcp" always ask both.
 
@@ -156,7 +157,9 @@ impl Go {
         lane.transport = transport;
         lane.id = id;
         lane.deadline = now + self.timeout;
-        let edns = (transport == Transport::Udp).then_some(MAX_DNS_PACKET);
+        // newRequest adds the OPT record whatever the transport (seen on the wire from Go 1.19 over TCP
+        // by `cargo xtask client-check`).
+        let edns = Some(MAX_DNS_PACKET);
         let payload = build_query(id, &name, lane.qtype, edns);
         self.sends.push_back(Send { socket, transport, server, qname: name, qtype: lane.qtype, edns, payload });
     }

@@ -49,11 +49,12 @@ pub fn names(version: Version, rc: &ResolvConf, name: &str) -> Vec<String> {
     out
 }
 
-fn has_global_v6(call: &Call) -> bool {
-    call.pod.0.iter().any(|a| match a {
-        IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
-        IpAddr::V4(_) => false,
-    })
+/// AI_ADDRCONFIG in musl (lookup_name.c): a family counts as configured when a UDP socket of that
+/// family can `connect` to its loopback address, ::1 for IPv6. So any pod whose kernel has IPv6
+/// enabled (::1 on lo; a link-local address implies it) asks AAAA; only a pod with IPv6 disabled
+/// does not. Seen on the wire from musl 1.2.3 by `cargo xtask client-check`.
+fn has_ipv6(call: &Call) -> bool {
+    call.pod.0.iter().any(IpAddr::is_ipv6)
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +62,8 @@ struct Query {
     qtype: u16,
     id: u16,
     reply: Option<super::Reply>,
-    servfail_retried: bool,
+    /// Re-asked over TCP after a truncated answer (1.2.4).
+    over_tcp: bool,
 }
 
 pub struct Musl {
@@ -72,13 +74,16 @@ pub struct Musl {
     idx: usize,
     timeout: Duration,
     retry_interval: Duration,
-    transport: Transport,
+    /// The TCP connection of the current name, once a truncated answer opened one (1.2.4).
+    tcp: Option<u32>,
     socket: u32,
     next_socket: u32,
     open: bool,
     queries: Vec<Query>,
     started: Duration,
     next_retry: Option<Duration>,
+    /// Immediate re-sends on SERVFAIL left in this retry window: 2 × nqueries (res_msend.c).
+    servfail_retry: usize,
     sends: VecDeque<Send>,
     closed: VecDeque<u32>,
     rng: fastrand::Rng,
@@ -90,7 +95,7 @@ impl Musl {
         let qtypes = match call.hints.family {
             Family::Inet => vec![TYPE_A],
             Family::Inet6 => vec![TYPE_AAAA],
-            Family::Unspec if call.hints.addrconfig && !has_global_v6(call) => vec![TYPE_A],
+            Family::Unspec if call.hints.addrconfig && !has_ipv6(call) => vec![TYPE_A],
             Family::Unspec => vec![TYPE_A, TYPE_AAAA],
         };
         let timeout = rc.timeout.clamp(1, 60);
@@ -103,13 +108,14 @@ impl Musl {
             idx: 0,
             timeout: Duration::from_secs(u64::from(timeout)),
             retry_interval: Duration::from_millis(u64::from(timeout) * 1000 / u64::from(attempts)),
-            transport: Transport::Udp,
+            tcp: None,
             socket: 0,
             next_socket: 0,
             open: false,
             queries: Vec::new(),
             started: now,
             next_retry: None,
+            servfail_retry: 0,
             sends: VecDeque::new(),
             closed: VecDeque::new(),
             rng: fastrand::Rng::with_seed(seed),
@@ -128,12 +134,17 @@ impl Musl {
         self.open = true;
     }
 
+    fn close_tcp(&mut self) {
+        if let Some(t) = self.tcp.take() {
+            self.closed.push_back(t);
+        }
+    }
+
     fn start_name(&mut self, now: Duration) {
         self.open_socket();
-        self.transport = Transport::Udp;
+        self.close_tcp();
         self.started = now;
-        self.queries =
-            self.qtypes.iter().map(|&qtype| Query { qtype, id: self.rng.u16(..), reply: None, servfail_retried: false }).collect();
+        self.queries = self.qtypes.iter().map(|&qtype| Query { qtype, id: self.rng.u16(..), reply: None, over_tcp: false }).collect();
         self.send_unanswered(now);
     }
 
@@ -141,22 +152,30 @@ impl Musl {
     fn send_unanswered(&mut self, now: Duration) {
         let name = self.names[self.idx].clone();
         for i in 0..self.queries.len() {
-            if self.queries[i].reply.is_some() {
+            if self.queries[i].reply.is_some() || self.queries[i].over_tcp {
                 continue;
             }
             for s in 0..self.servers.len() {
-                self.send_one(i, s, &name);
+                self.send_one(i, s, &name, Transport::Udp);
             }
         }
         self.next_retry = Some((now + self.retry_interval).min(self.started + self.timeout));
+        self.servfail_retry = 2 * self.queries.len();
     }
 
-    fn send_one(&mut self, i: usize, server: usize, name: &str) {
+    fn send_one(&mut self, i: usize, server: usize, name: &str, transport: Transport) {
         let q = &self.queries[i];
         let payload = build_query(q.id, name, q.qtype, None);
+        let socket = match transport {
+            Transport::Udp => self.socket,
+            Transport::Tcp => *self.tcp.get_or_insert_with(|| {
+                self.next_socket += 1;
+                self.next_socket - 1
+            }),
+        };
         self.sends.push_back(Send {
-            socket: self.socket,
-            transport: self.transport,
+            socket,
+            transport,
             server: self.servers[server],
             qname: name.to_string(),
             qtype: q.qtype,
@@ -167,6 +186,7 @@ impl Musl {
 
     fn finish(&mut self, outcome: Outcome) {
         self.next_retry = None;
+        self.close_tcp();
         if self.open {
             self.closed.push_back(self.socket);
             self.open = false;
@@ -187,14 +207,20 @@ impl Musl {
             }
             return self.finish(Outcome::NoName);
         }
-        // NODATA stops the search walk (the difference from glibc).
-        self.finish(Outcome::NoData)
+        // NODATA stops the search walk (the difference from glibc). musl 1.2.3 reports it as EAI_NONAME
+        // (name_from_dns falls through to it; seen by `cargo xtask client-check`); EAI_NODATA from
+        // 1.2.4 [unverified: version boundary].
+        self.finish(if self.version >= Version(1, 2, 4) { Outcome::NoData } else { Outcome::NoName })
     }
 }
 
 impl Lookup for Musl {
     fn handle_answer(&mut self, now: Duration, socket: u32, transport: Transport, msg: &[u8]) {
-        if self.result.is_some() || socket != self.socket || transport != self.transport {
+        let ours = match transport {
+            Transport::Udp => socket == self.socket,
+            Transport::Tcp => self.tcp == Some(socket),
+        };
+        if self.result.is_some() || !ours {
             return;
         }
         let Some(reply) = parse_reply(msg) else { return };
@@ -206,12 +232,13 @@ impl Lookup for Musl {
         };
         match reply.rcode {
             RCODE_NOERROR | RCODE_NXDOMAIN => {}
-            RCODE_SERVFAIL if !self.queries[i].servfail_retried => {
-                // SERVFAIL: an immediate re-send (res_msend.c), once per window.
-                self.queries[i].servfail_retried = true;
+            RCODE_SERVFAIL if self.servfail_retry > 0 => {
+                // SERVFAIL: an immediate re-send (res_msend.c), 2 × nqueries per retry window in all
+                // (seen on the wire from musl 1.2.3: four re-sends of an A/AAAA pair per window).
+                self.servfail_retry -= 1;
                 let n = self.names[self.idx].clone();
                 for s in 0..self.servers.len() {
-                    self.send_one(i, s, &n);
+                    self.send_one(i, s, &n, Transport::Udp);
                 }
                 return;
             }
@@ -219,12 +246,10 @@ impl Lookup for Musl {
             _ => return,
         }
         if reply.tc && transport == Transport::Udp && self.version >= Version(1, 2, 4) {
-            // 1.2.4: TCP fallback for a truncated answer.
-            self.transport = Transport::Tcp;
-            self.open_socket();
+            // 1.2.4: TCP fallback for the truncated query; the others stay on UDP.
+            self.queries[i].over_tcp = true;
             let n = self.names[self.idx].clone();
-            self.send_one(i, 0, &n);
-            self.next_retry = Some(now + self.timeout);
+            self.send_one(i, 0, &n, Transport::Tcp);
             return;
         }
         self.queries[i].reply = Some(reply);
@@ -243,14 +268,7 @@ impl Lookup for Musl {
             // EAI_AGAIN: the walk stops.
             return self.finish(Outcome::Again);
         }
-        for q in &mut self.queries {
-            q.servfail_retried = false;
-        }
-        if self.transport == Transport::Udp {
-            self.send_unanswered(now);
-        } else {
-            self.next_retry = Some(self.started + self.timeout);
-        }
+        self.send_unanswered(now);
     }
 
     fn poll_send(&mut self) -> Option<Send> {
@@ -345,10 +363,23 @@ mod tests {
     }
 
     #[test]
-    fn addrconfig_ignores_link_local_ipv6() {
+    fn addrconfig_asks_aaaa_whenever_ipv6_is_enabled() {
         let mut c = call("www.google.com.", Hints::addrconfig());
-        c.pod.0.push("fe80::1".parse().expect("ip"));
+        c.pod.0.retain(|a| a.is_ipv4());
         let (sent, _) = run(&mut Musl::new(Duration::ZERO, Version::CURRENT, &kubelet_rc(), &c, 1), vec![]);
-        assert_eq!(sent.len(), 1, "only A: fe80:: gives no route to a global address");
+        assert_eq!(sent.len(), 1, "IPv6 disabled: no ::1 to connect to, only A");
+        c.pod.0.push("::1".parse().expect("ip"));
+        let (sent, _) = run(&mut Musl::new(Duration::ZERO, Version::CURRENT, &kubelet_rc(), &c, 1), vec![]);
+        assert_eq!(sent.len(), 2, "::1 alone is enough for musl, unlike glibc");
+    }
+
+    #[test]
+    fn servfail_is_resent_at_once_four_times_per_window_for_a_pair() {
+        let rules = vec![Rule::ServFail { qname: "www.google.com.".into(), qtype: 0 }];
+        let (sent, out) = run(&mut musl("www.google.com.", Hints::NULL, Version(1, 2, 3)), rules);
+        let first_window = sent.iter().filter(|s| s.at < Duration::from_millis(2500)).count();
+        assert_eq!(first_window, 6, "the pair and four re-sends");
+        assert_eq!(sent.len(), 12);
+        assert_eq!(out, Some(Outcome::Again));
     }
 }
