@@ -39,6 +39,7 @@ impl std::fmt::Display for Library {
             Library::Musl(crate::client::musl::Version(a, b, c)) => write!(f, "musl-{a}.{b}.{c}"),
             Library::Go => f.write_str("go"),
             Library::CAres(Era::V2020) => f.write_str("c-ares-2020"),
+            Library::CAres(Era::V2023) => f.write_str("c-ares-1.28"),
             Library::CAres(Era::Current) => f.write_str("c-ares-1.34"),
             Library::Evdns(evdns::Version::V2_1) => f.write_str("evdns-2.1"),
             Library::Evdns(evdns::Version::V2_2) => f.write_str("evdns-2.2"),
@@ -76,6 +77,7 @@ impl std::str::FromStr for Library {
             }
             ("go", None) => Library::Go,
             ("c-ares", Some("2020")) => Library::CAres(Era::V2020),
+            ("c-ares", Some("1.28")) => Library::CAres(Era::V2023),
             ("c-ares", None | Some("1.34")) => Library::CAres(Era::Current),
             ("evdns", Some("2.1")) => Library::Evdns(evdns::Version::V2_1),
             ("evdns", None | Some("2.2")) => Library::Evdns(evdns::Version::V2_2),

@@ -1,10 +1,11 @@
 //! c-ares (incidents.md §1.5; c-ares ares_gethostbyname.c, ares_search.c, ares_process.c at
 //! cares-1_16_0 and HEAD).
 //!
-//! | | 2020 (1.15/1.16) | current (1.34) |
-//! |---|---|---|
-//! | timeout, tries | 5000 ms, 4; doubles each full round of servers | 2000 ms, 3 (adaptive timeouts from 1.32 not modelled) |
-//! | AF_UNSPEC | `ares_gethostbyname`: the whole search for AAAA, then (on ENODATA, EBADRESP, ETIMEOUT) the whole search for A | `ares_getaddrinfo`: A and AAAA together per name |
+//! | | 2020 (1.15/1.16) | 1.2x (1.20–1.30) | current (1.34) |
+//! |---|---|---|---|
+//! | timeout, tries | 5000 ms, 4; doubles each full round of servers | 2000 ms, 3; doubles each full round | 3 tries; the dynamic timeout below |
+//! | AF_UNSPEC | `ares_gethostbyname`: the whole search for AAAA, then (on ENODATA, EBADRESP, ETIMEOUT) the whole search for A | `ares_getaddrinfo`: A and AAAA together per name | as 1.2x |
+//! | query cache | — | — | on, 3600 s max TTL (since 1.31) |
 //!
 //! - One UDP socket per nameserver for the life of the channel (`ARES_OPT_UDP_MAX_QUERIES` 0 =
 //!   unlimited): a process's queries all leave from the same source port. That is what keeps a stale
@@ -13,8 +14,16 @@
 //!   name, anything else (a timeout) ends it.
 //! - SERVFAIL, NOTIMP and REFUSED answers are discarded and the next server is tried.
 //! - TC=1 (or an answer over the packet size) is re-queued over TCP (unless ARES_FLAG_IGNTC).
-//! - No 0x20 (ARES_FLAG_DNS0x20 came in 1.32 and is off by default). The query cache of 1.31+ is not
-//!   modelled.
+//! - No 0x20 (ARES_FLAG_DNS0x20 came in 1.32 and is off by default).
+//! - Current only (c-ares docs/FEATURES.md, "Dynamic Server Timeout Calculation" and "Query Cache"):
+//!   - the timeout of a query to a server is 5 × that server's average latency once it has answered
+//!     3 queries, else 2000 ms, bounded to 250–5000 ms, and about doubles each time the query is
+//!     re-queued to the same server (kept per process in `Process::cares_latency`; c-ares keeps time
+//!     buckets from a minute to a day, the model one average since the channel began);
+//!   - every NOERROR answer and every NXDOMAIN with an SOA is cached per (name, type) for its TTL (the
+//!     SOA's minimum for negatives), at most 3600 s (`qcache_max_ttl`), in `Process::cares_cache`:
+//!     a process asking the same name again sends nothing until it expires. Concurrent lookups of one
+//!     process each start from the process state of their start (the last to finish writes it back).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +37,9 @@ use super::{Call, Family, Lookup, Outcome, PROCESS_SOCKET, Process, ResolvConf, 
 pub enum Era {
     /// c-ares 1.15/1.16, as pgbouncer ran it in 2020.
     V2020,
+    /// c-ares 1.20–1.30 (2023–mid 2024, what Envoy shipped then): 2 s and 3 tries, the old doubling
+    /// timer, no query cache (incidents.md §1.5).
+    V2023,
     /// c-ares 1.34.
     Current,
 }
@@ -39,8 +51,15 @@ struct Query {
     try_count: u32,
     transport: Transport,
     deadline: Duration,
+    sent_at: Duration,
     reply: Option<super::Reply>,
 }
+
+/// `qcache_max_ttl` default (c-ares docs/FEATURES.md).
+const QCACHE_MAX_TTL: u32 = 3600;
+/// The dynamic timeout's bounds and default (c-ares docs/FEATURES.md).
+const MIN_TIMEOUT: Duration = Duration::from_millis(250);
+const MAX_TIMEOUT: Duration = Duration::from_millis(5000);
 
 pub struct CAres {
     era: Era,
@@ -68,11 +87,11 @@ impl CAres {
             (Family::Inet, _) => vec![vec![TYPE_A]],
             (Family::Inet6, _) => vec![vec![TYPE_AAAA]],
             (Family::Unspec, Era::V2020) => vec![vec![TYPE_AAAA], vec![TYPE_A]],
-            (Family::Unspec, Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
+            (Family::Unspec, Era::V2023 | Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
         };
         let (timeout, tries) = match era {
             Era::V2020 => (Duration::from_millis(5000), 4),
-            Era::Current => (Duration::from_millis(2000), 3),
+            Era::V2023 | Era::Current => (Duration::from_millis(2000), 3),
         };
         let mut c = CAres {
             era,
@@ -97,22 +116,53 @@ impl CAres {
 
     fn start_name(&mut self, now: Duration) {
         let qtypes = self.phases[self.phase].clone();
+        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
         self.queries = qtypes
             .into_iter()
-            .map(|qtype| Query { qtype, id: self.rng.u16(..), try_count: 0, transport: Transport::Udp, deadline: now, reply: None })
+            .map(|qtype| {
+                // The query cache answers without a packet while the entry lives.
+                let cached = match self.era {
+                    Era::Current => {
+                        self.process.cares_cache.get(&(name.clone(), qtype)).filter(|(exp, _)| *exp > now).map(|(_, r)| r.clone())
+                    }
+                    Era::V2020 | Era::V2023 => None,
+                };
+                Query { qtype, id: self.rng.u16(..), try_count: 0, transport: Transport::Udp, deadline: now, sent_at: now, reply: cached }
+            })
             .collect();
         for i in 0..self.queries.len() {
-            self.send(now, i);
+            if self.queries[i].reply.is_none() {
+                self.send(now, i);
+            }
+        }
+        if self.queries.iter().all(|q| q.reply.is_some()) {
+            self.judge(now);
+        }
+    }
+
+    /// The current era's timeout for try `try_count` of a query to `server`.
+    fn timeout_for(&self, server: SocketAddr, try_count: u32) -> Duration {
+        let n = self.servers.len() as u32;
+        match self.era {
+            // ares__send_query: timeplus = timeout << (try_count / nservers) before 1.32.
+            Era::V2020 | Era::V2023 => self.timeout * (1 << (try_count / n).min(8)),
+            Era::Current => {
+                let base = match self.process.cares_latency.get(&server) {
+                    Some(&(answers, total)) if answers >= 3 => total / answers * 5,
+                    _ => self.timeout,
+                };
+                (base.clamp(MIN_TIMEOUT, MAX_TIMEOUT) * (1 << (try_count / n).min(8))).min(MAX_TIMEOUT)
+            }
         }
     }
 
     fn send(&mut self, now: Duration, i: usize) {
         let n = self.servers.len() as u32;
+        let server = (self.queries[i].try_count % n) as usize;
+        let timeout = self.timeout_for(self.servers[server], self.queries[i].try_count);
         let q = &mut self.queries[i];
-        let server = (q.try_count % n) as usize;
-        // ares__send_query: timeplus = timeout << (try_count / nservers) in 1.16.
-        let shift = if self.era == Era::V2020 { (q.try_count / n).min(8) } else { 0 };
-        q.deadline = now + self.timeout * (1 << shift);
+        q.deadline = now + timeout;
+        q.sent_at = now;
         // The channel's long-lived socket to this server (one per server, per transport).
         let socket = PROCESS_SOCKET + server as u32 + if q.transport == Transport::Tcp { 100 } else { 0 };
         let name = self.names[self.idx].clone();
@@ -195,6 +245,20 @@ impl Lookup for CAres {
         if reply.rcode != RCODE_NOERROR && reply.rcode != RCODE_NXDOMAIN {
             // SERVFAIL, NOTIMP, REFUSED: discarded; the next server.
             return self.next_try(now, i);
+        }
+        if self.era == Era::Current {
+            let q = &self.queries[i];
+            let server = self.servers[(q.try_count % self.servers.len() as u32) as usize];
+            let m = self.process.cares_latency.entry(server).or_insert((0, Duration::ZERO));
+            *m = (m.0 + 1, m.1 + now.saturating_sub(q.sent_at));
+            let ttl = match reply.rcode {
+                RCODE_NOERROR if !reply.addrs.is_empty() || reply.ancount > 0 => reply.ttl,
+                _ => reply.negative_ttl,
+            };
+            if let Some(ttl) = ttl.map(|t| t.min(QCACHE_MAX_TTL)).filter(|&t| t > 0) {
+                let key = (reply.qname_lower.clone(), reply.qtype);
+                self.process.cares_cache.insert(key, (now + Duration::from_secs(u64::from(ttl)), reply.clone()));
+            }
         }
         self.queries[i].reply = Some(reply);
         if self.queries.iter().all(|q| q.reply.is_some()) {
@@ -289,6 +353,36 @@ mod tests {
             1,
         );
         let (sent, _) = run(&mut new, drop());
-        assert_eq!(sent.iter().map(|s| s.at.as_secs()).collect::<Vec<_>>(), [0, 2, 4]);
+        assert_eq!(sent.iter().map(|s| s.at.as_millis()).collect::<Vec<_>>(), [0, 2000, 6000], "2 s, then about double");
+    }
+
+    #[test]
+    fn the_current_channel_caches_answers_and_learns_its_servers_latency() {
+        let c = call("www.google.com.", Hints::NULL);
+        let mut h = crate::client::harness::Harness::new(&zone(), ".", vec![]).expect("harness");
+        let mut first = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &c, Process::default(), 1);
+        let (sent, out) = h.run(&mut first, Duration::from_secs(60));
+        assert_eq!(sent.len(), 2);
+        assert!(out.expect("done").is_ok());
+        let process = first.process();
+        assert_eq!(process.cares_cache.len(), 2, "A and AAAA cached");
+        // Within the TTL (300 s) the same lookup sends nothing.
+        let mut again = CAres::new(Duration::from_secs(100), Era::Current, &kubelet_rc(), &c, process.clone(), 2);
+        assert!(again.poll_send().is_none());
+        assert!(again.result().expect("answered from the cache").is_ok());
+        // After it, the name goes on the wire again; the 2020 channel never caches.
+        let mut later = CAres::new(Duration::from_secs(301), Era::Current, &kubelet_rc(), &c, process.clone(), 3);
+        assert!(later.poll_send().is_some());
+        let mut old = CAres::new(Duration::from_secs(100), Era::V2020, &kubelet_rc(), &c, process, 4);
+        assert!(old.poll_send().is_some());
+        // Three answers at 2 ms each: the timeout becomes 5 × 2 ms, raised to the 250 ms floor.
+        let mut p = Process::default();
+        p.cares_latency.insert("10.96.0.10:53".parse().expect("addr"), (3, Duration::from_millis(6)));
+        let c4 = call("nothere.example.", Hints { family: Family::Inet, ..Hints::NULL });
+        let mut fast = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &c4, p, 5);
+        let drop = vec![Rule::Drop { qname: "nothere.example.".into(), qtype: 0, count: None }];
+        let mut h = crate::client::harness::Harness::new(&zone(), ".", drop).expect("harness");
+        let (sent, _) = h.run(&mut fast, Duration::from_secs(60));
+        assert_eq!(sent.iter().map(|s| s.at.as_millis()).collect::<Vec<_>>(), [0, 250, 750]);
     }
 }

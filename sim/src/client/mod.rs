@@ -123,6 +123,10 @@ pub struct Process {
     pub rotate: usize,
     /// Next query ID for libraries that count IDs per process (c-ares, evdns use random ones).
     pub queries_sent: u64,
+    /// c-ares (current): the channel's query cache, (lower-case qname, qtype) → (expires, answer).
+    pub cares_cache: std::collections::BTreeMap<(Vec<u8>, u16), (Duration, Reply)>,
+    /// c-ares (current): per server, (answers, their summed latency), for the dynamic timeout.
+    pub cares_latency: std::collections::BTreeMap<SocketAddr, (u32, Duration)>,
 }
 
 /// Socket ids at or above this belong to the process, not the lookup: they stay open across lookups
@@ -215,6 +219,10 @@ pub struct Reply {
     pub qtype: u16,
     pub addrs: Vec<IpAddr>,
     pub ancount: u16,
+    /// The smallest TTL among the answer records.
+    pub ttl: Option<u32>,
+    /// For a negative answer: the SOA in the authority section, min(its TTL, its MINIMUM) (RFC 2308).
+    pub negative_ttl: Option<u32>,
 }
 
 /// Reads an answer's header, question and A/AAAA records; None if it is not a well-formed response.
@@ -231,12 +239,26 @@ pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
         (0, wire::HEADER_LEN)
     };
     let ancount = wire::u16_at(msg, 6).ok()?;
+    let nscount = wire::u16_at(msg, 8).ok()?;
     let mut addrs = Vec::new();
-    for _ in 0..ancount {
-        let name_end = wire::skip_name(msg, at).ok()?;
-        let rtype = wire::u16_at(msg, name_end).ok()?;
-        let rdlen = wire::u16_at(msg, name_end + 8).ok()? as usize;
-        let rd = msg.get(name_end + 10..name_end + 10 + rdlen)?;
+    let mut ttl: Option<u32> = None;
+    let mut negative_ttl = None;
+    for i in 0..u32::from(ancount) + u32::from(nscount) {
+        let Ok(name_end) = wire::skip_name(msg, at) else { break };
+        let (Ok(rtype), Ok(rdlen)) = (wire::u16_at(msg, name_end), wire::u16_at(msg, name_end + 8)) else { break };
+        let rdlen = rdlen as usize;
+        let Some(rd) = msg.get(name_end + 10..name_end + 10 + rdlen) else { break };
+        let rr_ttl = msg.get(name_end + 4..name_end + 8).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if i >= u32::from(ancount) {
+            // Authority: the SOA of a negative answer; MINIMUM is its rdata's last four bytes.
+            if rtype == wire::TYPE_SOA && rdlen >= 4 {
+                let m = &rd[rdlen - 4..];
+                negative_ttl = Some(rr_ttl.min(u32::from_be_bytes([m[0], m[1], m[2], m[3]])));
+            }
+            at = name_end + 10 + rdlen;
+            continue;
+        }
+        ttl = Some(ttl.map_or(rr_ttl, |t| t.min(rr_ttl)));
         match (rtype, rdlen) {
             (wire::TYPE_A, 4) => addrs.push(IpAddr::from([rd[0], rd[1], rd[2], rd[3]])),
             (wire::TYPE_AAAA, 16) => {
@@ -248,7 +270,17 @@ pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
         }
         at = name_end + 10 + rdlen;
     }
-    Some(Reply { id: wire::flags::id(msg), rcode: wire::flags::rcode(msg), tc: wire::flags::tc(msg), qname_lower, qtype, addrs, ancount })
+    Some(Reply {
+        id: wire::flags::id(msg),
+        rcode: wire::flags::rcode(msg),
+        tc: wire::flags::tc(msg),
+        qname_lower,
+        qtype,
+        addrs,
+        ancount,
+        ttl,
+        negative_ttl,
+    })
 }
 
 /// A library to model, as `ndots-sim lookup --lib` names it.
@@ -312,7 +344,8 @@ pub fn run_model(
             let era = match version {
                 None | Some("current") | Some("1.34") => cares::Era::Current,
                 Some("2020") | Some("1.15") | Some("1.16") => cares::Era::V2020,
-                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16) or current (1.34)")),
+                Some("1.28") | Some("1.2x") => cares::Era::V2023,
+                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16), 1.28 (1.20–1.30) or current (1.34)")),
             };
             let mut c = cares::CAres::new(Duration::ZERO, era, rc, call, Process::default(), 1);
             harness.run(&mut c, limit)
