@@ -65,3 +65,23 @@ fn a_cache_restart_is_a_dns_gap_only_for_pods_pointed_at_the_link_local_address(
     assert!(!failed.is_empty(), "{hint}");
     assert!(failed.iter().all(|l| l.start >= Duration::from_secs(4) && l.start < Duration::from_secs(15)), "only during the gap; {hint}");
 }
+
+#[test]
+fn a_daemonset_rollout_moves_the_gap_from_node_to_node() {
+    let seed = seed(5);
+    let hint = replay(FILE, "a_daemonset_rollout_moves_the_gap_from_node_to_node", seed);
+    let mut s = scenarios::s05::spec(seed, true, &["web"]);
+    s.kernel = netmodel::Kernel::new(5, 15);
+    s.duration = Duration::from_secs(45);
+    s.node_local = Some(NodeLocal { bind_kube_dns: false, ..NodeLocal::template() });
+    // maxUnavailable 1: node 0 from 5 s, node 1 from 15 s, node 2 from 25 s, 10 s each.
+    s.faults = vec![(Duration::from_secs(5), Fault::RollNodeLocal { gap: Duration::from_secs(10) })];
+    let r = run(s).expect("runs");
+    for node in 0..3u64 {
+        let (from, to) = (Duration::from_secs(4 + 10 * node), Duration::from_secs(15 + 10 * node));
+        let failed: Vec<_> = r.lookups.iter().filter(|l| !l.ok && l.pod as u64 % 3 == node).collect();
+        assert!(!failed.is_empty(), "node {node}'s pods lose DNS in their turn; {hint}");
+        assert!(failed.iter().all(|l| l.start >= from && l.start < to), "node {node}: only in its turn; {hint}");
+    }
+    assert!(r.lookups.iter().filter(|l| l.start >= Duration::from_secs(36)).all(|l| l.ok), "every new cache serves; {hint}");
+}

@@ -358,6 +358,10 @@ pub struct Engine {
     az_burst: Vec<Option<(f64, Duration, bool, Duration)>>,
     /// Extra time each AZ's cloud resolver takes to answer.
     upstream_slow: Vec<Duration>,
+    /// UDP loss between the nodes and each AZ's cloud resolver.
+    upstream_loss: Vec<f64>,
+    /// UDP loss on links between two nodes, keyed (lower node, higher node).
+    link_loss: BTreeMap<(NodeId, NodeId), f64>,
     state: Arc<ClusterState>,
     replica_ips: Vec<(usize, IpAddr)>,
     /// Pod IPs handed out per node so far.
@@ -612,6 +616,8 @@ impl Engine {
             az_loss: vec![0.0; spec.azs],
             az_burst: vec![None; spec.azs],
             upstream_slow: vec![Duration::ZERO; spec.azs],
+            upstream_loss: vec![0.0; spec.azs],
+            link_loss: BTreeMap::new(),
             state,
             replica_ips,
             per_node,
@@ -1015,6 +1021,28 @@ impl Engine {
                 }
                 self.check_memory();
             }
+            Fault::UpstreamLoss { az, loss } => {
+                if let Some(l) = self.upstream_loss.get_mut(az) {
+                    *l = loss.clamp(0.0, 1.0);
+                }
+            }
+            Fault::LinkLoss { a, b, loss } => {
+                let key = (a.min(b), a.max(b));
+                if loss > 0.0 {
+                    self.link_loss.insert(key, loss.min(1.0));
+                } else {
+                    self.link_loss.remove(&key);
+                }
+            }
+            Fault::RollNodeLocal { gap } => {
+                // One node at a time, in node order, each waiting for the previous one's new pod.
+                let nodes: Vec<NodeId> = self.insts.iter().filter(|i| i.kind == InstKind::NodeLocal).map(|i| i.node).collect();
+                for (k, node) in nodes.into_iter().enumerate() {
+                    let down = self.now + gap * k as u32;
+                    self.push(down, Ev::Fault(Fault::NodeLocalDown(node)));
+                    self.push(down + gap, Ev::Fault(Fault::NodeLocalUp(node)));
+                }
+            }
             Fault::NodeLocalUp(node) => {
                 if let Some(i) = self.insts.iter().position(|i| i.kind == InstKind::NodeLocal && i.node == node) {
                     self.nodes[node].node_local = Some(i);
@@ -1392,7 +1420,8 @@ impl Engine {
         if self.in_burst(za) || (za != zb && self.in_burst(zb)) {
             return true;
         }
-        let keep = (1.0 - self.az_loss[za]) * if za == zb { 1.0 } else { 1.0 - self.az_loss[zb] };
+        let link = self.link_loss.get(&(a.min(b), a.max(b))).copied().unwrap_or(0.0);
+        let keep = (1.0 - self.az_loss[za]) * if za == zb { 1.0 } else { 1.0 - self.az_loss[zb] } * (1.0 - link);
         keep < 1.0 && self.rng.f64() >= keep
     }
 
@@ -1650,6 +1679,10 @@ impl Engine {
             // linklocal_allowance_exceeded: dropped silently (incidents.md §5).
             return;
         }
+        if pkt.transport == Transport::Udp && self.upstream_lost(az) {
+            self.net.dropped_loss += 1;
+            return;
+        }
         self.push(at, Ev::ToUpstream { frame: Frame { node_addr, az, transport: pkt.transport, payload: pkt.payload } });
     }
 
@@ -1761,8 +1794,18 @@ impl Engine {
     }
 
     /// An answer from the cloud resolver reaches the node that asked.
+    /// Whether a UDP packet to or from an AZ's cloud resolver is lost.
+    fn upstream_lost(&mut self, az: usize) -> bool {
+        let loss = self.upstream_loss.get(az).copied().unwrap_or(0.0);
+        loss > 0.0 && self.rng.f64() < loss
+    }
+
     fn upstream_answer(&mut self, frame: Frame) {
         let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
+        if transport == Transport::Udp && self.upstream_lost(frame.az) {
+            self.net.dropped_loss += 1;
+            return;
+        }
         // 1500-byte MTU: 20 bytes of IP and 8 of UDP leave 1472 for DNS; more is fragmented.
         if transport == Transport::Udp && self.spec.drop_fragments && frame.payload.len() > 1472 {
             self.net.dropped_fragments += 1;

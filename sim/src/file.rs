@@ -533,6 +533,18 @@ struct RawFault {
     node_down: Option<usize>,
     az_burst_loss: Option<RawBurst>,
     roll_replicas: Option<bool>,
+    upstream_loss: Option<RawAzLoss>,
+    link_loss: Option<RawLinkLoss>,
+    #[serde(with = "humantime_serde::option")]
+    roll_node_local: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinkLoss {
+    a: usize,
+    b: usize,
+    loss: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -567,7 +579,7 @@ struct RawServiceIp {
     ip: IpAddr,
 }
 
-const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, node_local_down, node_local_up, node_down, roll_replicas, apiserver_restart, az_loss, az_burst_loss, service_ip, cluster_nodes";
+const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, upstream_loss, node_local_down, node_local_up, roll_node_local, node_down, roll_replicas, apiserver_restart, az_loss, az_burst_loss, link_loss, service_ip, cluster_nodes";
 
 impl TryFrom<RawFault> for FaultAt {
     type Error = String;
@@ -605,6 +617,27 @@ impl TryFrom<RawFault> for FaultAt {
             }
             found.push(Fault::AzBurstLoss { az: b.az, loss: b.loss, burst: b.burst });
         }
+        if let Some(l) = r.upstream_loss {
+            if !(0.0..=1.0).contains(&l.loss) {
+                return Err(format!("upstream_loss.loss {}: expected a fraction from 0.0 to 1.0", l.loss));
+            }
+            found.push(Fault::UpstreamLoss { az: l.az, loss: l.loss });
+        }
+        if let Some(l) = r.link_loss {
+            if !(0.0..=1.0).contains(&l.loss) {
+                return Err(format!("link_loss.loss {}: expected a fraction from 0.0 to 1.0", l.loss));
+            }
+            if l.a == l.b {
+                return Err(format!("link_loss: a and b are both node {}; a link joins two nodes", l.a));
+            }
+            found.push(Fault::LinkLoss { a: l.a, b: l.b, loss: l.loss });
+        }
+        if let Some(gap) = r.roll_node_local {
+            if gap.is_zero() {
+                return Err("roll_node_local: expected the gap each node's update leaves, e.g. `roll_node_local: 5s`".into());
+            }
+            found.push(Fault::RollNodeLocal { gap });
+        }
         match found.len() {
             1 => Ok(FaultAt(at, found.remove(0))),
             0 => Err(format!("a fault needs one of: {FAULT_KEYS}")),
@@ -630,6 +663,9 @@ impl From<FaultAt> for RawFault {
             Fault::NodeDown(n) => r.node_down = Some(n),
             Fault::RollReplicas => r.roll_replicas = Some(true),
             Fault::AzBurstLoss { az, loss, burst } => r.az_burst_loss = Some(RawBurst { az, loss, burst }),
+            Fault::UpstreamLoss { az, loss } => r.upstream_loss = Some(RawAzLoss { az, loss }),
+            Fault::LinkLoss { a, b, loss } => r.link_loss = Some(RawLinkLoss { a, b, loss }),
+            Fault::RollNodeLocal { gap } => r.roll_node_local = Some(gap),
         }
         r
     }
@@ -896,6 +932,8 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
             Fault::UpstreamSlow { az, .. } => ("upstream_slow", *az, spec.azs, "cluster.azs"),
             Fault::NodeDown(n) => ("node_down", *n, spec.nodes, "cluster.nodes"),
             Fault::AzBurstLoss { az, .. } => ("az_burst_loss", *az, spec.azs, "cluster.azs"),
+            Fault::UpstreamLoss { az, .. } => ("upstream_loss", *az, spec.azs, "cluster.azs"),
+            Fault::LinkLoss { a, b, .. } => ("link_loss", *a.max(b), spec.nodes, "cluster.nodes"),
             _ => ("", 0, 1, ""),
         };
         if n >= limit {
@@ -903,6 +941,9 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
         }
         if matches!(f, Fault::NodeLocalDown(_) | Fault::NodeLocalUp(_)) && spec.node_local.is_none() {
             return Err(err_at(&["faults", &idx, key], format!("{key} needs `node_local` deployed")));
+        }
+        if matches!(f, Fault::RollNodeLocal { .. }) && spec.node_local.is_none() {
+            return Err(err_at(&["faults", &idx, "roll_node_local"], "roll_node_local needs `node_local` deployed".to_string()));
         }
         if *at > spec.duration {
             return Err(err_at(

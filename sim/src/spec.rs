@@ -211,6 +211,24 @@ pub enum Fault {
     /// time, and once it is ready an old one is deleted gracefully (out of the endpoints, then its
     /// 5 s lameduck).
     RollReplicas,
+    /// i.i.d. loss of UDP packets between the nodes and an AZ's cloud resolver, both ways (0.0
+    /// repairs it). TCP is reliable: its retransmissions are not modelled.
+    UpstreamLoss {
+        az: usize,
+        loss: f64,
+    },
+    /// i.i.d. loss of UDP packets on the link between two nodes, both ways (0.0 repairs it).
+    LinkLoss {
+        a: usize,
+        b: usize,
+        loss: f64,
+    },
+    /// A rolling update of the node-local-dns DaemonSet (maxUnavailable 1): node by node, the old pod
+    /// tears down (its NOTRACK rules and link-local address go, kubernetes/dns#310) and the new one
+    /// serves `gap` later, then the next node's turn.
+    RollNodeLocal {
+        gap: Duration,
+    },
 }
 
 /// kube-dns's liveness coupling (incidents.md §6.5, S15): dnsmasq refuses new forwards at

@@ -104,3 +104,42 @@ fn a_graceful_rolling_update_replaces_every_replica_without_losing_a_lookup() {
     assert!(r.latency_ms(1.0) < 1000.0, "max {} ms; {hint}", r.latency_ms(1.0));
     assert!(r.lookups.iter().filter(|l| l.start > Duration::from_secs(30)).count() > 100, "still resolving on the new replicas");
 }
+
+#[test]
+fn loss_to_the_cloud_resolver_hurts_only_the_names_that_go_there() {
+    let seed = seed_or(7);
+    let hint = replay("loss_to_the_cloud_resolver_hurts_only_the_names_that_go_there", seed);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.azs = 1;
+    spec.duration = Duration::from_secs(30);
+    spec.pods[0].names = vec![("x{n}.example.com.".into(), 1), ("web".into(), 1)];
+    spec.faults = vec![(Duration::from_secs(5), Fault::UpstreamLoss { az: 0, loss: 0.3 })];
+    let r = run(spec).expect("runs");
+    let slow = |l: &&sim::report::LookupRecord| !l.ok || l.latency() >= Duration::from_millis(100);
+    let external = |l: &&sim::report::LookupRecord| l.name.starts_with('x');
+    let before = r.lookups.iter().filter(|l| external(l) && l.end < Duration::from_secs(5)).filter(slow).count();
+    let after: Vec<_> = r.lookups.iter().filter(|l| external(l) && l.start >= Duration::from_secs(5)).collect();
+    let hurt = after.iter().filter(|l| slow(l)).count();
+    assert_eq!(before, 0, "{hint}");
+    assert!(hurt * 10 > after.len(), "{hurt} of {} cache misses waited on a lost packet; {hint}", after.len());
+    assert!(r.net.dropped_loss > 0, "{hint}");
+    assert!(r.lookups.iter().filter(|l| l.name == "web").all(|l| l.ok && l.latency() < Duration::from_millis(50)), "{hint}");
+}
+
+#[test]
+fn a_lossy_link_hurts_only_the_pods_on_its_two_nodes() {
+    let seed = seed_or(8);
+    let hint = replay("a_lossy_link_hurts_only_the_pods_on_its_two_nodes", seed);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.coredns_replicas = 2; // on nodes 0 and 1
+    spec.duration = Duration::from_secs(40);
+    spec.pods[0].names = vec![("web".into(), 1)];
+    spec.faults = vec![(Duration::ZERO, Fault::LinkLoss { a: 2, b: 0, loss: 1.0 })];
+    let r = run(spec).expect("runs");
+    let hurt: Vec<_> = r.lookups.iter().filter(|l| !l.ok || l.latency() >= Duration::from_secs(1)).collect();
+    // Pods on node 2 (every third pod) whose flow DNATs to the replica on node 0 wait out timeouts;
+    // node 1's pods reach that replica over a healthy link.
+    assert!(!hurt.is_empty(), "{hint}");
+    assert!(hurt.iter().all(|l| l.pod % 3 == 2), "{:?}; {hint}", hurt.iter().map(|l| l.pod).collect::<Vec<_>>());
+    assert!(r.net.dropped_loss > 0, "{hint}");
+}

@@ -156,6 +156,8 @@ fn a_fault_needs_a_time_and_exactly_one_kind() {
     assert!(e.starts_with("test.yaml:3:") && e.contains("needs `at`"), "{e}");
     let e = err("version: 1\nfaults:\n  - {at: 1s, az_loss: {az: 0, loss: 5}}\n");
     assert!(e.contains("expected a fraction from 0.0 to 1.0"), "{e}");
+    let e = err("version: 1\nfaults:\n  - {at: 1s, link_loss: {a: 1, b: 1, loss: 0.1}}\n");
+    assert!(e.starts_with("test.yaml:3:") && e.contains("a link joins two nodes"), "{e}");
 }
 
 #[test]
@@ -167,6 +169,10 @@ fn checks_across_keys_point_at_the_line_of_the_offending_key() {
     assert!(e.starts_with("test.yaml:4:5: at 11s: after the end of the run"), "{e}");
     let e = err("version: 1\nfaults:\n  - {at: 1s, node_local_down: 0}\n");
     assert!(e.contains("needs `node_local` deployed"), "{e}");
+    let e = err("version: 1\nfaults:\n  - {at: 1s, roll_node_local: 5s}\n");
+    assert!(e.starts_with("test.yaml:3:") && e.contains("roll_node_local needs `node_local` deployed"), "{e}");
+    let e = err("version: 1\ncluster:\n  nodes: 3\nfaults:\n  - {at: 1s, link_loss: {a: 0, b: 3, loss: 0.1}}\n");
+    assert!(e.contains("link_loss 3: out of range, cluster.nodes is 3"), "{e}");
     let e = err("version: 1\npods:\n  - namespace: shop\n");
     assert!(e.starts_with("test.yaml:3:") && e.contains("needs `count`"), "{e}");
 }
@@ -239,7 +245,7 @@ fn the_readme_example_file_is_valid() {
     std::fs::write(dir.join("internet.zone"), sim::spec::DEFAULT_INTERNET).expect("zone");
     std::fs::write(dir.join("cluster.yaml.scenario"), block).expect("write");
     let sc = sim::file::load(&dir.join("cluster.yaml.scenario"), &[]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 11));
+    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 14));
     assert!(sc.spec.cluster_state.is_some() && sc.spec.node_local.is_some());
     assert_eq!(sc.expect.unfinished_max, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
