@@ -109,6 +109,39 @@ struct Autopath {
     first: Option<(Vec<u8>, Vec<RecordSpan>)>,
 }
 
+/// What answering a client needs of its question, borrowed: the cache hit path builds one on the
+/// stack instead of a `Task`.
+#[derive(Debug, Clone, Copy)]
+struct Ask<'q> {
+    client: Client,
+    block: usize,
+    id: u16,
+    rd: bool,
+    qname_case: &'q [u8],
+    qtype: u16,
+    qclass: u16,
+    edns: Option<wire::Edns>,
+    cd: bool,
+    started: Now,
+}
+
+impl Task {
+    fn ask(&self, client: Client) -> Ask<'_> {
+        Ask {
+            client,
+            block: self.block,
+            id: self.id,
+            rd: self.rd,
+            qname_case: &self.qname_case,
+            qtype: self.qtype,
+            qclass: self.qclass,
+            edns: self.edns,
+            cd: self.cd,
+            started: self.started,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Task {
     /// None: an internal refresh (prefetch or serve_stale) that answers nobody.
@@ -413,22 +446,44 @@ impl Server {
             m.requests[usize::from(client.transport == Transport::Tcp)][fam][type_bucket(view.qtype)] += 1;
         }
         // loop: count our own probe.
-        let zone = self.blocks[bi].cfg.zones.first().cloned().unwrap_or_default();
-        if let Some((probe, seen)) = &mut self.blocks[bi].loop_probe
+        let b = &mut self.blocks[bi];
+        if let Some((probe, seen)) = &mut b.loop_probe
             && view.qtype == wire::TYPE_HINFO
             && probe == qname
         {
             *seen += 1;
             if *seen > 2 {
-                self.halted = Some(format!(
+                let zone = b.cfg.zones.first().cloned().unwrap_or_default();
+                let msg = format!(
                     "Loop ({}) detected for zone {zone}: the HINFO probe {} came back {} times",
                     client.local,
                     wire::name_to_string(probe),
                     seen
-                ));
+                );
+                self.halted = Some(msg);
             }
         }
         let (qs, qe) = view.qname_range;
+        let autopath = self.autopath_candidates(bi, &client, qname);
+        // Hot path: a cache hit with no autopath in the way, answered into `out` without a task
+        // (nothing on the heap: tests/alloc.rs).
+        if autopath.is_none() {
+            let ask = Ask {
+                client,
+                block: bi,
+                id: view.id,
+                rd: view.rd,
+                qname_case: &query[qs..qe],
+                qtype: view.qtype,
+                qclass: view.qclass,
+                edns: view.edns,
+                cd: view.cd,
+                started: now,
+            };
+            if let Some(handled) = self.try_cache(now, &ask, qname, out) {
+                return handled;
+            }
+        }
         let mut task = Task {
             client: Some(client),
             generation: self.generation,
@@ -443,16 +498,9 @@ impl Server {
             cd: view.cd,
             started: now,
             current: Vec::new(),
-            autopath: None,
+            autopath,
             skip_cache: false,
         };
-        task.autopath = self.autopath_candidates(bi, &client, qname);
-        // Hot path: a cache hit with no autopath in the way, answered into `out` without a task.
-        if task.autopath.is_none()
-            && let Some(handled) = self.try_cache(now, &task, qname, out)
-        {
-            return handled;
-        }
         task.current = qname.clone();
         let tid = self.insert_task(task);
         self.resolve(now, tid, false);
@@ -460,8 +508,8 @@ impl Server {
     }
 
     /// Cache lookup for the hot path: on a hit writes the answer into `out`.
-    fn try_cache(&mut self, now: Now, task: &Task, name: &[u8], out: &mut Vec<u8>) -> Option<Handled> {
-        let client = task.client?;
+    fn try_cache(&mut self, now: Now, task: &Ask, name: &[u8], out: &mut Vec<u8>) -> Option<Handled> {
+        let client = task.client;
         if !self.memo.is_empty() {
             let mut key = std::mem::take(&mut self.scratch_key);
             memo_key(&mut key, task.block, name, task.qtype, task.qclass, task.edns.is_some_and(|e| e.dnssec_ok), task.cd);
@@ -526,7 +574,7 @@ impl Server {
         Some(Handled::Answered)
     }
 
-    fn start_refresh(&mut self, now: Now, task: &Task, name: &[u8]) {
+    fn start_refresh(&mut self, now: Now, task: &Ask, name: &[u8]) {
         let t = Task {
             client: None,
             generation: self.generation,
@@ -763,7 +811,7 @@ impl Server {
         let Some(client) = task.client else { return };
         let b = &self.blocks.get(task.block);
         let Some(b) = b else { return };
-        let shape = shape_for(&task, &b.cfg, ttl, client);
+        let shape = shape_for(&task.ask(client), &b.cfg, ttl, client);
         let mut out = Vec::with_capacity(msg.len() + wire::OPT_LEN);
         cache::write_answer(&msg, &spans, &shape, &mut out);
         if b.cfg.loadbalance {
@@ -1267,32 +1315,31 @@ fn memo_key(buf: &mut Vec<u8>, block: usize, name: &[u8], qtype: u16, qclass: u1
 
 /// The size limit and EDNS echo for a client: 512 without EDNS, else its size capped by `bufsize`
 /// (and at least 512); TCP has no limit (RFC 1035 §4.2.1, RFC 6891 §6.2.5, dns-servers.md §2).
-fn shape_for<'t>(task: &'t Task, cfg: &ServerConfig, ttl: Option<u32>, client: Client) -> Shape<'t> {
+fn shape_for<'t>(task: &Ask<'t>, cfg: &ServerConfig, ttl: Option<u32>, client: Client) -> Shape<'t> {
     let limit = match (client.transport, task.edns) {
         (Transport::Tcp, _) => None,
         (Transport::Udp, None) => Some(wire::MAX_UDP_PLAIN),
         (Transport::Udp, Some(e)) => Some(usize::from(e.udp_size.min(cfg.bufsize)).max(wire::MAX_UDP_PLAIN)),
     };
-    Shape { id: task.id, rd: task.rd, qname: &task.qname_case, ttl, limit, opt: task.edns.map(|e| (cfg.bufsize, e.dnssec_ok)) }
+    Shape { id: task.id, rd: task.rd, qname: task.qname_case, ttl, limit, opt: task.edns.map(|e| (cfg.bufsize, e.dnssec_ok)) }
 }
 
 /// `loadbalance round_robin`: rotates each run of A/AAAA answer records of equal length whose owner is
 /// a compression pointer (nothing can point into such a record, so moving it is safe).
 fn round_robin(out: &mut [u8], spans: &[RecordSpan], rng: &mut fastrand::Rng) {
-    let answers: Vec<&RecordSpan> = spans.iter().filter(|s| s.section == 0).collect();
-    let movable: Vec<bool> = answers
-        .iter()
-        .map(|s| {
-            (s.rtype == wire::TYPE_A || s.rtype == wire::TYPE_AAAA)
-                && (s.end as usize) <= out.len()
-                && out.get(s.start as usize).is_some_and(|b| b & 0xc0 == 0xc0)
-        })
-        .collect();
+    // The answer records: the spans are in message order, so they are one run (no allocation).
+    let first = spans.iter().position(|s| s.section == 0).unwrap_or(spans.len());
+    let answers = &spans[first..first + spans[first..].iter().take_while(|s| s.section == 0).count()];
+    let movable = |out: &[u8], s: &RecordSpan| {
+        (s.rtype == wire::TYPE_A || s.rtype == wire::TYPE_AAAA)
+            && (s.end as usize) <= out.len()
+            && out.get(s.start as usize).is_some_and(|b| b & 0xc0 == 0xc0)
+    };
     let mut i = 0;
     while i < answers.len() {
         let mut j = i;
         while j < answers.len()
-            && movable[j]
+            && movable(out, &answers[j])
             && answers[j].end - answers[j].start == answers[i].end - answers[i].start
             && answers[j].rtype == answers[i].rtype
         {
