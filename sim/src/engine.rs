@@ -207,6 +207,18 @@ struct Conn {
 
 /// An event at (µs, sequence): the heap pops the earliest, ties in the order they were pushed. The
 /// event itself waits in `Engine::slab` (the heap moves only these 24 bytes as it sifts).
+/// The smallest queue length at which `Engine::compact` runs.
+const COMPACT_MIN: usize = 1 << 14;
+
+/// A timer event whose timer has been re-armed since (or whose lookup ended, or whose instance died).
+fn superseded(pods: &[Pod], insts: &[Inst], ev: &Ev) -> bool {
+    match ev {
+        Ev::ClientTimer { pod, lookup, at } => pods.get(*pod).and_then(|p| p.lookups.get(lookup)).map(|l| l.timer) != Some(Some(*at)),
+        Ev::InstTimer { inst, at } => insts.get(*inst).is_none_or(|i| i.timer != Some(*at) || !i.alive),
+        _ => false,
+    }
+}
+
 struct Scheduled {
     t: u64,
     seq: u64,
@@ -339,6 +351,8 @@ pub struct Engine {
     /// The events themselves, and the free slots.
     slab: Vec<Option<Ev>>,
     free: Vec<u32>,
+    /// Queue length at which superseded timer events are swept out (see `compact`).
+    compact_at: usize,
     seq: u64,
     nodes: Vec<Node>,
     pods: Vec<Pod>,
@@ -603,6 +617,7 @@ impl Engine {
             queue: BinaryHeap::new(),
             slab: Vec::new(),
             free: Vec::new(),
+            compact_at: COMPACT_MIN,
             seq: 0,
             nodes,
             pods,
@@ -690,6 +705,27 @@ impl Engine {
             }
         };
         self.queue.push(Scheduled { t, seq: self.seq, slot });
+        if self.queue.len() >= self.compact_at {
+            self.compact();
+        }
+    }
+
+    /// Sweeps superseded timer events out of the queue. A lookup or resolver re-arms its timer at
+    /// every send, and each re-arm leaves the old event behind to fire as a no-op seconds later, so
+    /// most of a busy queue is dead weight that every push and pop pays for. Whenever the queue has
+    /// doubled since the last sweep, the events whose timer was re-armed (or whose owner is gone) go.
+    /// Deterministic: it depends only on the queue's contents.
+    fn compact(&mut self) {
+        let (pods, insts, slab, free) = (&self.pods, &self.insts, &mut self.slab, &mut self.free);
+        self.queue.retain(|s| {
+            let live = slab[s.slot as usize].as_ref().is_some_and(|ev| !superseded(pods, insts, ev));
+            if !live {
+                slab[s.slot as usize] = None;
+                free.push(s.slot);
+            }
+            live
+        });
+        self.compact_at = (2 * self.queue.len()).max(COMPACT_MIN);
     }
 
     fn exp_gap(&mut self, pod: PodId) -> Duration {
