@@ -15,7 +15,7 @@
 //! a flow, `confirm` (insertion: POSTROUTING/INPUT). Two packets of one new flow processed concurrently
 //! on two CPUs both `begin` before either `confirm`s: that is the insertion race.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::FixedState;
 use std::net::SocketAddr;
@@ -211,9 +211,9 @@ pub struct Conntrack {
     /// Reply tuple → original tuple.
     replies: HashMap<Key, Tuple, FixedState>,
     /// (expires, original tuple), for expiry and early drop.
-    by_expiry: BTreeSet<(Duration, Key)>,
-    /// The non-ASSURED subset of `by_expiry`: what early drop may evict, without a scan.
-    unassured: BTreeSet<(Duration, Key)>,
+    by_expiry: ExpiryQueues,
+    /// The same for non-ASSURED entries: what early drop may evict, without a scan.
+    unassured: ExpiryQueues,
     pub counters: Counters,
 }
 
@@ -223,8 +223,8 @@ impl Conntrack {
             cfg,
             entries: HashMap::with_hasher(FixedState::with_seed(0)),
             replies: HashMap::with_hasher(FixedState::with_seed(0)),
-            by_expiry: BTreeSet::new(),
-            unassured: BTreeSet::new(),
+            by_expiry: ExpiryQueues::default(),
+            unassured: ExpiryQueues::default(),
             counters: Counters::default(),
         }
     }
@@ -241,35 +241,45 @@ impl Conntrack {
         self.entries.get(&Key::of(orig))
     }
 
-    /// Every entry, soonest to expire first.
+    /// Every entry, soonest to expire first (ties by tuple).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.by_expiry.iter().filter_map(|(_, k)| self.entries.get(k))
+        let mut live: Vec<(Duration, Key)> =
+            self.by_expiry.positions().filter(|(at, k)| self.entries.get(k).is_some_and(|e| e.expires == *at)).collect();
+        live.sort_unstable();
+        live.into_iter().filter_map(|(_, k)| self.entries.get(&k))
     }
 
     /// Removes every entry that expired by `now` (the kernel's gc worker).
     pub fn expire(&mut self, now: Duration) {
-        while let Some(&(at, t)) = self.by_expiry.first() {
+        while let Some((q, (at, k))) = self.by_expiry.first() {
             if at > now {
                 break;
             }
             // Pop first, so the loop ends even if the indexes ever disagreed.
-            self.by_expiry.pop_first();
-            if self.remove_key(&t) {
+            self.by_expiry.pop(q);
+            // A position left behind by a later touch is not this entry's expiry.
+            if self.entries.get(&k).is_some_and(|e| e.expires == at) && self.remove_key(&k) {
                 self.counters.expired += 1;
             }
         }
     }
 
-    fn set_expiry(&mut self, orig: Tuple, expires: Duration) {
-        if let Some(e) = self.entries.get_mut(&Key::of(&orig)) {
-            let k = Key::of(&orig);
-            self.by_expiry.remove(&(e.expires, k));
-            self.unassured.remove(&(e.expires, k));
+    fn set_expiry(&mut self, orig: Tuple, now: Duration, expires: Duration) {
+        let k = Key::of(&orig);
+        if let Some(e) = self.entries.get_mut(&k) {
             e.expires = expires;
-            self.by_expiry.insert((expires, k));
-            if !e.assured {
-                self.unassured.insert((expires, k));
+            let assured = e.assured;
+            let timeout = expires.saturating_sub(now);
+            self.by_expiry.push(timeout, expires, k);
+            if !assured {
+                self.unassured.push(timeout, expires, k);
             }
+        }
+        // Positions left behind by touches are swept when they outnumber the entries.
+        if self.by_expiry.len() > 4 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.by_expiry.retain(|at, k| entries.get(k).is_some_and(|e| e.expires == at));
+            self.unassured.retain(|at, k| entries.get(k).is_some_and(|e| e.expires == at && !e.assured));
         }
     }
 
@@ -341,14 +351,22 @@ impl Conntrack {
             Proto::Udp => self.cfg.udp_timeout,
             Proto::Tcp => self.cfg.tcp_handshake,
         };
-        self.set_expiry(p.orig, now + timeout);
+        self.set_expiry(p.orig, now, now + timeout);
         Verdict::Accept { to: p.target }
     }
 
     /// A full table evicts one non-ASSURED entry (the one closest to expiry) before refusing a new
     /// flow (incidents.md §2.4). The kernel scans hash buckets; which one goes is not modelled exactly.
     fn early_drop(&mut self, _rng: &mut fastrand::Rng) -> bool {
-        let victim = self.unassured.first().map(|(_, t)| *t);
+        // The soonest-expiring position that is still a non-ASSURED entry's expiry.
+        let mut victim = None;
+        while let Some((q, (at, k))) = self.unassured.first() {
+            if self.entries.get(&k).is_some_and(|e| e.expires == at && !e.assured) {
+                victim = Some(k);
+                break;
+            }
+            self.unassured.pop(q);
+        }
         match victim {
             Some(t) => {
                 self.remove_key(&t);
@@ -399,7 +417,7 @@ impl Conntrack {
                 }
             }
         };
-        self.set_expiry(orig, now + timeout);
+        self.set_expiry(orig, now, now + timeout);
     }
 
     /// Updates a TCP flow's state for a flag and refreshes it.
@@ -449,7 +467,7 @@ impl Conntrack {
 
     /// Non-ASSURED entries (what early drop can evict).
     pub fn unassured(&self) -> usize {
-        self.unassured.len()
+        self.entries.values().filter(|e| !e.assured).count()
     }
 
     /// Removes an entry from the table and every index. Returns whether it was there.
@@ -459,10 +477,67 @@ impl Conntrack {
 
     fn remove_key(&mut self, k: &Key) -> bool {
         let Some(e) = self.entries.remove(k) else { return false };
-        self.by_expiry.remove(&(e.expires, *k));
-        self.unassured.remove(&(e.expires, *k));
+        // Its index positions go stale and are skipped or swept.
         self.replies.remove(&Key::of(&e.reply));
         true
+    }
+}
+
+/// Expiry times, one FIFO queue per timeout in use. A queue fed `now + timeout` by a clock that only
+/// moves forward is sorted by construction, so refreshing a flow is a push at the back rather than a
+/// remove and an insert in a tree (the simulator refreshes an entry for every packet). A refreshed,
+/// removed or newly ASSURED entry leaves its old position behind; readers skip positions that are no
+/// longer an entry's expiry, and `Conntrack::set_expiry` sweeps them when they pile up.
+#[derive(Debug, Default)]
+struct ExpiryQueues {
+    queues: Vec<(Duration, VecDeque<(Duration, Key)>)>,
+    positions: usize,
+}
+
+impl ExpiryQueues {
+    fn push(&mut self, timeout: Duration, at: Duration, k: Key) {
+        let i = match self.queues.iter().position(|(t, _)| *t == timeout) {
+            Some(i) => i,
+            None => {
+                self.queues.push((timeout, VecDeque::new()));
+                self.queues.len() - 1
+            }
+        };
+        let q = &mut self.queues[i].1;
+        // Sorted by (at, key): at the back unless the clock went backwards or at ties by key.
+        if q.back().is_none_or(|b| *b <= (at, k)) {
+            q.push_back((at, k));
+        } else {
+            let pos = q.partition_point(|x| *x <= (at, k));
+            q.insert(pos, (at, k));
+        }
+        self.positions += 1;
+    }
+
+    /// The smallest position over every queue: (queue, position).
+    fn first(&self) -> Option<(usize, (Duration, Key))> {
+        self.queues.iter().enumerate().filter_map(|(i, (_, q))| q.front().map(|f| (i, *f))).min_by_key(|(_, f)| *f)
+    }
+
+    fn pop(&mut self, q: usize) {
+        if self.queues[q].1.pop_front().is_some() {
+            self.positions -= 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.positions
+    }
+
+    fn positions(&self) -> impl Iterator<Item = (Duration, Key)> + '_ {
+        self.queues.iter().flat_map(|(_, q)| q.iter().copied())
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(Duration, &Key) -> bool) {
+        for (_, q) in &mut self.queues {
+            q.retain(|(at, k)| keep(*at, k));
+        }
+        self.positions = self.queues.iter().map(|(_, q)| q.len()).sum();
     }
 }
 
@@ -611,8 +686,13 @@ mod tests {
                 }
                 prop_assert!(ct.len() <= max);
                 prop_assert_eq!(ct.entries.len(), ct.replies.len());
-                prop_assert_eq!(ct.entries.len(), ct.by_expiry.len());
-                prop_assert_eq!(ct.unassured.len(), ct.entries().filter(|e| !e.assured).count());
+                prop_assert_eq!(ct.entries.len(), ct.entries().count(), "every entry has its expiry position");
+                prop_assert!(ct.by_expiry.len() >= ct.entries.len());
+                let unassured: Vec<Key> = ct.entries().filter(|e| !e.assured).map(|e| Key::of(&e.orig)).collect();
+                for k in &unassured {
+                    let e = &ct.entries[k];
+                    prop_assert!(ct.unassured.positions().any(|(at, x)| x == *k && at == e.expires), "early drop can find every non-ASSURED entry");
+                }
                 for e in ct.entries() {
                     prop_assert!(e.expires >= now);
                     prop_assert!(e.expires <= now + Duration::from_secs(180));
