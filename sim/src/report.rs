@@ -101,7 +101,12 @@ impl Report {
         Report {
             seed: spec.seed,
             duration: spec.duration,
-            lookups: Vec::new(),
+            // Room for the lookups the workload will start (10% over; at most 4M up front), so a long
+            // run does not copy the record list every time it doubles.
+            lookups: Vec::with_capacity({
+                let per_s: f64 = spec.pods.iter().map(|g| g.rate * g.count as f64).sum();
+                (per_s * spec.duration.as_secs_f64() * 1.1).clamp(0.0, 4e6) as usize
+            }),
             series: Vec::new(),
             events: Vec::new(),
             app: Vec::new(),
