@@ -28,6 +28,7 @@ pub mod s16;
 pub mod s17;
 pub mod s18;
 pub mod s19;
+pub mod s20;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -138,5 +139,6 @@ pub fn incidents() -> Vec<Incident> {
         s17::incident(),
         s18::incident(),
         s19::incident(),
+        s20::incident(),
     ]
 }

@@ -198,6 +198,8 @@ struct RawCluster {
     /// Pods that exist only in the cluster state (the rest of a large cluster).
     extra_pods: Option<usize>,
     drop_fragments: Option<bool>,
+    /// A network-policy agent NFQUEUEs new flows, kernel without the 2024 fix (S20).
+    nfqueue: Option<bool>,
     /// A `kubectl get namespaces,services,endpointslices,pods -A -o yaml|json` dump (path).
     state_file: Option<PathBuf>,
     /// The same dump, inline.
@@ -710,6 +712,7 @@ fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result<Scenario, 
     spec.cluster_domain = c.domain.unwrap_or(spec.cluster_domain);
     spec.extra_pods = c.extra_pods.unwrap_or(0);
     spec.drop_fragments = c.drop_fragments.unwrap_or(false);
+    spec.nfqueue = c.nfqueue.unwrap_or(false);
     spec.node_monitor_grace = c.node_monitor_grace.unwrap_or(spec.node_monitor_grace);
     spec.cluster_state = match (c.state, c.state_file) {
         (Some(_), Some(_)) => {
@@ -1158,6 +1161,7 @@ fn unbuild(sc: &Scenario) -> RawFile {
         domain: differs(s.cluster_domain.clone(), d.cluster_domain.clone()),
         extra_pods: differs(s.extra_pods, 0),
         drop_fragments: differs(s.drop_fragments, false),
+        nfqueue: differs(s.nfqueue, false),
         state_file: None,
         state: s.cluster_state.clone(),
         node_monitor_grace: differs(s.node_monitor_grace, d.node_monitor_grace),

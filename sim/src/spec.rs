@@ -362,6 +362,9 @@ pub struct ClusterSpec {
     /// IP fragments between the nodes and the cloud resolver are dropped (incidents.md S18): a UDP
     /// answer over the 1500-byte MTU (1472 bytes of DNS payload) never arrives.
     pub drop_fragments: bool,
+    /// A network-policy agent NFQUEUEs new flows on kernels without the 2024 nfnetlink_queue fix:
+    /// insertion races drop again on any kernel (incidents.md S20).
+    pub nfqueue: bool,
     /// The cluster-proportional-autoscaler (dns-autoscaler), if it manages the replicas.
     pub autoscaler: Option<Autoscaler>,
     /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
@@ -409,6 +412,7 @@ impl ClusterSpec {
             replica_memory: None,
             extra_pods: 0,
             drop_fragments: false,
+            nfqueue: false,
             autoscaler: None,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
