@@ -257,6 +257,9 @@ impl Conntrack {
 
     /// Removes every entry that expired by `now` (the kernel's gc worker).
     pub fn expire(&mut self, now: Duration) {
+        if self.by_expiry.earliest > now {
+            return;
+        }
         while let Some((q, (at, k))) = self.by_expiry.first() {
             if at > now {
                 break;
@@ -494,10 +497,18 @@ impl Conntrack {
 /// remove and an insert in a tree (the simulator refreshes an entry for every packet). A refreshed,
 /// removed or newly ASSURED entry leaves its old position behind; readers skip positions that are no
 /// longer an entry's expiry, and `Conntrack::set_expiry` sweeps them when they pile up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ExpiryQueues {
     queues: Vec<(Duration, VecDeque<(Duration, Key)>)>,
     positions: usize,
+    /// No position is earlier (`Duration::MAX` when empty): `expire` returns at once before it.
+    earliest: Duration,
+}
+
+impl Default for ExpiryQueues {
+    fn default() -> ExpiryQueues {
+        ExpiryQueues { queues: Vec::new(), positions: 0, earliest: Duration::MAX }
+    }
 }
 
 impl ExpiryQueues {
@@ -518,6 +529,7 @@ impl ExpiryQueues {
             q.insert(pos, (at, k));
         }
         self.positions += 1;
+        self.earliest = self.earliest.min(at);
     }
 
     /// The smallest position over every queue: (queue, position).
@@ -529,6 +541,7 @@ impl ExpiryQueues {
         if self.queues[q].1.pop_front().is_some() {
             self.positions -= 1;
         }
+        self.earliest = self.first().map_or(Duration::MAX, |(_, (at, _))| at);
     }
 
     fn len(&self) -> usize {
@@ -544,6 +557,7 @@ impl ExpiryQueues {
             q.retain(|(at, k)| keep(*at, k));
         }
         self.positions = self.queues.iter().map(|(_, q)| q.len()).sum();
+        self.earliest = self.first().map_or(Duration::MAX, |(_, (at, _))| at);
     }
 }
 

@@ -231,9 +231,13 @@ impl Lookup for CAres {
             return;
         }
         let Some(reply) = parse_reply(msg) else { return };
-        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
+        let name = self.names[self.idx].as_str();
         let Some(i) = self.queries.iter().position(|q| {
-            q.reply.is_none() && q.transport == transport && q.id == reply.id && q.qtype == reply.qtype && reply.qname_lower == name
+            q.reply.is_none()
+                && q.transport == transport
+                && q.id == reply.id
+                && q.qtype == reply.qtype
+                && super::qname_is(&reply.qname_lower, name)
         }) else {
             return;
         };

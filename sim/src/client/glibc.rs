@@ -454,12 +454,10 @@ impl Lookup for Glibc {
         }
         let Some(reply) = parse_reply(msg) else { return };
         // res_queriesmatch: the ID and the question must match an outstanding query.
-        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
-        let Some(i) = self
-            .queries
-            .iter()
-            .position(|q| q.sent && q.reply.is_none() && q.id == reply.id && q.qtype == reply.qtype && reply.qname_lower == name)
-        else {
+        let name = self.names[self.idx].as_str();
+        let Some(i) = self.queries.iter().position(|q| {
+            q.sent && q.reply.is_none() && q.id == reply.id && q.qtype == reply.qtype && super::qname_is(&reply.qname_lower, name)
+        }) else {
             return;
         };
         if reply.tc && transport == Transport::Udp {

@@ -224,8 +224,8 @@ impl Lookup for Go {
             return;
         };
         let Some(reply) = parse_reply(msg) else { return };
-        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
-        if reply.id != self.lanes[i].id || reply.qtype != self.lanes[i].qtype || reply.qname_lower != name {
+        let name = self.names[self.idx].as_str();
+        if reply.id != self.lanes[i].id || reply.qtype != self.lanes[i].qtype || !super::qname_is(&reply.qname_lower, name) {
             return;
         }
         if reply.tc && transport == Transport::Udp {

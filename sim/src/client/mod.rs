@@ -189,6 +189,21 @@ pub(crate) mod fixtures {
     }
 }
 
+/// Whether a wire-format, lower-cased name (as `Reply::qname_lower`) is the dotted `name`, ignoring
+/// ASCII case; no allocation (the simulator matches every answer this way).
+pub fn qname_is(wire_lower: &[u8], name: &str) -> bool {
+    let mut at = 0;
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        let Some(&len) = wire_lower.get(at) else { return false };
+        let len = usize::from(len);
+        match wire_lower.get(at + 1..at + 1 + len) {
+            Some(l) if l.eq_ignore_ascii_case(label.as_bytes()) => at += 1 + len,
+            _ => return false,
+        }
+    }
+    wire_lower.get(at) == Some(&0) && at + 1 == wire_lower.len()
+}
+
 /// Builds a query: ID, RD, one question, optional OPT.
 pub fn build_query(id: u16, qname: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
     let mut m = Vec::with_capacity(qname.len() + 32);
@@ -360,4 +375,18 @@ pub fn run_model(
             harness.run(&mut e, limit)
         }
     })
+}
+
+#[cfg(test)]
+mod qname_tests {
+    #[test]
+    fn qname_is_compares_wire_names_with_dotted_ones_ignoring_case() {
+        let wire = resolver::wire::name_from_str("www.google.com.").expect("name");
+        assert!(super::qname_is(&wire, "WWW.Google.com."));
+        assert!(super::qname_is(&wire, "www.google.com"));
+        assert!(!super::qname_is(&wire, "www.google.co."));
+        assert!(!super::qname_is(&wire, "www.google.com.au."));
+        assert!(!super::qname_is(&wire, "google.com."));
+        assert!(super::qname_is(&[0], "."));
+    }
 }

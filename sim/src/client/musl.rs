@@ -224,9 +224,11 @@ impl Lookup for Musl {
             return;
         }
         let Some(reply) = parse_reply(msg) else { return };
-        let name = resolver::wire::name_from_str(&self.names[self.idx]).unwrap_or_default();
-        let Some(i) =
-            self.queries.iter().position(|q| q.reply.is_none() && q.id == reply.id && q.qtype == reply.qtype && reply.qname_lower == name)
+        let name = self.names[self.idx].as_str();
+        let Some(i) = self
+            .queries
+            .iter()
+            .position(|q| q.reply.is_none() && q.id == reply.id && q.qtype == reply.qtype && super::qname_is(&reply.qname_lower, name))
         else {
             return;
         };
