@@ -267,9 +267,33 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::U
     }
     // A larger receive buffer absorbs bursts (coredns#4506: the UDP buffer is the real limit).
     let _ = s.set_recv_buffer_size(4 << 20);
+    if addr.ip().is_unspecified() {
+        // A wildcard socket learns each query's destination address (IP_PKTINFO) and answers from it:
+        // on a host with several addresses the kernel would otherwise pick the source by route, and a
+        // client that sent to another address drops the reply (as miekg/dns, under CoreDNS, does).
+        use nix::sys::socket::{setsockopt, sockopt};
+        let r = if addr.is_ipv4() {
+            setsockopt(&s, sockopt::Ipv4PacketInfo, &true)
+        } else {
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)
+        };
+        r.map_err(std::io::Error::from)?;
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+/// Sends one datagram from `from` (IP_PKTINFO) when the listener is a wildcard socket, else plainly.
+async fn send_from(sock: &UdpSocket, payload: &[u8], dst: SocketAddr, from: Option<IpAddr>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    match from {
+        None => sock.send_to(payload, dst).await.map(|_| ()),
+        Some(ip) => {
+            let fd = sock.as_raw_fd();
+            sock.async_io(tokio::io::Interest::WRITABLE, || batch::send_one(fd, payload, dst, ip)).await
+        }
+    }
 }
 
 fn tcp_listener_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
@@ -448,7 +472,7 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
     let fd = sock.as_raw_fd();
     let mut batch = batch::Batch::new();
     let mut outs: Vec<Vec<u8>> = (0..batch::BATCH).map(|_| Vec::with_capacity(4096)).collect();
-    let mut ready: Vec<(usize, SocketAddr)> = Vec::with_capacity(batch::BATCH);
+    let mut ready: Vec<(usize, SocketAddr, Option<IpAddr>)> = Vec::with_capacity(batch::BATCH);
     loop {
         if let Err(e) = sock.readable().await {
             warn!("udp readable on {local}: {e}");
@@ -465,8 +489,10 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
         ready.clear();
         let mut pending = false;
         for (i, out) in outs.iter_mut().enumerate().take(n) {
-            let (query, src) = batch.get(i);
+            let (query, src, dst) = batch.get(i);
             let Some(src) = src else { continue };
+            // On a wildcard socket, the address the query was sent to (IP_PKTINFO).
+            let local = SocketAddr::new(dst.unwrap_or(local.ip()), local.port());
             let client = Client { src, local, transport: Transport::Udp, conn: 0 };
             let handled = {
                 let now = shared.now();
@@ -477,7 +503,7 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
                     if shared.log_queries {
                         log_query(&client, query, out);
                     }
-                    ready.push((i, src));
+                    ready.push((i, src, dst));
                 }
                 Handled::Pending => pending = true,
                 Handled::Dropped => {}
@@ -489,8 +515,8 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
         let sent =
             if ready.is_empty() { 0 } else { sock.try_io(tokio::io::Interest::WRITABLE, || batch.send(fd, &outs, &ready)).unwrap_or(0) };
         // What the socket would not take at once goes out one by one, waiting for room.
-        for &(i, dst) in ready.iter().skip(sent) {
-            if let Err(e) = sock.send_to(&outs[i], dst).await {
+        for &(i, dst, from) in ready.iter().skip(sent) {
+            if let Err(e) = send_from(&sock, &outs[i], dst, from).await {
                 warn!("udp send to {dst}: {e}");
             }
         }
@@ -634,14 +660,21 @@ fn dispatch(shared: &Rc<Shared>, t: Transmit) {
     match t.dest {
         Dest::Client(c) => match c.transport {
             Transport::Udp => {
-                // Reply from the listener the query came in on.
-                let sock = shared.listeners.borrow().get(&c.local).cloned();
-                if let Some(sock) = sock {
+                // Reply from the listener the query came in on: bound to that address, or a wildcard
+                // socket answering from it.
+                let sock = {
+                    let l = shared.listeners.borrow();
+                    l.get(&c.local).cloned().map(|s| (s, None)).or_else(|| {
+                        let any = [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)];
+                        any.iter().find_map(|ip| l.get(&SocketAddr::new(*ip, c.local.port())).cloned()).map(|s| (s, Some(c.local.ip())))
+                    })
+                };
+                if let Some((sock, from)) = sock {
                     if shared.log_queries {
                         info!(target: "ndots::log", "{}:{} - answer {} bytes", c.src.ip(), c.src.port(), t.payload.len());
                     }
                     tokio::task::spawn_local(async move {
-                        let _ = sock.send_to(&t.payload, c.src).await;
+                        let _ = send_from(&sock, &t.payload, c.src, from).await;
                     });
                 }
             }
@@ -966,7 +999,10 @@ mod batch {
     use std::net::SocketAddr;
     use std::os::fd::RawFd;
 
-    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+    use std::net::IpAddr;
+
+    use nix::libc;
+    use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg};
 
     /// Datagrams per system call.
     pub const BATCH: usize = 32;
@@ -978,8 +1014,14 @@ mod batch {
         bufs: Box<[[u8; QUERY_MAX]; BATCH]>,
         lens: [usize; BATCH],
         srcs: [Option<SocketAddr>; BATCH],
+        /// Destination address of each datagram, from IP_PKTINFO (wildcard sockets only).
+        dsts: [Option<IpAddr>; BATCH],
         recv_headers: MultiHeaders<SockaddrStorage>,
         send_headers: MultiHeaders<SockaddrStorage>,
+        /// The same with room for exactly one IP_PKTINFO / IPV6_PKTINFO message (the kernel reads the
+        /// whole control buffer, so each size gets its own headers).
+        send_v4: MultiHeaders<SockaddrStorage>,
+        send_v6: MultiHeaders<SockaddrStorage>,
     }
 
     impl Batch {
@@ -988,8 +1030,11 @@ mod batch {
                 bufs: Box::new([[0u8; QUERY_MAX]; BATCH]),
                 lens: [0; BATCH],
                 srcs: [None; BATCH],
-                recv_headers: MultiHeaders::preallocate(BATCH, None),
+                dsts: [None; BATCH],
+                recv_headers: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in6_pktinfo))),
                 send_headers: MultiHeaders::preallocate(BATCH, None),
+                send_v4: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in_pktinfo))),
+                send_v6: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::in6_pktinfo))),
             }
         }
 
@@ -1003,27 +1048,90 @@ mod batch {
                 self.srcs[i] = m.address.and_then(|a: SockaddrStorage| {
                     a.as_sockaddr_in().map(|v4| SocketAddr::from(*v4)).or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
                 });
+                self.dsts[i] = m.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|c| match c {
+                        ControlMessageOwned::Ipv4PacketInfo(pi) => Some(IpAddr::from(u32::from_be(pi.ipi_addr.s_addr).to_be_bytes())),
+                        ControlMessageOwned::Ipv6PacketInfo(pi) => Some(IpAddr::from(pi.ipi6_addr.s6_addr)),
+                        _ => None,
+                    })
+                    // A query to a broadcast or multicast address is answered from the route's source.
+                    .filter(|ip| !ip.is_multicast() && *ip != IpAddr::from([255, 255, 255, 255]))
+                });
                 n = i + 1;
             }
             Ok(n)
         }
 
-        /// Datagram `i` of the last `recv` and where it came from.
-        pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
-            (&self.bufs[i][..self.lens[i].min(QUERY_MAX)], self.srcs[i])
+        /// Datagram `i` of the last `recv`, where it came from and (wildcard sockets) where it went.
+        pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>, Option<IpAddr>) {
+            (&self.bufs[i][..self.lens[i].min(QUERY_MAX)], self.srcs[i], self.dsts[i])
         }
 
         /// Sends the replies `outs[slot]` to their destinations in one call: how many went (WouldBlock:
         /// none).
-        pub fn send(&mut self, fd: RawFd, outs: &[Vec<u8>], ready: &[(usize, SocketAddr)]) -> io::Result<usize> {
-            let k = ready.len().min(BATCH);
-            let slices: [[IoSlice<'_>; 1]; BATCH] =
-                std::array::from_fn(|j| [IoSlice::new(ready.get(j).and_then(|r| outs.get(r.0)).map_or(&[][..], Vec::as_slice))]);
-            let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|j| ready.get(j).map(|r| SockaddrStorage::from(r.1)));
-            let cmsgs: [ControlMessage<'_>; 0] = [];
-            let sent =
-                sendmmsg(fd, &mut self.send_headers, slices.iter(), &addrs[..k], cmsgs, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)?;
-            Ok(sent.count())
+        pub fn send(&mut self, fd: RawFd, outs: &[Vec<u8>], ready: &[(usize, SocketAddr, Option<IpAddr>)]) -> io::Result<usize> {
+            // The replies leave in runs of one source address (one run, unless a wildcard socket got
+            // queries for several of its addresses).
+            let ready = &ready[..ready.len().min(BATCH)];
+            let mut done = 0;
+            while done < ready.len() {
+                let from = ready[done].2;
+                let run = &ready[done..done + ready[done..].iter().take_while(|r| r.2 == from).count()];
+                let slices: [[IoSlice<'_>; 1]; BATCH] =
+                    std::array::from_fn(|j| [IoSlice::new(run.get(j).and_then(|r| outs.get(r.0)).map_or(&[][..], Vec::as_slice))]);
+                let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|j| run.get(j).map(|r| SockaddrStorage::from(r.1)));
+                let pi = from.map(PktInfo::new);
+                let cmsg: Vec<ControlMessage<'_>> = pi.iter().map(PktInfo::cmsg).collect();
+                let headers = match from {
+                    None => &mut self.send_headers,
+                    Some(IpAddr::V4(_)) => &mut self.send_v4,
+                    Some(IpAddr::V6(_)) => &mut self.send_v6,
+                };
+                let sent = match sendmmsg(fd, headers, slices.iter(), &addrs[..run.len()], &cmsg, MsgFlags::MSG_DONTWAIT) {
+                    Ok(s) => s.count(),
+                    // What went before stays sent; the caller sends the rest one by one.
+                    Err(_) if done > 0 => return Ok(done),
+                    Err(e) => return Err(io::Error::from(e)),
+                };
+                done += sent;
+                if sent < run.len() {
+                    break;
+                }
+            }
+            Ok(done)
         }
+    }
+
+    /// The source address of a reply, as IP_PKTINFO / IPV6_PKTINFO wants it.
+    enum PktInfo {
+        V4(libc::in_pktinfo),
+        V6(libc::in6_pktinfo),
+    }
+
+    impl PktInfo {
+        fn new(from: IpAddr) -> PktInfo {
+            match from {
+                IpAddr::V4(v4) => PktInfo::V4(libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(v4).to_be() },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                }),
+                IpAddr::V6(v6) => PktInfo::V6(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: v6.octets() }, ipi6_ifindex: 0 }),
+            }
+        }
+
+        fn cmsg(&self) -> ControlMessage<'_> {
+            match self {
+                PktInfo::V4(p) => ControlMessage::Ipv4PacketInfo(p),
+                PktInfo::V6(p) => ControlMessage::Ipv6PacketInfo(p),
+            }
+        }
+    }
+
+    /// One reply from `from` (the slow path, when the socket would not take a whole batch).
+    pub fn send_one(fd: RawFd, payload: &[u8], dst: SocketAddr, from: IpAddr) -> io::Result<()> {
+        let pi = PktInfo::new(from);
+        let iov = [IoSlice::new(payload)];
+        sendmsg(fd, &iov, &[pi.cmsg()], MsgFlags::MSG_DONTWAIT, Some(&SockaddrStorage::from(dst))).map(|_| ()).map_err(io::Error::from)
     }
 }

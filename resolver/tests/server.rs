@@ -357,3 +357,22 @@ fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
     let status = m.child.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_wildcard_listener_answers_from_the_address_the_query_was_sent_to() {
+    let up = start("pktinfo-up", &upstream_corefile(), &[]);
+    let corefile = format!(".:{{PORT}} {{\n    forward . 127.0.0.1:{}\n    cache 30\n}}\n", up.port);
+    let main = start("pktinfo", &corefile, &[]);
+    // No `bind`: one socket on 0.0.0.0. 127.0.0.2 is on lo too; answered from 127.0.0.1 (the kernel's
+    // choice without IP_PKTINFO), a connected client socket would never see the reply (CoreDNS's
+    // miekg/dns replies from the destination address of the query).
+    for round in ["forwarded (a pending answer)", "from the cache (the hot path)"] {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.connect(("127.0.0.2", main.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        s.send(&raw_query(7, "www.example.org", 1, false)).expect("send");
+        let mut b = [0u8; 512];
+        let n = s.recv(&mut b).unwrap_or_else(|e| panic!("{round}: no answer from 127.0.0.2: {e}"));
+        assert_eq!(rcode(&b[..n]), 0, "{round}");
+    }
+}
