@@ -85,9 +85,50 @@ struct Shared {
     rng: RefCell<fastrand::Rng>,
     stopping: std::cell::Cell<bool>,
     log_queries: bool,
+    log_throttle: RefCell<LogThrottle>,
     hub: Arc<Hub>,
     /// This worker's index in `hub`.
     id: usize,
+}
+
+/// Warnings that can fire per packet or per connection (a flood, a dead network, a full socket buffer)
+/// are let through `BURST` times per key per second; the next one let through says how many were held
+/// back, so nothing is hidden and the log cannot become the outage.
+#[derive(Default)]
+struct LogThrottle {
+    /// key → (window start, let through in it, held back since the last one let through).
+    windows: BTreeMap<&'static str, (Duration, u32, u64)>,
+}
+
+impl LogThrottle {
+    const BURST: u32 = 10;
+
+    /// Some(held back so far) if this one may be logged.
+    fn allow(&mut self, key: &'static str, now: Duration) -> Option<u64> {
+        let w = self.windows.entry(key).or_insert((now, 0, 0));
+        if now.saturating_sub(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0, w.2);
+        }
+        if w.1 < Self::BURST {
+            w.1 += 1;
+            Some(std::mem::take(&mut w.2))
+        } else {
+            w.2 += 1;
+            None
+        }
+    }
+}
+
+/// `warn!` through the worker's `LogThrottle`, keyed by call site.
+macro_rules! warn_throttled {
+    ($shared:expr, $key:literal, $($arg:tt)+) => {
+        let held = $shared.log_throttle.borrow_mut().allow($key, $shared.now());
+        match held {
+            Some(0) => warn!($($arg)+),
+            Some(held) => warn!(held_back = held, $($arg)+),
+            None => {}
+        }
+    };
 }
 
 /// A client TCP connection's answer queue and its writer task.
@@ -330,6 +371,7 @@ async fn serve(
         rng: RefCell::new(fastrand::Rng::with_seed(w.seed ^ 0x9e37_79b9_7f4a_7c15)),
         stopping: std::cell::Cell::new(false),
         log_queries,
+        log_throttle: RefCell::default(),
         hub: w.hub.clone(),
         id: w.id,
     });
@@ -475,14 +517,14 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
     let mut ready: Vec<(usize, SocketAddr, Option<IpAddr>)> = Vec::with_capacity(batch::BATCH);
     loop {
         if let Err(e) = sock.readable().await {
-            warn!("udp readable on {local}: {e}");
+            warn_throttled!(shared, "udp-readable", "udp readable on {local}: {e}");
             continue;
         }
         let n = match sock.try_io(tokio::io::Interest::READABLE, || batch.recv(fd)) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                warn!("udp recv on {local}: {e}");
+                warn_throttled!(shared, "udp-recv", "udp recv on {local}: {e}");
                 continue;
             }
         };
@@ -517,7 +559,7 @@ async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
         // What the socket would not take at once goes out one by one, waiting for room.
         for &(i, dst, from) in ready.iter().skip(sent) {
             if let Err(e) = send_from(&sock, &outs[i], dst, from).await {
-                warn!("udp send to {dst}: {e}");
+                warn_throttled!(shared, "udp-send", "udp send to {dst}: {e}");
             }
         }
     }
@@ -528,13 +570,13 @@ async fn tcp_listener(shared: Rc<Shared>, listener: TcpListener) {
         let (stream, src) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
-                warn!("tcp accept: {e}");
+                warn_throttled!(shared, "tcp-accept", "tcp accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         if shared.tcp_clients.borrow().len() >= MAX_TCP_CONNS.div_ceil(shared.hub.workers) {
-            warn!(%src, "too many tcp connections; closing");
+            warn_throttled!(shared, "tcp-limit", %src, "too many tcp connections; closing");
             continue;
         }
         let local = stream.local_addr().unwrap_or(src);
@@ -684,7 +726,7 @@ fn dispatch(shared: &Rc<Shared>, t: Transmit) {
                     None => false,
                 };
                 if full && let Some((_, writer)) = shared.tcp_clients.borrow_mut().remove(&c.conn) {
-                    warn!(client = %c.src, "tcp client reads no answers; closing");
+                    warn_throttled!(shared, "tcp-no-reader", client = %c.src, "tcp client reads no answers; closing");
                     writer.abort();
                 }
             }
@@ -698,7 +740,7 @@ fn dispatch(shared: &Rc<Shared>, t: Transmit) {
                     });
                 }
                 Err(e) => {
-                    warn!(%addr, "upstream udp socket: {e}");
+                    warn_throttled!(shared, "upstream-socket", %addr, "upstream udp socket: {e}");
                     let now = shared.now();
                     shared.server.borrow_mut().handle_upstream_error(now, addr, Transport::Udp);
                 }
@@ -1133,5 +1175,24 @@ mod batch {
         let pi = PktInfo::new(from);
         let iov = [IoSlice::new(payload)];
         sendmsg(fd, &iov, &[pi.cmsg()], MsgFlags::MSG_DONTWAIT, Some(&SockaddrStorage::from(dst))).map(|_| ()).map_err(io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use std::time::Duration;
+
+    use super::LogThrottle;
+
+    #[test]
+    fn ten_a_second_per_key_then_a_count_of_what_was_held_back() {
+        let mut t = LogThrottle::default();
+        let s = Duration::from_secs;
+        let let_through = (0..25).filter(|_| t.allow("udp-send", s(0)).is_some()).count();
+        assert_eq!(let_through, 10);
+        assert_eq!(t.allow("tcp-limit", s(0)), Some(0), "keys are separate");
+        assert_eq!(t.allow("udp-send", Duration::from_millis(999)), None);
+        assert_eq!(t.allow("udp-send", s(1)), Some(16), "the next one says how many were held back");
+        assert_eq!(t.allow("udp-send", s(1)), Some(0));
     }
 }
