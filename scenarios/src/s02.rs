@@ -27,6 +27,13 @@ pub fn stalled(r: &Report) -> usize {
     stalled_around(r, 5000.0)
 }
 
+/// Lookups that took glibc's 5 s timeout, or were still waiting at the end of the run (a drop in
+/// the last seconds; a lookup that has waited over 100 ms is waiting on a lost packet here): each
+/// accounts for exactly one drop.
+pub fn stalled_or_waiting(r: &Report) -> usize {
+    stalled(r) + r.unfinished.iter().filter(|w| **w > std::time::Duration::from_millis(100)).count()
+}
+
 /// Lookups that took `ms` (a library's retransmit time) plus at most 50 ms.
 pub fn stalled_around(r: &Report, ms: f64) -> usize {
     r.lookups.iter().filter(|l| (ms..ms + 50.0).contains(&(l.latency().as_secs_f64() * 1000.0))).count()

@@ -33,7 +33,8 @@ fn kernel_4_15_drops_packets_and_each_drop_is_a_5s_lookup() {
     let drops = r.net.dropped_race;
     assert!(drops >= 10, "{drops} drops; {hint}");
     assert_eq!(r.series.last().expect("samples").insert_failed, drops, "insert_failed counts each drop; {hint}");
-    assert_eq!(stalled(&r) as u64, drops, "one 5 s lookup per drop; {hint}");
+    // (A drop in the last 5 s leaves its lookup waiting at the end: counted too; seed 53 has five.)
+    assert_eq!(scenarios::s02::stalled_or_waiting(&r) as u64, drops, "one 5 s lookup per drop; {hint}");
     // After its first stall a process is sequential (RES_F_SNGLKUP): no lookup that starts after
     // the pod's first stalled lookup ended is stalled again. (Lookups already under way, like other
     // threads with their own resolver state, can still be hit.)
@@ -96,5 +97,5 @@ fn go_native_uses_a_socket_per_query_and_never_races() {
 fn go_cgo_races_like_glibc() {
     let (r, hint) = by_library("go_cgo_races_like_glibc", Library::GoCgo(sim::client::glibc::Version::CURRENT));
     assert!(r.net.dropped_race > 0, "{hint}");
-    assert_eq!(stalled(&r) as u64, r.net.dropped_race, "{hint}");
+    assert_eq!(scenarios::s02::stalled_or_waiting(&r) as u64, r.net.dropped_race, "{hint}");
 }

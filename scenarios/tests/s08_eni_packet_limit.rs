@@ -20,7 +20,9 @@ fn without_cache_the_eni_budget_is_hit_and_drops_cost_2s() {
     let hint = replay(FILE, "without_cache_the_eni_budget_is_hit_and_drops_cost_2s", seed);
     let r = run(spec(seed, 2400.0, HOT, without_cache)).expect("runs");
     let (per_eni, dropped) = pps(&r);
-    assert!(per_eni > 950.0, "{per_eni:.0} packets/s per ENI; {hint}");
+    // Offered load at the 1024/s budget: 946–1,115 packets/s per ENI over the first 63 seeds of a sweep;
+    // its bursts over the bucket are what drops.
+    assert!(per_eni > 900.0, "{per_eni:.0} packets/s per ENI; {hint}");
     assert!(dropped > 0.0 && r.net.dropped_eni > 0, "{hint}");
     // A dropped query costs forward's 2 s read timeout (incidents.md §6.1).
     assert!(r.latency_ms(0.99) >= 1900.0, "p99 {} ms; {hint}", r.latency_ms(0.99));
