@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use sim::client::harness::{Harness, Rule, decide};
 use sim::client::{Call, Family, Hints, Lib, Outcome, PodAddrs, ResolvConf, Transport};
 
+use crate::sh;
+
 const NS: &str = "ndots-ccheck";
 const SERVER: &str = "10.203.0.1";
 const POD: &str = "10.203.0.2";
@@ -306,18 +308,8 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn sh(args: &[&str]) -> Result<String, String> {
-    let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !o.status.success() {
-        return Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 fn in_ns(args: &[&str]) -> Result<String, String> {
-    let mut v = vec!["ip", "netns", "exec", NS];
-    v.extend_from_slice(args);
-    sh(&v)
+    crate::in_netns(NS, args)
 }
 
 /// The real programs this machine can build: (library, command, environment).

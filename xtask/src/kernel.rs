@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use netmodel::conntrack::{Config, Conntrack, Tuple, Verdict};
 use netmodel::{Kernel, Proto};
 
+use crate::sh;
+
 const NS: &str = "ndots-kcheck";
 
 /// The hidden helper run inside the namespace: `__udp serve PORT [silent]` answers every datagram
@@ -46,18 +48,8 @@ pub fn helper(args: &[String]) -> ExitCode {
     }
 }
 
-fn sh(args: &[&str]) -> Result<String, String> {
-    let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !o.status.success() {
-        return Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 fn in_ns(args: &[&str]) -> Result<String, String> {
-    let mut v = vec!["ip", "netns", "exec", NS];
-    v.extend_from_slice(args);
-    sh(&v)
+    crate::in_netns(NS, args)
 }
 
 /// One conntrack entry as the kernel or the model shows it.

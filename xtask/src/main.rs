@@ -70,6 +70,22 @@ pub(crate) fn run(step: &str, cmd: &mut Command) -> Result<(), ExitCode> {
     if status.success() { Ok(()) } else { Err(ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8)) }
 }
 
+/// Runs a command, its stdout, or an error naming it and its stderr (the namespace checks).
+pub(crate) fn sh(args: &[&str]) -> Result<String, String> {
+    let o = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !o.status.success() {
+        return Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `sh` inside network namespace `ns`.
+pub(crate) fn in_netns(ns: &str, args: &[&str]) -> Result<String, String> {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    sh(&v)
+}
+
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
