@@ -343,15 +343,10 @@ fn build_programs(dir: &Path) -> Vec<Program> {
     out
 }
 
-fn lib_name(l: Lib) -> &'static str {
-    match l {
-        Lib::Glibc => "glibc",
-        Lib::Musl => "musl",
-        Lib::Go => "go",
-        Lib::GoCgo => "go-cgo",
-        Lib::CAres => "c-ares",
-        Lib::Evdns => "evdns",
-    }
+/// The library's name as `ndots-sim lookup --lib` spells it.
+fn lib_name(l: Lib) -> String {
+    use clap::ValueEnum;
+    l.to_possible_value().map_or_else(|| format!("{l:?}"), |v| v.get_name().to_string())
 }
 
 /// The version of each library on this machine, for the model.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sim::client::harness::{Harness, Rule};
-use sim::client::{Call, Family, Hints, PodAddrs, ResolvConf};
+use sim::client::{Call, Family, Hints, Lib, PodAddrs, ResolvConf};
 use sim::spec::PodGroup;
 use sim::{ClusterSpec, run};
 
@@ -142,16 +142,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Lib {
-    Glibc,
-    Musl,
-    Go,
-    GoCgo,
-    CAres,
-    Evdns,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -307,14 +297,6 @@ fn lookup(
     let rc = ResolvConf::parse(&rc_text);
     let call = Call { name: name.to_string(), hints, pod: PodAddrs(addrs) };
     let mut harness = Harness::new(&zone_text, ".", rules).map_err(|e| format!("{}: {e}", zone_path.display()))?;
-    let lib = match lib {
-        Lib::Glibc => sim::client::Lib::Glibc,
-        Lib::Musl => sim::client::Lib::Musl,
-        Lib::Go => sim::client::Lib::Go,
-        Lib::GoCgo => sim::client::Lib::GoCgo,
-        Lib::CAres => sim::client::Lib::CAres,
-        Lib::Evdns => sim::client::Lib::Evdns,
-    };
     let (sent, outcome) = sim::client::run_model(lib, version.as_deref(), &rc, &call, &mut harness)?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();

@@ -298,8 +298,8 @@ pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
     })
 }
 
-/// A library to model, as `ndots-sim lookup --lib` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A library to model, as `ndots-sim lookup --lib` names it (glibc, musl, go, go-cgo, c-ares, evdns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lib {
     Glibc,
     Musl,
