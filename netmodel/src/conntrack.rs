@@ -252,6 +252,8 @@ impl Conntrack {
         let mut live: Vec<(Duration, Key)> =
             self.by_expiry.positions().filter(|(at, k)| self.entries.get(k).is_some_and(|e| e.expires == *at)).collect();
         live.sort_unstable();
+        // A flow refreshed twice in one instant has its expiry position twice.
+        live.dedup();
         live.into_iter().filter_map(|(_, k)| self.entries.get(&k))
     }
 
@@ -564,6 +566,19 @@ impl ExpiryQueues {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flow_refreshed_twice_in_one_instant_is_one_entry_and_one_deletion() {
+        let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 15), 100));
+        let mut rng = fastrand::Rng::with_seed(1);
+        let t = Tuple::udp("10.0.0.5:40000".parse().expect("addr"), "10.96.0.10:53".parse().expect("addr"));
+        let now = Duration::from_secs(1);
+        let _ = ct.confirm(now, ct.begin(t, "10.244.0.2:53".parse().expect("addr")), None, &mut rng);
+        ct.touch(now, t, false);
+        ct.touch(now, t, false);
+        assert_eq!(ct.entries().count(), 1);
+        assert_eq!(ct.delete_nat("10.96.0.10:53".parse().expect("addr"), "10.244.0.2".parse().expect("ip"), Proto::Udp), 1);
+    }
     use proptest::prelude::*;
 
     fn sa(s: &str) -> SocketAddr {
