@@ -1123,13 +1123,13 @@ mod batch {
                     std::array::from_fn(|j| [IoSlice::new(run.get(j).and_then(|r| outs.get(r.0)).map_or(&[][..], Vec::as_slice))]);
                 let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|j| run.get(j).map(|r| SockaddrStorage::from(r.1)));
                 let pi = from.map(PktInfo::new);
-                let cmsg: Vec<ControlMessage<'_>> = pi.iter().map(PktInfo::cmsg).collect();
+                let cmsg = pi.as_ref().map(PktInfo::cmsg);
                 let headers = match from {
                     None => &mut self.send_headers,
                     Some(IpAddr::V4(_)) => &mut self.send_v4,
                     Some(IpAddr::V6(_)) => &mut self.send_v6,
                 };
-                let sent = match sendmmsg(fd, headers, slices.iter(), &addrs[..run.len()], &cmsg, MsgFlags::MSG_DONTWAIT) {
+                let sent = match sendmmsg(fd, headers, slices.iter(), &addrs[..run.len()], cmsg.as_slice(), MsgFlags::MSG_DONTWAIT) {
                     Ok(s) => s.count(),
                     // What went before stays sent; the caller sends the rest one by one.
                     Err(_) if done > 0 => return Ok(done),
