@@ -197,9 +197,16 @@ impl Glibc {
         } else {
             Mode::Parallel
         };
+        let qtypes = qtypes(version, rc, hints, pod);
+        // AI_ADDRCONFIG narrows AF_UNSPEC to the one family present: gethostbyname3 for it.
+        let family = match (hints.family, hints.addrconfig, qtypes.as_slice()) {
+            (Family::Unspec, true, [TYPE_A]) => Family::Inet,
+            (Family::Unspec, true, [TYPE_AAAA]) => Family::Inet6,
+            (f, ..) => f,
+        };
         let mut g = Glibc {
             servers: rc.servers(3),
-            qtypes: qtypes(version, rc, hints, pod),
+            qtypes,
             edns: rc.edns0.then_some(EDNS_BUFFER),
             names,
             as_is,
@@ -230,12 +237,7 @@ impl Glibc {
             rng: fastrand::Rng::with_seed(seed),
             result: None,
             rc: rc.clone(),
-            // AI_ADDRCONFIG narrows AF_UNSPEC to the one family present: gethostbyname3 for it.
-            family: match (hints.family, hints.addrconfig, qtypes(version, rc, hints, pod).as_slice()) {
-                (Family::Unspec, true, [TYPE_A]) => Family::Inet,
-                (Family::Unspec, true, [TYPE_AAAA]) => Family::Inet6,
-                (f, ..) => f,
-            },
+            family,
             nss_buffer: 1024,
         };
         g.start_name(now);
