@@ -1,5 +1,8 @@
 //! The incident suite: every incident's failure and mitigation, run in the simulator with the real
 //! resolver, side by side in a table; an HTML report with the charts goes to target/ndots-report/.
+//!
+//! `incidents [S1 S2 ...]` runs some; `--hashes` prints only each side's trace hash (a refactor leaves every
+//! one as it was); `--export DIR` writes the registry as scenario files.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -45,6 +48,8 @@ fn main() -> ExitCode {
         };
         return export(std::path::Path::new(dir));
     }
+    // `--hashes`: only each side's trace hash, one line each (a refactor must leave them all as they were).
+    let hashes = args.iter().any(|a| a == "--hashes");
     args.retain(|a| !a.starts_with("--"));
     let only = args;
     let list: Vec<_> = incidents().into_iter().filter(|i| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(i.id))).collect();
@@ -72,6 +77,10 @@ fn main() -> ExitCode {
             }
         };
         eprintln!("[{}/{}] {} {} ({:.1} s)", k + 1, list.len(), inc.id, inc.title, t.elapsed().as_secs_f64());
+        if hashes {
+            println!("{} seed {seed} as-it-failed {:016x} mitigated {:016x}", inc.id, fail.trace_hash, fixed.trace_hash);
+            continue;
+        }
         let (mf, mm) = ((inc.measure)(&fail), (inc.measure)(&fixed));
         let (fail_ok, fail_v) = verdict(inc, &fail);
         let (fixed_ok, fixed_v) = verdict(inc, &fixed);
@@ -127,6 +136,9 @@ fn main() -> ExitCode {
                 },
             ],
         ));
+    }
+    if hashes {
+        return ExitCode::SUCCESS;
     }
     let widths: Vec<usize> = (0..4)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0).max(["ID", "Incident", "As it failed", "Mitigated"][c].len()))
