@@ -30,12 +30,12 @@ pub fn dns_hurt(r: &Report) -> f64 {
 
 /// Share of application requests during the loss that failed or took 5 s or more.
 pub fn app_hurt(r: &Report) -> f64 {
-    let a: Vec<_> = r.app.iter().filter(|a| during(a.0)).collect();
-    a.iter().filter(|a| !a.2 || a.1 >= Duration::from_secs(5)).count() as f64 / a.len().max(1) as f64
+    let a: Vec<_> = r.app.iter().filter(|a| during(a.start)).collect();
+    a.iter().filter(|a| !a.completed || a.latency >= Duration::from_secs(5)).count() as f64 / a.len().max(1) as f64
 }
 
 pub fn app_p99_ms(r: &Report) -> f64 {
-    sim::report::quantile_ms(r.app.iter().filter(|a| during(a.0)).map(|a| a.1).collect(), 0.99)
+    sim::report::quantile_ms(r.app.iter().filter(|a| during(a.start)).map(|a| a.latency).collect(), 0.99)
 }
 
 pub fn incident() -> Incident {

@@ -22,7 +22,7 @@ fn outcome(test: &str, library: Library) -> (Report, String) {
 fn evdns_2_1_fails_without_ever_trying_tcp() {
     let (r, hint) = outcome("evdns_2_1_fails_without_ever_trying_tcp", Library::Evdns(evdns::Version::V2_1));
     assert!(!r.lookups.is_empty(), "{hint}");
-    assert!(r.lookups.iter().all(|l| l.outcome == "fail"), "{hint}");
+    assert!(r.lookups.iter().all(|l| l.outcome == sim::report::LookupOutcome::Fail), "{hint}");
     assert_eq!(r.net.tcp_connections, 0, "no TCP on the wire; {hint}");
 }
 

@@ -151,7 +151,7 @@ fn lookups_json(run: &Run<'_>) -> serde_json::Value {
         .map(|l| {
             json!({
                 "pod": l.pod, "library": l.library.to_string(), "name": l.name, "start_ms": ms(l.start), "end_ms": ms(l.end),
-                "outcome": l.outcome, "addr": l.addr.map(|a| a.to_string()), "cached": l.cached,
+                "outcome": l.outcome.as_str(), "addr": l.addr.map(|a| a.to_string()), "cached": l.cached,
                 "queries": l.wire.iter().map(|q| json!({
                     "t_ms": ms(q.at), "qname": q.qname, "qtype": q.qtype,
                     "transport": format!("{:?}", q.transport).to_lowercase(), "server": q.server.to_string(),

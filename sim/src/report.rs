@@ -5,7 +5,6 @@ use std::time::Duration;
 use netmodel::Kernel;
 use netmodel::conntrack::Race;
 
-use crate::engine::{NetCounters, Wire};
 use crate::spec::ClusterSpec;
 
 /// One application lookup (one getaddrinfo call).
@@ -18,7 +17,7 @@ pub struct LookupRecord {
     /// Packets the library put on the wire for it.
     pub queries: u32,
     pub ok: bool,
-    pub outcome: &'static str,
+    pub outcome: LookupOutcome,
     /// The first address returned.
     pub addr: Option<std::net::IpAddr>,
     /// Answered by an application cache, no query sent.
@@ -39,6 +38,53 @@ pub struct WireQuery {
     pub qtype: u16,
     pub transport: crate::client::Transport,
     pub server: std::net::SocketAddr,
+}
+
+/// How a lookup ended, as the application saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupOutcome {
+    /// Addresses (from the wire or the application's cache).
+    Ok,
+    NxDomain,
+    NoData,
+    /// A temporary failure (EAI_AGAIN): timeouts, SERVFAIL.
+    Again,
+    Fail,
+}
+
+impl LookupOutcome {
+    /// The library's result, without its data.
+    pub fn of(o: &crate::client::Outcome) -> LookupOutcome {
+        use crate::client::Outcome;
+        match o {
+            Outcome::Addrs(_) => LookupOutcome::Ok,
+            Outcome::NoName => LookupOutcome::NxDomain,
+            Outcome::NoData => LookupOutcome::NoData,
+            Outcome::Again => LookupOutcome::Again,
+            Outcome::Fail(_) => LookupOutcome::Fail,
+        }
+    }
+
+    /// The name reports and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupOutcome::Ok => "ok",
+            LookupOutcome::NxDomain => "nxdomain",
+            LookupOutcome::NoData => "nodata",
+            LookupOutcome::Again => "again",
+            LookupOutcome::Fail => "fail",
+        }
+    }
+}
+
+/// One application TCP request (S12): two segments over an established connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppRequest {
+    pub start: Duration,
+    /// Both segments' one-way latencies plus every retransmission timeout waited.
+    pub latency: Duration,
+    /// False when a segment was given up on (tcp_retries2).
+    pub completed: bool,
 }
 
 impl LookupRecord {
@@ -77,8 +123,8 @@ pub struct Report {
     pub lookups: Vec<LookupRecord>,
     pub series: Vec<Second>,
     pub events: Vec<(Duration, String)>,
-    /// Application TCP requests: (start, latency, completed).
-    pub app: Vec<(Duration, Duration, bool)>,
+    /// Application TCP requests.
+    pub app: Vec<AppRequest>,
     pub net: NetCounters,
     pub conntrack_max: Vec<usize>,
     pub trace_hash: u64,
@@ -194,5 +240,59 @@ impl Report {
             self.net.dropped_dead,
             self.trace_hash,
         )
+    }
+}
+
+/// Counters of what happened on the simulated network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub packets: u64,
+    pub dropped_race: u64,
+    pub dropped_table_full: u64,
+    pub dropped_eni: u64,
+    pub dropped_dead: u64,
+    pub dropped_ipvs: u64,
+    pub dropped_blackhole: u64,
+    pub rejected: u64,
+    /// Packets nodes sent to the cloud resolvers (what the ENI budget counts).
+    pub upstream_packets: u64,
+    pub upstream_queries: u64,
+    pub tcp_connections: u64,
+    pub restarts: u64,
+    pub dropped_fragments: u64,
+    pub dropped_loss: u64,
+}
+
+/// Counters of one simulated second, what the report's per-second series show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Wire {
+    /// Queries pods sent, by type: A, AAAA, other.
+    pub by_type: [u64; 3],
+    /// Queries pods sent, by zone: under the cluster domain, or not.
+    pub cluster: u64,
+    pub external: u64,
+    /// Responses pods received, by rcode: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other.
+    pub rcodes: [u64; 5],
+    /// Packets each node's ENI sent to the cloud resolver.
+    pub eni: Vec<u64>,
+    /// Resolver cache hits and misses (cluster DNS and node-local caches together).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+impl Wire {
+    /// The rcode bucket a response falls in.
+    pub(crate) fn rcode(payload: &[u8]) -> Option<usize> {
+        // A response (QR set) with a whole header (RFC 1035 §4.1.1).
+        if payload.len() < 12 || payload[2] & 0x80 == 0 {
+            return None;
+        }
+        Some(match payload[3] & 0x0f {
+            0 => 0,
+            3 => 1,
+            2 => 2,
+            5 => 3,
+            _ => 4,
+        })
     }
 }

@@ -1,0 +1,101 @@
+//! The apiserver's view: the cluster state every resolver reads, as a Kubernetes List, rebuilt
+//! and handed to every resolver when it changes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use resolver::ClusterState;
+
+use super::{Engine, KUBE_DNS, KUBE_DNS_UPSTREAM, Pod, SimError};
+
+impl Engine {
+    /// The apiserver's view changed: rebuild the cluster state and hand it to every resolver.
+    pub(super) fn publish_state(&mut self) {
+        let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
+        if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
+            self.state = Arc::new(state);
+            let now = self.now;
+            for i in &mut self.insts {
+                i.server.handle_cluster_state(now, self.state.clone());
+            }
+        }
+    }
+}
+
+/// The cluster as `kubectl get namespaces,services,endpointslices,pods -A -o json` would print it.
+pub(super) fn cluster_list(
+    replicas: &[(usize, IpAddr)],
+    pods: &[Pod],
+    extra_pods: usize,
+    service_ips: &BTreeMap<(String, String), IpAddr>,
+    dump: &[serde_json::Value],
+) -> String {
+    use serde_json::json;
+    let mut items = Vec::new();
+    let mut namespaces: Vec<&str> = vec!["default", "kube-system", "shop", "bulk"];
+    for p in pods {
+        if !namespaces.contains(&p.namespace.as_str()) {
+            namespaces.push(&p.namespace);
+        }
+    }
+    for ns in &namespaces {
+        items.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    let endpoints: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ip))| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}, "targetRef": {"kind": "Pod", "name": format!("coredns-{i}")}}))
+        .collect();
+    for (name, vip) in [("kube-dns", KUBE_DNS), ("kube-dns-upstream", KUBE_DNS_UPSTREAM)] {
+        items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"clusterIP": vip.ip().to_string(), "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}));
+        items.push(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-sim"), "namespace": "kube-system", "labels": {"kubernetes.io/service-name": name}},
+            "endpoints": endpoints, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}));
+    }
+    // Application services the workloads look up: `web` and `api` in every namespace.
+    for (i, ns) in namespaces.iter().enumerate() {
+        for (j, svc) in ["web", "api"].iter().enumerate() {
+            let ip = service_ips
+                .get(&(ns.to_string(), svc.to_string()))
+                .map_or_else(|| format!("10.96.{}.{}", 10 + i, 10 + j), ToString::to_string);
+            items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": ns},
+                "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
+        }
+    }
+    for (i, (_, ip)) in replicas.iter().enumerate() {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("coredns-{i}"), "namespace": "kube-system"}, "status": {"podIP": ip.to_string()}}));
+    }
+    for (i, p) in pods.iter().enumerate() {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("app-{i}"), "namespace": p.namespace}, "status": {"podIP": p.ip.to_string()}}));
+    }
+    // The rest of a large cluster: pods that only exist in the state.
+    for i in 0..extra_pods {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("bulk-{i}"), "namespace": "bulk"},
+            "status": {"podIP": format!("10.{}.{}.{}", 200 + (i >> 16), (i >> 8) & 255, i & 255)}}));
+    }
+    items.extend(dump.iter().cloned());
+    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+/// The objects of a `kubectl get ... -o yaml|json` dump that join the simulated state: everything
+/// but kube-dns's own Services and EndpointSlices, which the simulator owns.
+pub(super) fn dump_items(text: &str) -> Result<Vec<serde_json::Value>, SimError> {
+    let doc: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| SimError::Spec(format!("cluster state dump: {e}")))?;
+    let items = match doc.get("items").and_then(|i| i.as_array()) {
+        Some(items) => items.clone(),
+        None => vec![doc],
+    };
+    let owned = |o: &serde_json::Value| {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let svc = o["metadata"]["labels"]["kubernetes.io/service-name"].as_str().unwrap_or_default();
+        ns == "kube-system"
+            && ((kind == "Service" && name.starts_with("kube-dns"))
+                || (kind == "EndpointSlice" && svc.starts_with("kube-dns"))
+                || (kind == "Endpoints" && name.starts_with("kube-dns")))
+    };
+    Ok(items.into_iter().filter(|o| !owned(o)).collect())
+}
