@@ -1061,4 +1061,17 @@ mod tests {
         assert_eq!(k.cluster_state, Some(std::env::temp_dir().join("state.yaml")));
         assert_eq!(k.zones, vec![wire::name_from_str("cluster.local").expect("name")]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn config_never_panics_on_plugin_soup(lines in proptest::collection::vec((
+            proptest::sample::select(vec!["cache", "forward", "kubernetes", "bufsize", "health", "reload", "template", "hosts", "autopath", "bind", "loop", "errors", "log", "prometheus", "ready", "loadbalance", "file", "nope"]),
+            proptest::collection::vec("[a-z0-9.:/%]{1,8}", 0..4),
+        ), 0..8)) {
+            let body: String = lines.iter().map(|(p, args)| format!("  {p} {}\n", args.join(" "))).collect();
+            if let Ok(cf) = parse_str(&format!(".:53 {{\n{body}}}\n"), "Corefile", None, &|_| None) {
+                let _ = Config::from_corefile(&cf, std::path::Path::new("/nonexistent"));
+            }
+        }
+    }
 }

@@ -21,17 +21,8 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use crate::cluster::{ClusterState, Service, ServiceKind};
 use crate::config::{KubernetesConfig, PodsMode};
+use crate::synth::Synth;
 use crate::wire;
-
-/// A synthesised answer: rcode and sections, assembled into a message by the server.
-#[derive(Debug, Clone, Default)]
-pub struct Synth {
-    pub rcode: u8,
-    pub authoritative: bool,
-    pub answers: Vec<Record>,
-    pub authority: Vec<Record>,
-    pub additional: Vec<Record>,
-}
 
 pub enum KubeResult {
     Answer(Synth),

@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod kubernetes;
 pub mod metrics;
 pub mod server;
+pub mod synth;
 pub mod wire;
 pub mod zone;
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
-use crate::kubernetes::Synth;
+use crate::synth::Synth;
 use crate::wire;
 
 #[derive(Debug, Clone, PartialEq)]
