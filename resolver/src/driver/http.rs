@@ -1,0 +1,124 @@
+//! The HTTP endpoints (`health`, `ready`, `prometheus`) on worker 0, and the metrics summed over
+//! every worker when scraped.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use super::{DriverError, Shared};
+
+/// Answers worker 0's requests for this worker's metrics.
+pub(super) async fn metrics_responder(shared: Rc<Shared>, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Metrics>>) {
+    while let Some(reply) = rx.recv().await {
+        let mut s = shared.server.borrow_mut();
+        s.refresh_gauges();
+        let _ = reply.send(s.metrics.clone());
+    }
+}
+
+/// Every worker's metrics, summed (worker 0's own plus the others' snapshots).
+pub(super) async fn all_metrics(shared: &Rc<Shared>) -> Metrics {
+    let mut total = {
+        let mut s = shared.server.borrow_mut();
+        s.refresh_gauges();
+        s.metrics.clone()
+    };
+    for tx in &shared.hub.snapshots {
+        let (reply, rx) = oneshot::channel();
+        if tx.send(reply).is_ok()
+            && let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), rx).await
+        {
+            total.merge(&m);
+        }
+    }
+    total
+}
+
+/// Parses `:8080`, `localhost:9153`, `169.254.20.10:8080` into listen addresses.
+pub(super) fn http_addr(spec: &str) -> Option<SocketAddr> {
+    let (host, port) = spec.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        h => h.trim_matches(['[', ']']).parse().ok()?,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+}
+
+pub(super) async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<tokio::task::JoinHandle<()>>, DriverError> {
+    let mut specs: Vec<(String, Endpoint)> = Vec::new();
+    for s in &cfg.servers {
+        if let Some(h) = &s.health {
+            specs.push((h.addr.clone(), Endpoint::Health));
+        }
+        if let Some(r) = &s.ready {
+            specs.push((r.clone(), Endpoint::Ready));
+        }
+        if let Some(p) = &s.prometheus {
+            specs.push((p.clone(), Endpoint::Metrics));
+        }
+    }
+    // One listener per address; several endpoints may share it.
+    let mut by_addr: BTreeMap<SocketAddr, Vec<Endpoint>> = BTreeMap::new();
+    for (spec, ep) in specs {
+        let addr =
+            http_addr(&spec).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad http address '{spec}'")))?;
+        by_addr.entry(addr).or_default().push(ep);
+    }
+    let mut handles = Vec::new();
+    for (addr, eps) in by_addr {
+        let listener = TcpListener::bind(addr).await.map_err(|err| DriverError::Bind { addr, proto: "http", err })?;
+        info!(%addr, "http listening");
+        let shared = shared.clone();
+        handles.push(tokio::task::spawn_local(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let shared = shared.clone();
+                let eps = eps.clone();
+                tokio::task::spawn_local(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (shared, eps) = (shared.clone(), eps.clone());
+                        async move { Ok::<_, Infallible>(http_response(&shared, &eps, req.uri().path()).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        }));
+    }
+    Ok(handles)
+}
+
+pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &str) -> hyper::Response<Full<Bytes>> {
+    let (status, body) = match path {
+        // /health stays 200 through lameduck (dns-servers.md §1.6).
+        "/health" if eps.iter().any(|e| matches!(e, Endpoint::Health)) => (200, "OK".to_string()),
+        "/ready" if eps.iter().any(|e| matches!(e, Endpoint::Ready)) => {
+            if shared.stopping.get() {
+                (503, "shutting down".to_string())
+            } else {
+                (200, "OK".to_string())
+            }
+        }
+        "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => (200, all_metrics(shared).await.render()),
+        _ => (404, "not found".to_string()),
+    };
+    hyper::Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap_or_default()
+}

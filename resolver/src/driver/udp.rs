@@ -1,0 +1,147 @@
+//! UDP: listener sockets (SO_REUSEPORT, IP_PKTINFO), the receive loop that answers cache hits
+//! inline in batches, and the pooled sockets queries to upstreams leave from.
+
+use crate::server::{Client, Handled, Transport};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use tokio::net::UdpSocket;
+use tracing::{error, warn};
+
+use super::log::log_query;
+use super::{Shared, batch};
+
+/// Sockets per upstream for UDP queries; each query goes out of a random one.
+pub(super) const UDP_SOCKETS_PER_UPSTREAM: usize = 4;
+
+/// A listening UDP socket; `reuse_port` when several workers share the address.
+pub(super) fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    // A larger receive buffer absorbs bursts (coredns#4506: the UDP buffer is the real limit).
+    let _ = s.set_recv_buffer_size(4 << 20);
+    if addr.ip().is_unspecified() {
+        // A wildcard socket learns each query's destination address (IP_PKTINFO) and answers from it:
+        // on a host with several addresses the kernel would otherwise pick the source by route, and a
+        // client that sent to another address drops the reply (as miekg/dns, under CoreDNS, does).
+        use nix::sys::socket::{setsockopt, sockopt};
+        let r = if addr.is_ipv4() {
+            setsockopt(&s, sockopt::Ipv4PacketInfo, &true)
+        } else {
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)
+        };
+        r.map_err(std::io::Error::from)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Sends one datagram from `from` (IP_PKTINFO) when the listener is a wildcard socket, else plainly.
+pub(super) async fn send_from(sock: &UdpSocket, payload: &[u8], dst: SocketAddr, from: Option<IpAddr>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    match from {
+        None => sock.send_to(payload, dst).await.map(|_| ()),
+        Some(ip) => {
+            let fd = sock.as_raw_fd();
+            sock.async_io(tokio::io::Interest::WRITABLE, || batch::send_one(fd, payload, dst, ip)).await
+        }
+    }
+}
+
+/// A UDP listener: a batch of queries per wakeup, cache hits answered in one `sendmmsg`, the rest
+/// left to the flusher.
+pub(super) async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
+    use std::os::fd::AsRawFd;
+    let local = match sock.local_addr() {
+        Ok(a) => a,
+        Err(e) => return error!("udp local_addr: {e}"),
+    };
+    let fd = sock.as_raw_fd();
+    let mut batch = batch::Batch::new();
+    let mut outs: Vec<Vec<u8>> = (0..batch::BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    let mut ready: Vec<(usize, SocketAddr, Option<IpAddr>)> = Vec::with_capacity(batch::BATCH);
+    loop {
+        if let Err(e) = sock.readable().await {
+            warn_throttled!(shared, "udp-readable", "udp readable on {local}: {e}");
+            continue;
+        }
+        let n = match sock.try_io(tokio::io::Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                warn_throttled!(shared, "udp-recv", "udp recv on {local}: {e}");
+                continue;
+            }
+        };
+        ready.clear();
+        let mut pending = false;
+        for (i, out) in outs.iter_mut().enumerate().take(n) {
+            let (query, src, dst) = batch.get(i);
+            let Some(src) = src else { continue };
+            // On a wildcard socket, the address the query was sent to (IP_PKTINFO).
+            let local = SocketAddr::new(dst.unwrap_or(local.ip()), local.port());
+            let client = Client { src, local, transport: Transport::Udp, conn: 0 };
+            let handled = {
+                let now = shared.now();
+                shared.server.borrow_mut().handle_query(now, client, query, out)
+            };
+            match handled {
+                Handled::Answered => {
+                    if shared.log_queries {
+                        log_query(&client, query, out);
+                    }
+                    ready.push((i, src, dst));
+                }
+                Handled::Pending => pending = true,
+                Handled::Dropped => {}
+            }
+        }
+        if pending {
+            shared.wake.notify_one();
+        }
+        let sent =
+            if ready.is_empty() { 0 } else { sock.try_io(tokio::io::Interest::WRITABLE, || batch.send(fd, &outs, &ready)).unwrap_or(0) };
+        // What the socket would not take at once goes out one by one, waiting for room.
+        for &(i, dst, from) in ready.iter().skip(sent) {
+            if let Err(e) = send_from(&sock, &outs[i], dst, from).await {
+                warn_throttled!(shared, "udp-send", "udp send to {dst}: {e}");
+            }
+        }
+    }
+}
+
+pub(super) fn upstream_udp(shared: &Rc<Shared>, addr: SocketAddr) -> std::io::Result<Rc<UdpSocket>> {
+    let mut map = shared.upstream_udp.borrow_mut();
+    let pool = map.entry(addr).or_default();
+    if pool.len() < UDP_SOCKETS_PER_UPSTREAM {
+        // The kernel picks a random ephemeral port for each socket (spoofing resistance, RFC 5452 §10).
+        let bind = if addr.is_ipv4() { SocketAddr::from(([0, 0, 0, 0], 0)) } else { SocketAddr::from(([0u16; 8], 0)) };
+        let std_sock = std::net::UdpSocket::bind(bind)?;
+        std_sock.connect(addr)?;
+        std_sock.set_nonblocking(true)?;
+        let s = Rc::new(UdpSocket::from_std(std_sock)?);
+        pool.push(s.clone());
+        let r = s.clone();
+        let sh = shared.clone();
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 65535];
+            loop {
+                // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket. It is treated
+                // as a lost packet: the read timeout decides, so a dead upstream is not retried in a
+                // tight loop.
+                if let Ok(n) = r.recv(&mut buf).await {
+                    let now = sh.now();
+                    sh.server.borrow_mut().handle_upstream(now, addr, Transport::Udp, &buf[..n]);
+                    sh.wake.notify_one();
+                }
+            }
+        });
+        return Ok(s);
+    }
+    let i = shared.rng.borrow_mut().usize(..pool.len());
+    Ok(pool[i].clone())
+}
