@@ -1,4 +1,4 @@
-//! Fuzzing entry points: the bodies of the `cargo fuzz` targets in `resolver/fuzz`, here so that the
+//! Fuzzing entry points: the bodies of the `cargo fuzz` targets in `fuzz`, here so that the
 //! ordinary test suite replays the checked-in corpus and every past crash on stable Rust
 //! (`tests/fuzz_corpus.rs`). Each takes arbitrary bytes, must never panic, and asserts what must
 //! hold whatever the input.

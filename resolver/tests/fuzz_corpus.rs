@@ -1,10 +1,10 @@
-//! The fuzz targets' checked-in corpus and every past crash (`resolver/fuzz/regressions/`), replayed
+//! The fuzz targets' checked-in corpus and every past crash (`fuzz/regressions/`), replayed
 //! on stable Rust with the same bodies libFuzzer runs (`resolver::fuzzing`).
 
 use std::path::Path;
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut n = 0;
     for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -36,7 +36,7 @@ fn the_parser_corpora_and_regressions_pass() {
 fn the_server_target_exercises_forwarding_and_answers() {
     // A query forwarded upstream, an upstream answer with arbitrary trailing bytes, a cache hit: the
     // seed reaches the forward path (not only the parser), which is what the corpus is for.
-    let seed = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/server/udp-forward-answer")).expect("seed");
+    let seed = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/server/udp-forward-answer")).expect("seed");
     resolver::fuzzing::server(&seed);
     let mut garbage = seed.clone();
     garbage.extend_from_slice(&[2, 5, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 12, 1, 0]);

@@ -253,7 +253,7 @@ fn the_readme_example_file_is_valid() {
 
 #[test]
 fn the_scenario_file_fuzz_corpus_and_regressions_pass() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resolver/fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut n = 0;
     for dir in [root.join("corpus/scenario_file"), root.join("regressions/scenario_file")] {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };

@@ -12,7 +12,7 @@
 //!   after, bytes per cached entry (`rss.rs`).
 //! - `sim sweep [N] [FILTER]`: the scenario tests (release) for seeds 1..=N (default 100); prints each
 //!   failing seed with its replay command and a pass count per seed.
-//! - `fuzz [SECONDS] [TARGETS...]`: each cargo-fuzz target of `resolver/fuzz` for SECONDS (default 60)
+//! - `fuzz [SECONDS] [TARGETS...]`: each cargo-fuzz target of `fuzz` for SECONDS (default 60)
 //!   with nightly and libFuzzer (installs cargo-fuzz if missing), seeded from the checked-in corpus;
 //!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
 //! - `kernel-check`: netmodel's conntrack beside the real kernel's for the same packets (see
@@ -250,7 +250,7 @@ fn bench_dns(servers: &[String]) -> ExitCode {
     }
 }
 
-/// The fuzz targets in `resolver/fuzz/fuzz_targets`.
+/// The fuzz targets in `fuzz/fuzz_targets`.
 const FUZZ_TARGETS: [&str; 5] = ["server", "corefile", "cluster_state", "zone", "scenario_file"];
 
 fn fuzz(args: &[String]) -> ExitCode {
@@ -279,12 +279,12 @@ fn fuzz(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
         // New inputs go to the first corpus folder (under target/); the checked-in one only seeds.
-        let seeds = root.join("resolver/fuzz/corpus").join(t);
+        let seeds = root.join("fuzz/corpus").join(t);
         let step = format!("fuzz {t} for {secs} s");
         let r = run(
             &step,
             Command::new("cargo")
-                .current_dir(root.join("resolver/fuzz"))
+                .current_dir(root.join("fuzz"))
                 .env("CARGO_TARGET_DIR", target_dir.join("fuzz/build"))
                 .args(["+nightly", "fuzz", "run", t])
                 .arg(&work)
@@ -298,7 +298,7 @@ fn fuzz(args: &[String]) -> ExitCode {
         );
         if r.is_err() {
             eprintln!(
-                "fuzz {t}: crash inputs in {} (replay: cd resolver/fuzz && cargo +nightly fuzz run {t} FILE; keep it in resolver/fuzz/regressions/{t}/)",
+                "fuzz {t}: crash inputs in {} (replay: cd fuzz && cargo +nightly fuzz run {t} FILE; keep it in fuzz/regressions/{t}/)",
                 artifacts.display()
             );
             failed.push(*t);

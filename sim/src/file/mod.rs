@@ -90,7 +90,7 @@ pub fn to_yaml(s: &Scenario, header: &str) -> String {
     out
 }
 
-/// The fuzz target's body (`resolver/fuzz`, `scenario_file`): any text is a scenario or an error
+/// The fuzz target's body (`fuzz`, `scenario_file`): any text is a scenario or an error
 /// that names the file; a scenario written back with `to_yaml` reads back the same.
 pub fn fuzz(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
