@@ -1,7 +1,7 @@
 //! The netfilter connection-tracking table (nf_conntrack), as far as DNS needs it.
 //!
-//! Sources: incidents.md §2.2 (the insertion race), §2.3 (UDP timeouts, the 2 s rule, ASSURED), §2.4
-//! (table size and the full-table behaviour). Kernel-version switches:
+//! Sources: sources.md#conntrack-race (the insertion race), sources.md#conntrack-udp-timeouts (UDP timeouts, the 2 s rule, ASSURED),
+//! sources.md#conntrack-table-size (table size and the full-table behaviour). Kernel-version switches:
 //!
 //! | kernel | change | commit |
 //! |---|---|---|
@@ -40,7 +40,7 @@ impl Tuple {
     }
 }
 
-/// Timeouts and sizes. Defaults are the kernel's and kube-proxy's (incidents.md §2.3, §2.4).
+/// Timeouts and sizes. Defaults are the kernel's and kube-proxy's (sources.md#conntrack-udp-timeouts, sources.md#conntrack-table-size).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
     pub kernel: Kernel,
@@ -63,7 +63,7 @@ pub struct Config {
     /// A network-policy agent NFQUEUEs the first packets of new flows, on a kernel without
     /// 8af79d3edb5f ("nfnetlink_queue: remove old clash resolution logic", 2024): the queue's own
     /// clash handling drops the loser of every insertion race, whatever the kernel fixed since
-    /// (incidents.md §2.2, S20; netfilter bugzilla 1766).
+    /// (sources.md#conntrack-race, sources.md#incident-s20; netfilter bugzilla 1766).
     pub nfqueue_unfixed: bool,
 }
 
@@ -86,7 +86,7 @@ impl Config {
 }
 
 /// kube-proxy's `getConntrackMax`: max(max_per_core × CPUs, min), defaults 32768 and 131072
-/// (incidents.md §2.4). A node with ≤ 4 CPUs gets 131072.
+/// (sources.md#conntrack-table-size). A node with ≤ 4 CPUs gets 131072.
 pub fn kube_proxy_max(cpus: usize, max_per_core: usize, min: usize) -> usize {
     if max_per_core == 0 {
         return min;
@@ -166,7 +166,7 @@ pub struct Pending {
     pub target: SocketAddr,
 }
 
-/// Which race a concurrent pair hit (incidents.md §2.2), decided by the simulator from timing and the
+/// Which race a concurrent pair hit (sources.md#conntrack-race), decided by the simulator from timing and the
 /// two DNAT choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Race {
@@ -312,7 +312,7 @@ impl Conntrack {
 
     /// Second half: inserts the entry. `race` says this packet lost an insertion race against a
     /// concurrent packet of the same flow (the simulator decides from timing); then the kernel version
-    /// decides whether it is dropped (incidents.md §2.2).
+    /// decides whether it is dropped (sources.md#conntrack-race).
     pub fn confirm(&mut self, now: Duration, p: Pending, race: Option<Race>, early_drop_rng: &mut fastrand::Rng) -> Verdict {
         self.expire(now);
         if let Some(race) = race {
@@ -367,7 +367,7 @@ impl Conntrack {
     }
 
     /// A full table evicts one non-ASSURED entry (the one closest to expiry) before refusing a new
-    /// flow (incidents.md §2.4). The kernel scans hash buckets; which one goes is not modelled exactly.
+    /// flow (sources.md#conntrack-table-size). The kernel scans hash buckets; which one goes is not modelled exactly.
     fn early_drop(&mut self, _rng: &mut fastrand::Rng) -> bool {
         // The soonest-expiring position that is still a non-ASSURED entry's expiry.
         let mut victim = None;
@@ -390,7 +390,7 @@ impl Conntrack {
 
     /// A packet of a confirmed flow: refresh its timeout with the kernel's UDP rules
     /// (`nf_conntrack_udp_packet`): the decision uses SEEN_REPLY as it was *before* this packet, and
-    /// SEEN_REPLY is set after a reply is processed (incidents.md §2.3).
+    /// SEEN_REPLY is set after a reply is processed (sources.md#conntrack-udp-timeouts).
     pub fn touch(&mut self, now: Duration, orig: Tuple, is_reply: bool) {
         let cfg = self.cfg;
         let Some(e) = self.entries.get_mut(&Key::of(&orig)) else { return };
@@ -449,7 +449,7 @@ impl Conntrack {
         self.touch(now, orig, is_reply);
     }
 
-    /// `conntrack -D --orig-dst VIP --dst-nat TARGET_IP -p udp` (kube-proxy ClearEntriesForNAT, §4).
+    /// `conntrack -D --orig-dst VIP --dst-nat TARGET_IP -p udp` (kube-proxy ClearEntriesForNAT, sources.md#stale-udp-conntrack).
     /// Returns how many entries went.
     pub fn delete_nat(&mut self, vip: SocketAddr, target_ip: std::net::IpAddr, proto: Proto) -> usize {
         let doomed: Vec<Tuple> = self
@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn the_four_packet_same_socket_exchange_goes_stream_before_5_0() {
-        // A and AAAA from one socket, then both replies: the 4th packet sees SEEN_REPLY (§2.3).
+        // A and AAAA from one socket, then both replies: the 4th packet sees SEEN_REPLY (sources.md#conntrack-udp-timeouts).
         let run = |k: Kernel, gap: f64| {
             let mut ct = Conntrack::new(Config::for_kernel(k, 1000));
             let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));

@@ -1,4 +1,4 @@
-//! kube-proxy's iptables mode: Service DNAT and the endpoint sync (incidents.md §2.1, §4).
+//! kube-proxy's iptables mode: Service DNAT and the endpoint sync (sources.md#iptables-dnat, sources.md#stale-udp-conntrack).
 //!
 //! Backend choice: `-m statistic --mode random --probability 1/(n-i)` over n endpoints is a uniform
 //! choice, made independently for every new flow (so two packets racing through conntrack may pick
@@ -47,7 +47,7 @@ impl Rules {
     }
 }
 
-/// How kube-proxy's conntrack cleanup behaves (incidents.md §4).
+/// How kube-proxy's conntrack cleanup behaves (sources.md#stale-udp-conntrack).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cleanup {
     /// Entries deleted when the rules change.
@@ -68,7 +68,7 @@ pub struct KubeProxyConfig {
 impl Default for KubeProxyConfig {
     fn default() -> Self {
         // Propagation of about 1 s on a healthy control plane; `--iptables-sync-period` (30 s) is the
-        // upper bound for periodic syncs (incidents.md §4).
+        // upper bound for periodic syncs (sources.md#stale-udp-conntrack).
         KubeProxyConfig { sync_delay: Duration::from_secs(1), cleanup: Cleanup::OnSync }
     }
 }

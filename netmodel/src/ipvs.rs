@@ -1,7 +1,7 @@
 //! kube-proxy's IPVS mode: the kernel's IPVS connection table (separate from conntrack) and
-//! kube-proxy's graceful termination (incidents.md §3).
+//! kube-proxy's graceful termination (sources.md#ipvs).
 //!
-//! Model (incidents.md §3 "Model"): one entry per (proto, client ip:port, VIP) pinning it to a real
+//! Model (sources.md#ipvs "Model"): one entry per (proto, client ip:port, VIP) pinning it to a real
 //! server (RS); every packet refreshes it for `udp_timeout` (300 s, `--ipvs-udp-timeout`). When the RS
 //! is gone:
 //! - `expire_nodest_conn = 0`, or `conn_reuse_mode = 0` with a reused port on kernel < 5.9: every packet
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::{Kernel, Proto};
 
-/// kube-proxy's graceful-termination logic, by era (incidents.md §3).
+/// kube-proxy's graceful-termination logic, by era (sources.md#ipvs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Graceful {
     /// 2018: RS deleted at once for UDP (ActiveConn is always 0), entries stay (kubernetes#71514).

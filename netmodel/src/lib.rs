@@ -4,11 +4,11 @@
 //! where the kernel makes a random choice, a seeded `fastrand::Rng`. Nothing here reads a clock or
 //! touches a socket; the simulator drives these tables packet by packet.
 //!
-//! - `conntrack`: the netfilter connection table with kernel-version semantics (incidents.md §2.2–§2.4).
-//! - `dnat`: kube-proxy's iptables-mode Service DNAT and its endpoint sync / conntrack cleanup (§2.1, §4).
+//! - `conntrack`: the netfilter connection table with kernel-version semantics (sources.md#conntrack-race, sources.md#conntrack-udp-timeouts, sources.md#conntrack-table-size).
+//! - `dnat`: kube-proxy's iptables-mode Service DNAT and its endpoint sync / conntrack cleanup (sources.md#iptables-dnat, sources.md#stale-udp-conntrack).
 //! - `ipvs`: kube-proxy's IPVS mode: connection table, expire_nodest_conn, conn_reuse_mode, graceful
-//!   termination (§3).
-//! - `ratelimit`: token buckets, e.g. the AWS 1024 packets/s per ENI budget to the VPC resolver (§5).
+//!   termination (sources.md#ipvs).
+//! - `ratelimit`: token buckets, e.g. the AWS 1024 packets/s per ENI budget to the VPC resolver (sources.md#cloud-resolver-limits).
 //! - `ports`: Linux ephemeral port choice (random in `ip_local_port_range`).
 
 pub mod conntrack;

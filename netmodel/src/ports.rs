@@ -1,7 +1,7 @@
 //! Linux ephemeral source ports: a socket bound to port 0 gets a port drawn at random from
 //! `net.ipv4.ip_local_port_range` (default 32768–60999, 28232 ports), skipping ports in use, so a
 //! busy client reuses a given port after about 28232/N seconds at N new sockets per second
-//! (incidents.md §3, "Client port reuse probability").
+//! (sources.md#ipvs, "Client port reuse probability").
 
 use std::collections::BTreeSet;
 

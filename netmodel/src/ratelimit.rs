@@ -1,4 +1,4 @@
-//! Token buckets: the AWS VPC resolver's 1024 packets/s per ENI (incidents.md §5), or any per-VM budget.
+//! Token buckets: the AWS VPC resolver's 1024 packets/s per ENI (sources.md#cloud-resolver-limits), or any per-VM budget.
 //!
 //! "Each network interface in an Amazon VPC has a hard limit of 1024 packets that it can send to the
 //! Amazon-provided DNS server every second"; excess is dropped silently and counted in the ENA driver's

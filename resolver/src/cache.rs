@@ -1,6 +1,6 @@
 //! The `cache` plugin: answers stored as wire bytes, served by patching ID, case, TTLs in place.
 //!
-//! Semantics follow CoreDNS's cache (dns-servers.md §1.4, incidents.md §6.2):
+//! Semantics follow CoreDNS's cache (sources.md#coredns-cache):
 //! - two parts, success and denial, each with its own capacity (default 9984, minimum 1024), max TTL
 //!   (3600 s / 1800 s, `cache N` caps both) and min TTL (5 s);
 //! - a full part evicts a random entry (CoreDNS `plugin/pkg/cache`), drawn from the seeded RNG;
@@ -168,7 +168,7 @@ impl Cache {
         if now < expires {
             let remaining = (expires - now).as_secs() as u32;
             // prefetch: seen AMOUNT times with no gap >= DURATION, and less than PERCENTAGE of the
-            // TTL left (or 1 s), dns-servers.md §1.4.
+            // TTL left (or 1 s), sources.md#coredns-cache.
             let mut refresh = false;
             if let Some(p) = prefetch {
                 if now.saturating_sub(e.last_hit) >= p.duration {

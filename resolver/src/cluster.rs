@@ -6,7 +6,7 @@
 //! Where it comes from is behind `ClusterSource`, so an API watch can replace the file later.
 //!
 //! Memory: pods are kept as a sorted `(IP, namespace index)` array only (24 bytes per pod), not as
-//! objects: that is all autopath and `pods verified` need (dns-servers.md §8 item 8).
+//! objects: that is all autopath and `pods verified` need (sources.md#wishlist item 8).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

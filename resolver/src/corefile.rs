@@ -1,4 +1,4 @@
-//! Corefile syntax: tokens, server blocks, directives (dns-servers.md §1.0 and §9).
+//! Corefile syntax: tokens, server blocks, directives (sources.md#corefile-model).
 //!
 //! This module knows the grammar only: `[SCHEME://]ZONE[:PORT] ... { directive args [{ ... }] }`,
 //! snippets `(name) { ... }` with `import name`, `import FILE-or-GLOB`, `{$ENV}` substitution and
@@ -66,7 +66,7 @@ pub struct Corefile {
     pub blocks: Vec<ServerBlock>,
 }
 
-/// CoreDNS caps imports at 10000 (dns-servers.md §1.0).
+/// CoreDNS caps imports at 10000 (sources.md#corefile-model).
 const MAX_IMPORTS: usize = 10_000;
 
 /// Reads and parses a Corefile from disk; imports are resolved relative to its folder.

@@ -1,6 +1,6 @@
 //! The `kubernetes` plugin: authoritative records for the cluster zones, synthesised from `ClusterState`
 //! per the Kubernetes DNS specification (kubernetes/dns docs/specification.md, schema 1.1.0;
-//! dns-servers.md §1.2).
+//! sources.md#coredns-kubernetes).
 //!
 //! | name | records |
 //! |---|---|

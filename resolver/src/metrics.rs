@@ -1,5 +1,5 @@
 //! Counters kept by the sans-IO core and rendered with CoreDNS's metric names and labels
-//! (dns-servers.md §1.7), so existing dashboards keep working.
+//! (sources.md#coredns-metrics), so existing dashboards keep working.
 //!
 //! Plain arrays on the hot path (no map lookup, no allocation); the text rendering is done by the
 //! driver when `/metrics` is scraped.

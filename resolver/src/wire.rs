@@ -370,7 +370,7 @@ pub fn strip_opt(m: &mut Vec<u8>, layout: &mut Layout) {
 }
 
 /// Cuts a message (without OPT) to at most `limit` bytes on record boundaries and sets TC when
-/// anything was dropped, as miekg/dns#989 does (dns-servers.md §2). Returns whether it truncated.
+/// anything was dropped, as miekg/dns#989 does (sources.md#truncation). Returns whether it truncated.
 pub fn truncate(m: &mut Vec<u8>, records: &[RecordSpan], limit: usize) -> bool {
     if m.len() <= limit {
         return false;

@@ -1,5 +1,5 @@
 //! The sans-IO server core driven in memory with a virtual clock: the numbers asserted here are
-//! CoreDNS's (incidents.md §6.1, dns-servers.md §1.3–§1.5), checked to the millisecond.
+//! CoreDNS's (sources.md#coredns-forward, sources.md#coredns-autopath, sources.md#coredns-cache, sources.md#coredns-forward), checked to the millisecond.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The Corefiles real clusters run: kubeadm's default and node-local-dns's template (dns-servers.md
-//! §1.1, §3) are accepted unchanged except for `cluster_state` and, where a test must not need root,
+//! The Corefiles real clusters run: kubeadm's default and node-local-dns's template (sources.md#default-corefiles,
+//! sources.md#node-local-dns) are accepted unchanged except for `cluster_state` and, where a test must not need root,
 //! listen addresses; and a node-local cache in front of a cluster DNS works end to end.
 
 mod common;

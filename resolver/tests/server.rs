@@ -119,7 +119,7 @@ fn dead_upstream_gives_servfail_after_the_forward_deadline() {
     let out = dig(m.port, &["www.example.org"]);
     let took = t0.elapsed();
     assert_eq!(status(&out), "SERVFAIL", "{out}");
-    // forward: 5 s deadline, 2 s read timeouts (incidents.md §6.1): tries at 0, 2, 4 s, fail at ~6 s.
+    // forward: 5 s deadline, 2 s read timeouts (sources.md#coredns-forward): tries at 0, 2, 4 s, fail at ~6 s.
     assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(9), "took {took:?}");
     // Cluster names keep working without the upstream.
     assert_eq!(short(m.port, &["cart.shop.svc.cluster.local"]), ["10.96.12.7"]);

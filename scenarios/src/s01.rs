@@ -1,5 +1,5 @@
 //! S1 topology: 3 nodes, 2 replicas, glibc pods with the kubelet's resolv.conf (3 cluster + 2 node
-//! search domains, ndots:5) looking up www.google.com (incidents.md §7 S1).
+//! search domains, ndots:5) looking up www.google.com (sources.md#incident-s1).
 
 use crate::*;
 
@@ -36,7 +36,7 @@ pub fn incident() -> Incident {
         slug: "ndots-amplification",
         expect: sim::file::Expect { queries_per_lookup_max: Some(3.0), ..Default::default() },
         title: "ndots:5 query amplification",
-        source: "talk; incidents.md §1.0",
+        source: "talk; sources.md#kubelet-resolv-conf",
         seed: 1,
         failure: Case { label: "kubelet default, ndots:5", spec },
         mitigation: Case { label: "ndots:2", spec: ndots2 },

@@ -1,5 +1,5 @@
 //! S2 topology: 3 nodes, iptables mode, 2 CoreDNS replicas, 30 glibc pods looking up a cluster name
-//! once a second for 20 s (incidents.md §7 S2).
+//! once a second for 20 s (sources.md#incident-s2).
 
 use netmodel::Kernel;
 
@@ -45,7 +45,7 @@ pub fn incident() -> Incident {
         slug: "conntrack-race",
         expect: sim::file::Expect { max_ms_max: Some(1000.0), conntrack_drops_max: Some(0), ..Default::default() },
         title: "conntrack insertion race, 5 s lookups",
-        source: "kubernetes#56903; incidents.md §2.2",
+        source: "kubernetes#56903; sources.md#conntrack-race",
         seed: 2,
         failure: Case { label: "kernel 4.15", spec: |s| spec(s, Kernel::new(4, 15), 2, "") },
         mitigation: Case { label: "single-request-reopen", spec: |s| spec(s, Kernel::new(4, 15), 2, "single-request-reopen") },

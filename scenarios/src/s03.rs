@@ -1,5 +1,5 @@
 //! S3 topology: pods without IPv6 look up www.google.com with each library and hints
-//! (incidents.md §7 S3: "Let's disable IPv6!").
+//! (sources.md#incident-s3: "Let's disable IPv6!").
 
 use std::net::IpAddr;
 
@@ -26,7 +26,7 @@ pub fn incident() -> Incident {
         slug: "ipv6-addrconfig",
         expect: sim::file::Expect { queries_per_lookup_max: Some(6.0), ..Default::default() },
         title: "disabling IPv6 does not stop AAAA",
-        source: "talk; incidents.md §1.1, §1.4",
+        source: "talk; sources.md#glibc, sources.md#go-cgo",
         seed: 3,
         failure: Case {
             label: "Go cgo, no IPv6",

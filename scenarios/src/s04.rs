@@ -1,6 +1,6 @@
 //! S4 topology: a large cluster (100,000 pods in the state), 2 CoreDNS replicas with
 //! `autopath @kubernetes` and `pods verified`, memory limit 170Mi (coredns/deployment); the
-//! apiserver restarts at 20 s (incidents.md §6.3, §7 S4; kubernetes#139117).
+//! apiserver restarts at 20 s (sources.md#coredns-plugins, sources.md#incident-s4; kubernetes#139117).
 
 use std::time::Duration;
 

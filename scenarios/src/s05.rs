@@ -1,5 +1,5 @@
 //! S5 topology: 3 nodes, kernel 4.15 (racy), 30 glibc pods, node-local-dns on every node
-//! (incidents.md §7 S5, §6.4).
+//! (sources.md#incident-s5, sources.md#node-local-dns).
 
 use netmodel::Kernel;
 use sim::spec::NodeLocal;
@@ -19,7 +19,7 @@ pub fn incident() -> Incident {
         slug: "node-local-dns",
         expect: sim::file::Expect { conntrack_drops_max: Some(0), p99_ms_max: Some(100.0), ..Default::default() },
         title: "node-local-dns removes the race (and hides pods)",
-        source: "talk; incidents.md §6.4",
+        source: "talk; sources.md#node-local-dns",
         seed: 5,
         failure: Case { label: "kube-dns VIP, kernel 4.15", spec: |s| spec(s, false, &["web"]) },
         mitigation: Case { label: "node-local-dns", spec: |s| spec(s, true, &["web"]) },

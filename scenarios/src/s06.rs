@@ -1,6 +1,6 @@
 //! S6 topology: IPVS mode, 3 CoreDNS replicas, 2 busy glibc clients (200 lookups/s each, a new
 //! source port per lookup, so ports come round again within IPVS's 300 s); a replica is deleted at
-//! 10 s (incidents.md §3, §7 S6).
+//! 10 s (sources.md#ipvs, sources.md#incident-s6).
 
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub fn incident() -> Incident {
         slug: "ipvs-port-reuse",
         expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "IPVS source-port reuse during a CoreDNS rollout",
-        source: "kubernetes#71514, #81775, #76664; incidents.md §3",
+        source: "kubernetes#71514, #81775, #76664; sources.md#ipvs",
         seed: 6,
         failure: Case {
             label: "graceful v1, expire_nodest_conn 0, kernel 4.19",

@@ -1,6 +1,6 @@
 //! S7 topology: IPVS mode (2018 settings), CoreDNS managed by the cluster-proportional-autoscaler
 //! with the addon's 16 nodes per replica; the cluster shrinks from 64 to 16 nodes at 10 s, so the
-//! autoscaler goes from 4 replicas to 2 at its next poll (incidents.md §6.6, §7 S7).
+//! autoscaler goes from 4 replicas to 2 at its next poll (sources.md#dns-autoscaler, sources.md#incident-s7).
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ pub fn incident() -> Incident {
         slug: "autoscaler-scale-down",
         expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "the proportional autoscaler scales CoreDNS down",
-        source: "talk; incidents.md §6.6",
+        source: "talk; sources.md#dns-autoscaler",
         seed: 7,
         failure: Case { label: "64→16 nodes, IPVS 2018", spec: |s| spec(s, Kernel::new(4, 19), crate::s06::v1(Kernel::new(4, 19))) },
         mitigation: Case {

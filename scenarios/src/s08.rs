@@ -1,5 +1,5 @@
 //! S8 topology: 2 nodes with a CoreDNS replica each (2 ENIs), 60 glibc pods looking up external
-//! names; the AWS resolver allows 1024 packets/s per ENI (incidents.md §7 S8, §5).
+//! names; the AWS resolver allows 1024 packets/s per ENI (sources.md#incident-s8, sources.md#cloud-resolver-limits).
 
 use crate::*;
 
@@ -43,7 +43,7 @@ pub fn incident() -> Incident {
         slug: "eni-packet-limit",
         expect: sim::file::Expect { eni_drops_max: Some(0), ..Default::default() },
         title: "AWS 1024 packets/s per ENI: the Corefile that lost `cache`",
-        source: "talk (Staging fright on AWS); incidents.md §5",
+        source: "talk (Staging fright on AWS); sources.md#cloud-resolver-limits",
         seed: 8,
         failure: Case { label: "no cache", spec: |s| spec(s, 2400.0, HOT, without_cache) },
         mitigation: Case { label: "cache 30", spec: |s| spec(s, 2400.0, HOT, kept) },

@@ -1,6 +1,6 @@
 //! S9 topology: 3 AZs with a node and a CoreDNS replica each, each forwarding to its AZ's resolver;
 //! 30 glibc pods look up cluster and external names; the AZ-a resolver black-holes at 2 s
-//! (incidents.md §7 S9, §6.1).
+//! (sources.md#incident-s9, sources.md#coredns-forward).
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub fn incident() -> Incident {
         slug: "upstream-az-failure",
         expect: sim::file::Expect { success_rate_min: Some(0.999), ..Default::default() },
         title: "upstream resolver failing in one AZ",
-        source: "talk (Upstream DNS issue); incidents.md §6.1",
+        source: "talk (Upstream DNS issue); sources.md#coredns-forward",
         seed: 9,
         failure: Case { label: "each AZ forwards to its own resolver", spec: |s| spec(s, false) },
         mitigation: Case { label: "forward to all three AZs' resolvers", spec: |s| spec(s, true) },

@@ -1,6 +1,6 @@
 //! S10 topology: one 2-CPU node (so nf_conntrack_max = max(32768 × 2, 131072) = 131072) with 2
 //! CoreDNS replicas and 30 glibc pods, 300 lookups/s of www.google.com: 5 names × one A+AAAA socket
-//! each = 1,500 new 4-packet UDP flows per second (incidents.md §2.3, §2.4, §7 S10). The insertion
+//! each = 1,500 new 4-packet UDP flows per second (sources.md#conntrack-udp-timeouts, sources.md#conntrack-table-size, sources.md#incident-s10). The insertion
 //! race is switched off (p_cpu_split 0) to look at the table alone.
 
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub fn incident() -> Incident {
         slug: "conntrack-table-full",
         expect: sim::file::Expect { conntrack_drops_max: Some(0), ..Default::default() },
         title: "conntrack table full at 131,072",
-        source: "kubernetes#18604; d535c8a69c19; incidents.md §2.3–§2.4",
+        source: "kubernetes#18604; d535c8a69c19; sources.md#conntrack-udp-timeouts, sources.md#conntrack-table-size",
         seed: 10,
         failure: Case { label: "kernel 4.19 (180 s stream entries)", spec: |s| spec(s, Kernel::new(4, 19), 131_072) },
         mitigation: Case { label: "kernel 5.4 (2 s rule: 30 s entries)", spec: |s| spec(s, Kernel::new(5, 4), 131_072) },

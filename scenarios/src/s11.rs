@@ -1,5 +1,5 @@
 //! S11 topology: pgbouncer pods resolve their database's name, whose 40 A records do not fit a
-//! 512-byte UDP answer (incidents.md §7 S11, §1.5, §1.6).
+//! 512-byte UDP answer (sources.md#incident-s11, sources.md#c-ares, sources.md#evdns).
 
 use sim::spec::Library;
 
@@ -23,7 +23,7 @@ pub fn incident() -> Incident {
         slug: "pgbouncer-truncation",
         expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "pgbouncer: evdns gives up on TC=1",
-        source: "talk (DNS is broken for a single app); incidents.md §1.6",
+        source: "talk (DNS is broken for a single app); sources.md#evdns",
         seed: 11,
         failure: Case { label: "pgbouncer + libevent 2.1 evdns", spec: |s| spec(s, Library::Evdns(evdns::Version::V2_1)) },
         mitigation: Case { label: "pgbouncer + c-ares", spec: |s| spec(s, Library::CAres(cares::Era::V2020)) },

@@ -1,6 +1,6 @@
 //! S12 topology: 3 AZs with a node and a CoreDNS replica each; 30 glibc pods look up cluster and
 //! external names and send application requests over TCP to pods on random nodes; all traffic into
-//! and out of AZ a loses 10% of its packets from 10 s to 40 s (incidents.md §7 S12).
+//! and out of AZ a loses 10% of its packets from 10 s to 40 s (sources.md#incident-s12).
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub fn incident() -> Incident {
         slug: "az-loss-looks-like-dns",
         expect: sim::file::Expect { p99_ms_max: Some(1000.0), ..Default::default() },
         title: "AZ packet loss that looked like DNS",
-        source: "talk (Sometimes it's not DNS); incidents.md §7 S12",
+        source: "talk (Sometimes it's not DNS); sources.md#incident-s12",
         seed: 12,
         failure: Case { label: "10% loss in AZ a", spec: |s| spec(s, false) },
         mitigation: Case { label: "node-local-dns (TCP to CoreDNS)", spec: |s| spec(s, true) },

@@ -1,7 +1,7 @@
 //! S13 topology (Zalando, 2019-01-07): 2 CoreDNS replicas at a 100Mi limit with the Corefile of the
 //! time (no `max_concurrent`); 60 Node.js pods without a DNS cache look up 3,000 distinct external
 //! names per second; the cloud resolver stalls from 5 s to 15 s, so every forwarded query is held
-//! for forward's 5 s deadline (incidents.md §7 S13).
+//! for forward's 5 s deadline (sources.md#incident-s13).
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub fn incident() -> Incident {
         slug: "zalando-oom",
         expect: sim::file::Expect { restarts_max: Some(0), ..Default::default() },
         title: "Zalando: a query spike OOM-kills CoreDNS at 100Mi",
-        source: "Zalando postmortem (jan-2019-dns-outage); incidents.md §7 S13",
+        source: "Zalando postmortem (jan-2019-dns-outage); sources.md#incident-s13",
         seed: 13,
         failure: Case { label: "CoreDNS 2019, 100Mi, no max_concurrent", spec: |s| spec(s, false, coredns(), 100) },
         mitigation: Case { label: "max_concurrent 1000", spec: |s| spec(s, true, coredns(), 100) },

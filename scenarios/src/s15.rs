@@ -1,5 +1,5 @@
 //! S15 topology: kube-dns as it ran before CoreDNS, its dnsmasq holding at most 150 forwards
-//! (`--dns-forward-max`, incidents.md §6.5, §7 S15) and its sidecar's health check failing while
+//! (`--dns-forward-max`, sources.md#kube-dns, sources.md#incident-s15) and its sidecar's health check failing while
 //! dnsmasq is at the limit; one replica (as small clusters ran kube-dns), 40 glibc pods looking up new external names (180/s), the
 //! cloud resolver turning slow (1.5 s) at 5 s. Mitigated: CoreDNS's kubeadm Corefile
 //! (`max_concurrent 1000`) with a health check that does not depend on the forwards.
@@ -52,7 +52,7 @@ pub fn incident() -> Incident {
         slug: "dnsmasq-forward-limit",
         expect: sim::file::Expect { restarts_max: Some(0), success_rate_min: Some(0.99), ..Default::default() },
         title: "kube-dns: dnsmasq's 150 concurrent forwards and the sidecar's restarts",
-        source: "incidents.md §6.5, §7 S15 (kubernetes#45976, kubespray#922)",
+        source: "sources.md#kube-dns, sources.md#incident-s15 (kubernetes#45976, kubespray#922)",
         seed: 15,
         failure: Case { label: "kube-dns, dns-forward-max 150", spec: |s| spec(s, true) },
         mitigation: Case { label: "CoreDNS, max_concurrent 1000", spec: |s| spec(s, false) },

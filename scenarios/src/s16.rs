@@ -1,5 +1,5 @@
 //! S16 topology: CoreDNS replicas whose `forward . /etc/resolv.conf` reads the node's resolv.conf
-//! naming systemd-resolved's 127.0.0.53, which inside the pod is CoreDNS itself (incidents.md §7 S16).
+//! naming systemd-resolved's 127.0.0.53, which inside the pod is CoreDNS itself (sources.md#incident-s16).
 
 use crate::*;
 
@@ -17,7 +17,7 @@ pub fn incident() -> Incident {
         slug: "loop-127-0-0-53",
         expect: sim::file::Expect { restarts_max: Some(0), success_rate_min: Some(0.99), ..Default::default() },
         title: "forwarding loop through 127.0.0.53",
-        source: "CoreDNS loop plugin docs; incidents.md §6.3",
+        source: "CoreDNS loop plugin docs; sources.md#coredns-plugins",
         seed: 16,
         failure: Case { label: "resolv.conf: 127.0.0.53", spec: |s| spec(s, true) },
         mitigation: Case { label: "--resolv-conf=/run/systemd/resolve/resolv.conf", spec: |s| spec(s, false) },

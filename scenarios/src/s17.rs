@@ -1,6 +1,6 @@
 //! S17/S14 topology: iptables mode, 2 CoreDNS replicas, 10 pods whose resolver keeps one UDP socket
 //! (c-ares 1.2x, as in Envoy then) and looks up a cluster name 5 times a second; a replica is deleted
-//! at 10 s (incidents.md §4, §7 S14, S17). c-ares from 1.31 caches answers, which changes the story:
+//! at 10 s (sources.md#stale-udp-conntrack, sources.md#incident-s14, sources.md#incident-s17). c-ares from 1.31 caches answers, which changes the story:
 //! the socket then sends only when an answer expires, and with an answer TTL at or above the 30 s UDP
 //! conntrack timeout the stale entry expires in between (seen in this topology with c-ares 1.34).
 
@@ -37,7 +37,7 @@ pub fn incident() -> Incident {
         slug: "stale-udp-conntrack",
         expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "stale UDP conntrack after a CoreDNS pod is deleted",
-        source: "kubernetes#19029, #125467; incidents.md §4",
+        source: "kubernetes#19029, #125467; sources.md#stale-udp-conntrack",
         seed: 17,
         failure: Case { label: "conntrack cleanup missing", spec: |s| spec(s, Cleanup::Never) },
         mitigation: Case { label: "kube-proxy deletes the entries", spec: |s| spec(s, Cleanup::OnSync) },

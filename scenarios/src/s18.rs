@@ -1,5 +1,5 @@
 //! S18 topology: an upstream answer of 120 A records (about 1,950 bytes) and a path that drops IP
-//! fragments between the nodes and the cloud resolver (incidents.md §7 S18, §6.3 bufsize).
+//! fragments between the nodes and the cloud resolver (sources.md#incident-s18, sources.md#coredns-plugins bufsize).
 
 use sim::spec::Library;
 
@@ -30,7 +30,7 @@ pub fn incident() -> Incident {
         slug: "edns-fragmentation",
         expect: sim::file::Expect { success_rate_min: Some(0.99), ..Default::default() },
         title: "EDNS buffers above 1232 lose fragmented answers",
-        source: "DNS Flag Day 2020; CoreDNS bufsize; incidents.md §7 S18",
+        source: "DNS Flag Day 2020; CoreDNS bufsize; sources.md#incident-s18",
         seed: 18,
         failure: Case { label: "bufsize 4096", spec: |s| spec(s, Some(4096), glibc()) },
         mitigation: Case { label: "bufsize 1232 (ndots default)", spec: |s| spec(s, None, glibc()) },

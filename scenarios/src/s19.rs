@@ -1,4 +1,4 @@
-//! S19 topologies (incidents.md §7 S19, §1.7, §1.8):
+//! S19 topologies (sources.md#incident-s19, sources.md#java-cache, sources.md#node-threadpool):
 //! - Java: pods with the JVM's InetAddress cache look up the `web` Service twice a second; the Service
 //!   is recreated with a new ClusterIP at 20 s.
 //! - Node.js: pods whose `dns.lookup` runs on libuv's 4-thread pool look up a cluster name and
@@ -53,7 +53,7 @@ pub fn incident() -> Incident {
         slug: "client-caches-and-threadpools",
         expect: sim::file::Expect::default(),
         title: "client caches: a JVM that never forgets",
-        source: "java.security networkaddress.cache.ttl; incidents.md §1.7",
+        source: "java.security networkaddress.cache.ttl; sources.md#java-cache",
         seed: 19,
         failure: Case { label: "JVM with a security manager (cache forever)", spec: |s| java(s, ClientCache::JAVA_SECURITY_MANAGER) },
         mitigation: Case { label: "networkaddress.cache.ttl=30", spec: |s| java(s, ClientCache::JAVA) },

@@ -1,6 +1,6 @@
 //! S20 topology: S2's cluster (3 nodes, iptables mode, 2 CoreDNS replicas, 30 glibc pods, a cluster
 //! name once a second) on kernel 5.15, where the insertion race no longer drops, with a
-//! network-policy agent that NFQUEUEs the first packets of new flows (incidents.md §2.2, §7 S20).
+//! network-policy agent that NFQUEUEs the first packets of new flows (sources.md#conntrack-race, sources.md#incident-s20).
 
 use netmodel::Kernel;
 
@@ -18,7 +18,7 @@ pub fn incident() -> Incident {
         slug: "nfqueue-race",
         expect: sim::file::Expect { max_ms_max: Some(1000.0), conntrack_drops_max: Some(0), ..Default::default() },
         title: "NFQUEUE re-opens the conntrack race on a fixed kernel",
-        source: "netfilter bugzilla 1766, 8af79d3edb5f; incidents.md §2.2",
+        source: "netfilter bugzilla 1766, 8af79d3edb5f; sources.md#conntrack-race",
         seed: 20,
         failure: Case { label: "kernel 5.15 + NFQUEUE policy agent", spec: |s| spec(s, true, "") },
         mitigation: Case { label: "nfnetlink_queue fix (or no queueing)", spec: |s| spec(s, false, "") },

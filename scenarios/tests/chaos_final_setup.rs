@@ -1,7 +1,7 @@
 //! Chaos against the talk's final setup (`scenarios/chaos/final-setup.yaml`): replica kills, a cloud
 //! resolver black-holed in one AZ and then another, packet loss, an apiserver restart and a
 //! node-local restart over two minutes, with ndots as node-local cache and cluster DNS.
-//! Source: the talk ("include DNS failures in your chaos tests", its final setup); incidents.md §6.4,
+//! Source: the talk ("include DNS failures in your chaos tests", its final setup); sources.md#node-local-dns,
 //! S5, S9, S12. Guarantee: every lookup answers, p99 under 1.5 s, none waits longer than one glibc
 //! timeout (a query in flight as node-local stops is lost: S5's restart gap), no
 //! resolver restarts, no conntrack drops, on every seed of the sweep (`ndots-sim sweep

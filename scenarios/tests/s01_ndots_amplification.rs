@@ -1,6 +1,6 @@
 //! S1: ndots:5 turns one lookup of www.google.com into 12 queries.
 //!
-//! Source: the talk ("ndots:5"), incidents.md §1.0 and §7 S1.
+//! Source: the talk ("ndots:5"), sources.md#kubelet-resolv-conf, sources.md#incident-s1.
 //! Root cause: the kubelet writes `options ndots:5` and a search list of 3 cluster domains plus the
 //! node's; glibc tries every search domain (A and AAAA each) before the name itself.
 //! Guaranteed now: the simulator reproduces the counts, and each mitigation the sources give (a

@@ -1,6 +1,6 @@
 //! S2: the conntrack insertion race turns a dropped A/AAAA packet into a 5 s lookup.
 //!
-//! Source: kubernetes#56903, the Weave post (Martynas Pumputis, 2018), the talk; incidents.md §2.2, §7 S2.
+//! Source: kubernetes#56903, the Weave post (Martynas Pumputis, 2018), the talk; sources.md#conntrack-race, sources.md#incident-s2.
 //! Root cause: glibc sends A and AAAA from one socket in one `sendmmsg`; processed on two CPUs before
 //! either is confirmed, the second packet loses the conntrack insertion and is dropped
 //! (`insert_failed`). Race 1 (same backend) was fixed in 4.19, race 2 in 5.0, race 3 (different

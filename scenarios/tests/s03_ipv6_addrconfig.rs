@@ -1,7 +1,7 @@
 //! S3: disabling IPv6 on pods does not stop AAAA queries for every client.
 //!
 //! Source: the talk ("Let's disable IPv6!", "What triggers IPv6?", "CGO implementation");
-//! incidents.md §1.1 (check_pf.c), §1.2, §1.3, §1.4, §7 S3.
+//! sources.md#glibc (check_pf.c), sources.md#musl, sources.md#go-native, sources.md#go-cgo, sources.md#incident-s3.
 //! Root cause: only getaddrinfo with AI_ADDRCONFIG narrows to A when the pod has no IPv6, and glibc
 //! counts a link-local fe80:: address as IPv6, musl even ::1 alone (IPv6 enabled in the kernel). Go's cgo path passes AI_CANONNAME|AI_V4MAPPED|AI_ALL
 //! (no AI_ADDRCONFIG); Go's native resolver asks both for network "ip"/"tcp".

@@ -1,7 +1,7 @@
 //! S4: CoreDNS with autopath (so `pods verified`) OOM-kills every replica after an apiserver restart.
 //!
 //! Source: the talk ("CoreDNS getting OOM-killed"); kubernetes#139117 (235/313 replicas OOM-killed at
-//! 170Mi after an apiserver restart); coredns#2095; incidents.md §6.3, §7 S4.
+//! 170Mi after an apiserver restart); coredns#2095; sources.md#coredns-plugins, sources.md#incident-s4.
 //! Root cause: `pods verified` watches every pod; a relist holds the old and the new objects, roughly
 //! doubling memory; over the limit, every replica dies at once, and each restart lists again.
 //! Guaranteed now: with CoreDNS's memory, all replicas OOM together and crash-loop (a DNS outage);

@@ -1,6 +1,6 @@
 //! S5: node-local-dns removes the conntrack race for the pod hop, and has side effects.
 //!
-//! Source: the talk (node-local-dns); incidents.md §6.4, §7 S5; coredns#4308; kubernetes/dns#310.
+//! Source: the talk (node-local-dns); sources.md#node-local-dns, sources.md#incident-s5; coredns#4308; kubernetes/dns#310.
 //! Root cause: pod→cache traffic is NOTRACK (no DNAT, no conntrack entry), the cache talks to
 //! CoreDNS over TCP (`force_tcp`) from the node's IP, and a teardown removes the cache's address.
 //! Guaranteed now: no race drops and few conntrack entries with the cache on a racy kernel; autopath

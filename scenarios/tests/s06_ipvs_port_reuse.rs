@@ -1,6 +1,6 @@
 //! S6: IPVS keeps sending reused source ports to a deleted CoreDNS pod.
 //!
-//! Source: the talk; kubernetes#71514 (lbernail), #81775, #76664, #93297; incidents.md §3, §7 S6.
+//! Source: the talk; kubernetes#71514 (lbernail), #81775, #76664, #93297; sources.md#ipvs, sources.md#incident-s6.
 //! Root cause: an IPVS UDP entry (client ip:port → VIP) lives 300 s after its last packet and pins
 //! the port to one real server; a busy client reuses ports within that time. With graceful
 //! termination v1 and expire_nodest_conn 0, packets on entries of the deleted pod are dropped and

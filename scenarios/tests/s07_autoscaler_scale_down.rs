@@ -2,7 +2,7 @@
 //! replicas fail, as in S6.
 //!
 //! Source: the talk; the dns-autoscaler addon parameters (256 cores, 16 nodes per replica);
-//! incidents.md §6.6, §7 S7.
+//! sources.md#dns-autoscaler, sources.md#incident-s7.
 //! Root cause: fewer nodes → fewer replicas (linear mode) → endpoints removed → the IPVS (or
 //! conntrack) stale-entry mechanisms of S6/S17.
 //! Guaranteed now: 64 → 16 nodes takes the replicas from 4 to 2 after one poll, and the 2018 IPVS

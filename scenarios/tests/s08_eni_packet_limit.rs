@@ -1,7 +1,7 @@
 //! S8: the AWS resolver's 1024 packets/s per ENI: the Corefile that lost `cache`, then `force_tcp`.
 //!
 //! Source: the talk ("Staging fright on AWS"); AWS "Hybrid Cloud DNS Options for Amazon VPC";
-//! incidents.md §5, §7 S8; aws/amazon-vpc-cni-k8s#595.
+//! sources.md#cloud-resolver-limits, sources.md#incident-s8; aws/amazon-vpc-cni-k8s#595.
 //! Root cause: every packet a node sends to the VPC resolver counts against its ENI's 1024/s budget;
 //! excess is dropped silently. Without `cache` every client query (search suffixes included) goes
 //! upstream; `force_tcp` adds the ACKs and handshakes of TCP to every query.
@@ -24,7 +24,7 @@ fn without_cache_the_eni_budget_is_hit_and_drops_cost_2s() {
     // its bursts over the bucket are what drops.
     assert!(per_eni > 900.0, "{per_eni:.0} packets/s per ENI; {hint}");
     assert!(dropped > 0.0 && r.net.dropped_eni > 0, "{hint}");
-    // A dropped query costs forward's 2 s read timeout (incidents.md §6.1).
+    // A dropped query costs forward's 2 s read timeout (sources.md#coredns-forward).
     assert!(r.latency_ms(0.99) >= 1900.0, "p99 {} ms; {hint}", r.latency_ms(0.99));
 }
 

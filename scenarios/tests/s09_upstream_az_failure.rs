@@ -1,6 +1,6 @@
 //! S9: the cloud resolver of one AZ fails, and a share of external lookups fail everywhere.
 //!
-//! Source: the talk ("Upstream DNS issue"); incidents.md §6.1, §7 S9.
+//! Source: the talk ("Upstream DNS issue"); sources.md#coredns-forward, sources.md#incident-s9.
 //! Root cause: each CoreDNS replica forwards to its AZ's resolver; the kube-dns VIP spreads clients
 //! over all replicas, so the AZ-a replica's forward timeouts (2 s reads, 5 s deadline, health checks
 //! that find only a dead upstream) reach clients in every AZ. Cluster names never leave CoreDNS.

@@ -1,7 +1,7 @@
 //! S10: DNS flows fill the conntrack table (131,072 on a node with ≤ 4 CPUs) and every new flow drops.
 //!
 //! Source: the talk; kubernetes#18604 ("nf_conntrack: table full, dropping packet"); commits
-//! 294304e4c522, d535c8a69c19 (5.0), b7b1d02fc439 (5.16); incidents.md §2.3, §2.4, §7 S10.
+//! 294304e4c522, d535c8a69c19 (5.0), b7b1d02fc439 (5.16); sources.md#conntrack-udp-timeouts, sources.md#conntrack-table-size, sources.md#incident-s10.
 //! Root cause: before 5.0, glibc's 4-packet A+AAAA exchange on one socket puts the entry in stream
 //! mode for 180 s, ASSURED (not early-droppable): at 1,500 flows/s the table fills in about 95 s
 //! (87 s if no new socket reused a port whose entry is still there).

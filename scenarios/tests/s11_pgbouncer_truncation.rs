@@ -1,7 +1,7 @@
 //! S11: pgbouncer built with libevent 2.1 evdns cannot resolve a name whose answer is truncated.
 //!
 //! Source: the talk ("DNS is broken for a single app"); pgbouncer #122, PR #232; libevent commit
-//! 0f6ee89a (TCP in 2.2); incidents.md §1.5, §1.6, §7 S11.
+//! 0f6ee89a (TCP in 2.2); sources.md#c-ares, sources.md#evdns, sources.md#incident-s11.
 //! Root cause: 40 A records need more than 512 bytes; CoreDNS answers a client without EDNS with
 //! TC=1; evdns 2.1 turns TC into DNS_ERR_TRUNCATED and never tries TCP, c-ares re-asks over TCP.
 //! Guaranteed now: evdns 2.1 fails every lookup without a TCP packet; c-ares, glibc and libevent 2.2

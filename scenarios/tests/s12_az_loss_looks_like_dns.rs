@@ -1,6 +1,6 @@
 //! S12: packet loss in one AZ shows up first as DNS errors, while TCP applications only slow down.
 //!
-//! Source: the talk ("Sometimes it's not DNS"); incidents.md §7 S12.
+//! Source: the talk ("Sometimes it's not DNS"); sources.md#incident-s12.
 //! Root cause: DNS over UDP has no retransmission below the client library's 5 s timeout, and ndots
 //! multiplies the queries per lookup; TCP retransmits a lost segment after 200 ms.
 //! Guaranteed now: during 10% loss in one AZ, DNS lookups fail or take 5 s at a visible rate (over 2%)

@@ -1,7 +1,7 @@
 //! S13: Zalando's total DNS outage: a query spike, ndots:5 and no client cache OOM-kill CoreDNS.
 //!
 //! Source: Zalando postmortem, kubernetes-on-aws.readthedocs.io/postmortems/jan-2019-dns-outage;
-//! incidents.md §6.1 (max_concurrent, ~2 KB per query), §7 S13.
+//! sources.md#coredns-forward (max_concurrent, ~2 KB per query), sources.md#incident-s13.
 //! Root cause: every forwarded query in flight costs CoreDNS about 2 KB; with no `max_concurrent`
 //! and the 100Mi limit of the time, a spike of held queries crosses the limit on every replica at once.
 //! Guaranteed now: the spike OOM-kills the replicas in the 2019 setup; `max_concurrent 1000`, the

@@ -1,6 +1,6 @@
 //! S14: Preply's partial DNS outage (2020-02-28): kube-proxy failed to delete a conntrack row.
 //!
-//! Source: Preply postmortem (medium.com/preply-engineering/dns-postmortem); incidents.md §4, §7 S14.
+//! Source: Preply postmortem (medium.com/preply-engineering/dns-postmortem); sources.md#stale-udp-conntrack, sources.md#incident-s14.
 //! Root cause: as S17: the delete of the entries DNATed to a deleted CoreDNS pod failed, and clients
 //! that kept their 5-tuple busy kept being sent to the dead pod (26 minutes to mitigate).
 //! Guaranteed now: the affected clients are exactly those whose flow was pinned to the deleted pod

@@ -1,6 +1,6 @@
 //! S15: kube-dns's dnsmasq holds at most 150 concurrent forwards; a slow upstream fills them, the
 //! sidecar's health check fails, the kubelet restarts the container and DNS is gone for 15 s or more.
-//! Source: incidents.md §6.5, §7 S15 (kubernetes#45976; kubespray#922 made the limit configurable).
+//! Source: sources.md#kube-dns, sources.md#incident-s15 (kubernetes#45976; kubespray#922 made the limit configurable).
 //! Root cause: forwards held for the upstream's RTT (1.5 s) at 180 new names/s exceed 150 per
 //! replica; refusals beyond it and a liveness check coupled to them turn slowness into an outage.
 //! Guaranteed now: with CoreDNS's `max_concurrent 1000` and a health check that does not depend on

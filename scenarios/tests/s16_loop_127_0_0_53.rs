@@ -1,6 +1,6 @@
 //! S16: CoreDNS forwards to 127.0.0.53, itself: the loop plugin halts it, over and over.
 //!
-//! Source: CoreDNS `loop` plugin README; kontena/pharos-cluster#448; incidents.md §6.3, §7 S16.
+//! Source: CoreDNS `loop` plugin README; kontena/pharos-cluster#448; sources.md#coredns-plugins, sources.md#incident-s16.
 //! Root cause: the kubelet hands pods with dnsPolicy Default the node's resolv.conf, which names
 //! systemd-resolved's stub 127.0.0.53; inside the CoreDNS pod that address is CoreDNS itself.
 //! Guaranteed now: ndots' loop plugin sees its HINFO probe come back and halts (CrashLoopBackOff with

@@ -1,6 +1,6 @@
 //! S17: stale UDP conntrack entries keep a long-lived socket on a deleted CoreDNS pod.
 //!
-//! Source: kubernetes#19029, #48744, #45976, #125467 (Envoy on EKS); incidents.md §4, §7 S17.
+//! Source: kubernetes#19029, #48744, #45976, #125467 (Envoy on EKS); sources.md#stale-udp-conntrack, sources.md#incident-s17.
 //! Root cause: the entry (client ip:port → VIP) was DNATed to the old pod; kube-proxy's
 //! `conntrack -D` is late, fails, or has no binary; a client that keeps its source port (c-ares's
 //! channel socket) refreshes the entry with every retry, so it never expires.

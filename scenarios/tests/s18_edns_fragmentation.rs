@@ -1,7 +1,7 @@
 //! S18: with an EDNS buffer above 1232 bytes, large answers come back fragmented and are lost.
 //!
 //! Source: DNS Flag Day 2020 (dnsflagday.net); CoreDNS `bufsize` (commit e23a34abb, default 1232);
-//! incidents.md §6.3, §7 S18.
+//! sources.md#coredns-plugins, sources.md#incident-s18.
 //! Root cause: a resolver advertising 4096 bytes gets a 1,950-byte UDP answer, which the 1500-byte
 //! path fragments; the network drops fragments, the answer never arrives, and the query times out.
 //! At 1232 the upstream answers with TC=1, the resolver asks again over TCP and the client gets the

@@ -1,8 +1,8 @@
 //! S19: client-side caches and thread pools change what DNS trouble looks like to the application.
 //!
 //! Source: the `java.security` file (networkaddress.cache.ttl, .negative.ttl); Node.js CLI docs
-//! (UV_THREADPOOL_SIZE, dns.lookup vs dns.resolve); Zalando's postmortem; incidents.md §1.7, §1.8,
-//! §7 S19.
+//! (UV_THREADPOOL_SIZE, dns.lookup vs dns.resolve); Zalando's postmortem; sources.md#java-cache, sources.md#node-threadpool,
+//! sources.md#incident-s19.
 //! Root cause: a JVM with a security manager caches every answer for ever, so it never follows a
 //! Service recreated with a new IP; Node's `dns.lookup` runs getaddrinfo on a 4-thread pool, so four
 //! lookups stuck in 5 s glibc timeouts stall every other lookup (and fs, crypto) behind them.

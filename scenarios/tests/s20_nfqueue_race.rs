@@ -2,8 +2,8 @@
 //! that had fixed it.
 //!
 //! Source: netfilter bugzilla 1766; the fix 8af79d3edb5f "netfilter: nfnetlink_queue: remove old
-//! clash resolution logic" (2024); kubernetes-sigs/kube-network-policies PR #95; incidents.md §2.2,
-//! §7 S20.
+//! clash resolution logic" (2024); kubernetes-sigs/kube-network-policies PR #95; sources.md#conntrack-race,
+//! sources.md#incident-s20.
 //! Root cause: packets reinjected from the queue went through nfnetlink_queue's own, older clash
 //! handling, which drops the loser of an insertion race, so glibc's A/AAAA pair from one socket
 //! loses a packet and waits out its 5 s timeout as it did before 4.19.

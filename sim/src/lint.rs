@@ -45,7 +45,7 @@ pub struct Inputs<'a> {
     pub memory_limit: u64,
 }
 
-/// CoreDNS's default memory limit (coredns/deployment; incidents.md §6.3).
+/// CoreDNS's default memory limit (coredns/deployment; sources.md#coredns-plugins).
 pub const COREDNS_MEMORY_LIMIT: u64 = 170 << 20;
 
 /// Every finding for the inputs, worst first. Errors are for inputs that cannot be read.
@@ -65,7 +65,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
         let k = rc.search.len();
         if rc.ndots > 1 && k > 0 {
             // glibc tries every search domain before the name as given when it has fewer dots than
-            // ndots, each with A and AAAA in parallel (incidents.md §1.0, §1.1; S1).
+            // ndots, each with A and AAAA in parallel (sources.md#kubelet-resolv-conf, sources.md#glibc; S1).
             let queries = 2 * (k + 1);
             let (severity, extra) = if autopath.is_some() {
                 (
@@ -86,7 +86,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     queries - 2,
                     k + 1
                 ),
-                source: "incidents.md §1.0, §1.1, S1 (talk: ndots:5)",
+                source: "sources.md#kubelet-resolv-conf, sources.md#glibc, sources.md#incident-s1 (talk: ndots:5)",
                 fix: "write external names fully qualified with a trailing dot (www.google.com.), or set dnsConfig options ndots:2 for the pods (the talk's final setup), or use autopath on the cluster DNS".into(),
             });
         }
@@ -96,7 +96,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Info,
                 at: Some(rc_name.to_string()),
                 message: "the nameserver is a loopback address: a local stub resolver (systemd-resolved's 127.0.0.53). A DNS server that forwards to this file would forward to itself".into(),
-                source: "incidents.md S16",
+                source: "sources.md#incident-s16",
                 fix: "point DNS servers at the real upstream file (/run/systemd/resolve/resolv.conf) with kubelet --resolv-conf".into(),
             });
         }
@@ -114,7 +114,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Warning,
                 at: at(a),
                 message: format!("server block {zone} has autopath but no cache: every search-path query is synthesised again and every external answer forwarded again"),
-                source: "incidents.md §6.3, S4",
+                source: "sources.md#coredns-plugins, sources.md#incident-s4",
                 fix: "add `cache 30` to the block".into(),
             });
         }
@@ -126,7 +126,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Warning,
                 at: at(f),
                 message: format!("server block {zone} forwards without a cache: every pod query for an external name (and every ndots search miss for one) goes upstream, toward a resolver that may allow only 1024 packets/s per ENI"),
-                source: "incidents.md §5, S8 (talk: Staging fright on AWS)",
+                source: "sources.md#cloud-resolver-limits, sources.md#incident-s8 (talk: Staging fright on AWS)",
                 fix: "add `cache 30` before `forward` (kubeadm's default Corefile has it)".into(),
             });
         }
@@ -138,7 +138,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: Severity::Warning,
                     at: at(ft),
                     message: "force_tcp: every upstream query that is not reused costs a TCP handshake and teardown, about 7 packets against the cloud resolver's 1024 packets/s per ENI (AWS) instead of 2 over UDP".into(),
-                    source: "incidents.md §5, §6.1, S8",
+                    source: "sources.md#cloud-resolver-limits, sources.md#coredns-forward, sources.md#incident-s8",
                     fix: "keep UDP (drop force_tcp; prefer_udp if TC answers are common) and put `cache` in front of forward".into(),
                 });
             }
@@ -148,7 +148,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: Severity::Warning,
                     at: at(f),
                     message: "forward has no max_concurrent: when the upstream slows down, in-flight queries (about 2 KB each in CoreDNS) pile up without bound until the replica is OOM-killed".into(),
-                    source: "incidents.md §6.1, S13 (Zalando)",
+                    source: "sources.md#coredns-forward, sources.md#incident-s13 (Zalando)",
                     fix: "add `max_concurrent 1000` (kubeadm's default) to the forward block; the excess gets REFUSED instead of memory".into(),
                 });
             }
@@ -166,7 +166,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                             "forward . /etc/resolv.conf, and the node's resolv.conf ({n}) names a loopback stub resolver: queries come back to this server {}",
                             if has_loop { "(the loop plugin will detect it and halt: CrashLoopBackOff)" } else { "until they time out, with no loop plugin to stop it" }
                         ),
-                        source: "incidents.md §6.3, S16",
+                        source: "sources.md#coredns-plugins, sources.md#incident-s16",
                         fix: "give the kubelet the real upstream file (--resolv-conf=/run/systemd/resolve/resolv.conf) or forward to explicit upstream addresses".into(),
                     }),
                     Some((_, false)) => {}
@@ -175,7 +175,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                         severity: Severity::Info,
                         at: at(f),
                         message: "forward . /etc/resolv.conf without the loop plugin: if a node's resolv.conf names a local stub (127.0.0.53), queries loop silently".into(),
-                        source: "incidents.md §6.3, S16",
+                        source: "sources.md#coredns-plugins, sources.md#incident-s16",
                         fix: "add `loop` to the block, and check the nodes' resolv.conf (lint --node-resolv-conf)".into(),
                     }),
                     None => {}
@@ -185,7 +185,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
         for k in find(b, "kubernetes") {
             let verified = k.block.iter().any(|d| d.name.text == "pods" && d.args.first().is_some_and(|a| a.text == "verified"));
             if verified {
-                // CoreDNS watches every pod with `pods verified` (incidents.md §6.3, S4, S13); the
+                // CoreDNS watches every pod with `pods verified` (sources.md#coredns-plugins, sources.md#incident-s4, sources.md#incident-s13); the
                 // memory coefficients are the simulator's CoreDnsMemory defaults [unverified].
                 let m = crate::spec::CoreDnsMemory::default();
                 let msg = match (inp.cluster_pods, inp.cluster_objects) {
@@ -211,7 +211,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: if over { Severity::Error } else { Severity::Warning },
                     at: at(k),
                     message: msg,
-                    source: "incidents.md §6.3, S4, S13",
+                    source: "sources.md#coredns-plugins, sources.md#incident-s4, sources.md#incident-s13",
                     fix:
                         "use `pods insecure` (or disabled); CoreDNS's autopath needs verified, ndots' autopath does not (24 bytes per pod)"
                             .into(),
@@ -225,7 +225,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
             severity: Severity::Info,
             at: Some(cf_name.to_string()),
             message: "no server block for the root zone `.`: external names get REFUSED".into(),
-            source: "dns-servers.md §1.1",
+            source: "sources.md#default-corefiles",
             fix: "add a `.:53 { ... forward . /etc/resolv.conf ... }` block".into(),
         });
     }

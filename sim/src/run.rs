@@ -3,7 +3,7 @@
 //! Hosts: `cluster` (the whole cluster's `Engine`, a client host) and one `dns-<az>` per AZ (the
 //! cloud's resolver: `resolver::Server` answering from the scenario's internet zone, on turmoil UDP
 //! through `cloud_resolver`, the resolver's turmoil driver). The host count is 1 + AZs whatever the
-//! cluster size (turmoil-notes.md: cost grows with the cube of the host count).
+//! cluster size (sources.md#turmoil-cost: cost grows with the cube of the host count).
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +36,7 @@ pub fn run_with_progress(spec: ClusterSpec, mut progress: Box<dyn FnMut(Duration
     let engine = Engine::new(spec.clone())?;
     let slot: Rc<RefCell<Option<Engine>>> = Rc::new(RefCell::new(Some(engine)));
     let mut sim = turmoil::Builder::new()
-        // A fixed epoch and seed: turmoil defaults both to something random (turmoil-notes.md).
+        // A fixed epoch and seed: turmoil defaults both to something random (sources.md#turmoil-cost).
         .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600))
         .rng_seed(spec.seed)
         .tick_duration(Duration::from_millis(1))

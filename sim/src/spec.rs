@@ -19,7 +19,7 @@ pub enum ProxyMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Library {
     Glibc(Version),
-    /// Go's cgo resolver: glibc called with AI_CANONNAME | AI_V4MAPPED | AI_ALL (incidents.md §1.4).
+    /// Go's cgo resolver: glibc called with AI_CANONNAME | AI_V4MAPPED | AI_ALL (sources.md#go-cgo).
     GoCgo(Version),
     Musl(crate::client::musl::Version),
     /// Go's native resolver.
@@ -111,7 +111,7 @@ pub struct PodGroup {
     pub app_rate: f64,
 }
 
-/// Java's InetAddress cache (incidents.md §1.7): `networkaddress.cache.ttl` 30 s without a security
+/// Java's InetAddress cache (sources.md#java-cache): `networkaddress.cache.ttl` 30 s without a security
 /// manager, forever with one; `networkaddress.cache.negative.ttl` 10 s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientCache {
@@ -125,7 +125,7 @@ impl ClientCache {
     pub const JAVA_SECURITY_MANAGER: ClientCache = ClientCache { positive: None, negative: Duration::from_secs(10) };
 }
 
-/// One-way latencies between places (incidents.md S12 for loss, cloud-typical values otherwise).
+/// One-way latencies between places (sources.md#incident-s12 for loss, cloud-typical values otherwise).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Latency {
     pub same_node: Duration,
@@ -146,7 +146,7 @@ impl Default for Latency {
     }
 }
 
-/// The insertion-race parameters (incidents.md §7 conventions): `W_race` 20 µs, `p_cpu_split` 0.5,
+/// The insertion-race parameters (sources.md#incident-catalogue conventions): `W_race` 20 µs, `p_cpu_split` 0.5,
 /// and how often a same-target race is race 2 rather than race 1 [unverified; tunable].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RaceParams {
@@ -231,7 +231,7 @@ pub enum Fault {
     },
 }
 
-/// kube-dns's liveness coupling (incidents.md §6.5, S15): dnsmasq refuses new forwards at
+/// kube-dns's liveness coupling (sources.md#kube-dns, sources.md#incident-s15): dnsmasq refuses new forwards at
 /// `--dns-forward-max` (150, the Corefile's `max_concurrent` here); the sidecar's health query is one
 /// of them, so a probe fails when forwards were refused since the last one, and after
 /// `failure_threshold` failures `period` apart the kubelet restarts the container
@@ -247,7 +247,7 @@ impl Liveness {
     pub const KUBE_DNS: Liveness = Liveness { period: Duration::from_secs(10), failure_threshold: 3 };
 }
 
-/// cluster-proportional-autoscaler, linear mode (incidents.md §6.6): replicas =
+/// cluster-proportional-autoscaler, linear mode (sources.md#dns-autoscaler): replicas =
 /// max(ceil(cores / coresPerReplica), ceil(nodes / nodesPerReplica)), at least 2 with
 /// preventSinglePointFailure when there is more than one node; polled every 10 s [unverified].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -287,7 +287,7 @@ pub enum MemoryModel {
     CoreDns(CoreDnsMemory),
 }
 
-/// CoreDNS's memory (incidents.md §7 S4, S13): base + watched objects (+ every pod with `pods
+/// CoreDNS's memory (sources.md#incident-s4, sources.md#incident-s13): base + watched objects (+ every pod with `pods
 /// verified`) + ~2 KB per in-flight query + cache entries. Coefficients other than the 2 KB per query
 /// are [unverified] and tunable: 1 KB per watched pod, 2 KB per Service/EndpointSlice object, 3 KB per
 /// cache entry (kubernetes/website: "10000 entries ≈ 30 MB"), 20 MB base.
@@ -321,7 +321,7 @@ impl ReplicaMemory {
     }
 }
 
-/// node-local-dns on every node (incidents.md §6.4).
+/// node-local-dns on every node (sources.md#node-local-dns).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeLocal {
     /// The Corefile template with its `__PILLAR__` variables (substituted per node).
@@ -337,7 +337,7 @@ impl NodeLocal {
     }
 }
 
-/// node-local-dns's Corefile template (kubernetes cluster/addons/dns/nodelocaldns; dns-servers.md §3).
+/// node-local-dns's Corefile template (kubernetes cluster/addons/dns/nodelocaldns; sources.md#node-local-dns).
 pub const NODE_LOCAL_COREFILE: &str = include_str!("../../examples/nodelocaldns.Corefile");
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,11 +359,11 @@ pub struct ClusterSpec {
     pub replica_memory: Option<ReplicaMemory>,
     /// Pods in the cluster state beyond the simulated workload (the rest of a large cluster).
     pub extra_pods: usize,
-    /// IP fragments between the nodes and the cloud resolver are dropped (incidents.md S18): a UDP
+    /// IP fragments between the nodes and the cloud resolver are dropped (sources.md#incident-s18): a UDP
     /// answer over the 1500-byte MTU (1472 bytes of DNS payload) never arrives.
     pub drop_fragments: bool,
     /// A network-policy agent NFQUEUEs new flows on kernels without the 2024 nfnetlink_queue fix:
-    /// insertion races drop again on any kernel (incidents.md S20).
+    /// insertion races drop again on any kernel (sources.md#incident-s20).
     pub nfqueue: bool,
     /// The cluster-proportional-autoscaler (dns-autoscaler), if it manages the replicas.
     pub autoscaler: Option<Autoscaler>,
@@ -448,7 +448,7 @@ impl ClusterSpec {
     }
 }
 
-/// kubeadm's default Corefile (dns-servers.md §1.1).
+/// kubeadm's default Corefile (sources.md#default-corefiles).
 pub const KUBEADM_COREFILE: &str = include_str!("../../examples/kubeadm.Corefile");
 
 /// The simulated internet's zone.

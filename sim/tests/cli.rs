@@ -208,7 +208,7 @@ fn traced_runs_list_every_lookup_with_the_queries_it_put_on_the_wire() {
     let google = lookups.iter().find(|l| l["name"] == "www.google.com" && l["outcome"] == "ok").expect("a www.google.com lookup");
     assert_eq!(google["library"], "glibc-2.36");
     let names: Vec<&str> = google["queries"].as_array().expect("queries").iter().filter_map(|q| q["qname"].as_str()).collect();
-    // ndots:5: the search list first, A and AAAA for each, then the name as given (incidents.md §1.1).
+    // ndots:5: the search list first, A and AAAA for each, then the name as given (sources.md#glibc).
     assert_eq!(names.first().copied(), Some("www.google.com.default.svc.cluster.local."));
     assert_eq!(names.last().copied(), Some("www.google.com."));
     assert_eq!(names.len(), 10, "{names:?}");

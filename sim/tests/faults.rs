@@ -24,7 +24,7 @@ fn a_dead_node_strands_queries_on_its_replica_until_the_control_plane_notices() 
     // Pods on node 0 (every third pod) ask nothing more once it is down.
     assert!(r.lookups.iter().filter(|l| l.pod % 3 == 0).all(|l| secs(l) < 5.0), "{hint}");
     // Between the failure and the node controller's 40 s grace, a third of the DNAT choices land on the
-    // dead replica: glibc waits out its 5 s timeout and asks again (incidents.md §1.1).
+    // dead replica: glibc waits out its 5 s timeout and asks again (sources.md#glibc).
     let stalled = r.lookups.iter().filter(|l| (6.0..40.0).contains(&secs(l)) && l.latency() >= Duration::from_secs(5)).count();
     let during = r.lookups.iter().filter(|l| (6.0..40.0).contains(&secs(l))).count();
     assert!(stalled * 10 > during, "{stalled} of {during} lookups stalled; {hint}");

@@ -18,7 +18,7 @@ fn a_healthy_cluster_answers_every_lookup_and_tracks_its_flows() {
     assert_eq!(report.success_rate(), 1.0, "{hint}\n{}", report.summary());
     // Kernel 5.15: the insertion race drops nothing (IPS_NAT_CLASH).
     assert_eq!(report.net.dropped_race, 0, "{hint}");
-    // ndots:5 arithmetic (incidents.md §1.0): `web` is found at the first search domain (2 queries);
+    // ndots:5 arithmetic (sources.md#kubelet-resolv-conf): `web` is found at the first search domain (2 queries);
     // `www.google.com` walks 4 search domains then the name (10 queries).
     let per = |name: &str| report.lookups.iter().filter(|l| l.name == name).map(|l| l.queries).collect::<Vec<_>>();
     assert!(per("web").iter().all(|&q| q == 2), "{:?}", per("web"));

@@ -215,7 +215,7 @@ fn drop_rule(qname: &str, qtype: u16, count: Option<u32>) -> Rule {
 fn cases() -> Vec<Case> {
     let c = |id, name, family, flags, options, ipv6, rules, libs| Case { id, name, family, flags, options, ipv6, rules, libs };
     vec![
-        // incidents.md §1, S1: the kubelet's resolv.conf turns one name into 12 queries.
+        // sources.md#kubelet-resolv-conf, sources.md#incident-s1: the kubelet's resolv.conf turns one name into 12 queries.
         c("ndots5-null-hints", "www.google.com", Family::Unspec, "", "ndots:5", V6::Off, vec![], ALL),
         // S3: AI_ADDRCONFIG without IPv6 halves it; with a link-local IPv6 address it does not (glibc).
         c("addrconfig-no-ipv6", "www.google.com", Family::Unspec, "addrconfig", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::Musl]),

@@ -2,7 +2,7 @@
 //! network namespace, iptables DNATs UDP "ClusterIPs" to loopback servers; the same packet sequences
 //! run through `netmodel::conntrack` for this kernel's version, and `conntrack -L` is compared with the
 //! model: the remaining timeout (±2 s), UNREPLIED, ASSURED and the DNAT target, including the stale
-//! entry that keeps a flow on a DNAT target the rules no longer name (incidents.md §2.3, §4).
+//! entry that keeps a flow on a DNAT target the rules no longer name (sources.md#conntrack-udp-timeouts, sources.md#stale-udp-conntrack).
 //! Needs root, `ip`, `iptables` and `conntrack` (installed from Debian if missing); skips with a
 //! message where namespaces are unavailable. IPVS is not checked (no module here).
 
@@ -209,7 +209,7 @@ fn run_cases() -> Result<bool, String> {
         rows.push((name.to_string(), kernel_entry(src)?, model.entry(t0.elapsed(), src, vip(v))));
     }
     // Stale DNAT: the rules now send 10.96.0.12 to 5354, but the flow's entry still says 5353 until
-    // it is deleted (kube-proxy's conntrack cleanup, incidents.md §4).
+    // it is deleted (kube-proxy's conntrack cleanup, sources.md#stale-udp-conntrack).
     let src = 41005;
     let a = send(src, vip(12))?;
     model.packet(t0.elapsed(), src, vip(12), target(5353), a != "none");

@@ -13,7 +13,7 @@ pub struct CacheConfig {
     pub denial: CachePart,
     /// `prefetch AMOUNT [DURATION [PERCENTAGE%]]`: off by default (amount 0).
     pub prefetch: Option<Prefetch>,
-    /// `serve_stale [DURATION]`: off by default; duration 1h when on (dns-servers.md §1.4).
+    /// `serve_stale [DURATION]`: off by default; duration 1h when on (sources.md#coredns-cache).
     pub serve_stale: Option<ServeStale>,
     /// SERVFAIL cached 5 s by default, at most 5 min; 0 disables.
     pub servfail_ttl: Duration,
@@ -24,7 +24,7 @@ pub struct CacheConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CachePart {
-    /// 9984 entries by default, minimum 1024 (dns-servers.md §1.4).
+    /// 9984 entries by default, minimum 1024 (sources.md#coredns-cache).
     pub capacity: usize,
     /// 3600 s success, 1800 s denial.
     pub max_ttl: u32,
@@ -44,13 +44,13 @@ pub struct Prefetch {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServeStale {
     pub duration: Duration,
-    /// TTL on a stale answer; CoreDNS default 0 (dns-servers.md §1.4).
+    /// TTL on a stale answer; CoreDNS default 0 (sources.md#coredns-cache).
     pub response_ttl: u32,
 }
 
 pub(super) fn parse_cache(d: &Directive, s: &ServerConfig) -> Result<CacheConfig, ConfigError> {
     let mut a = Args::new(d);
-    // dns-servers.md §1.4: success 9984/3600/5, denial 9984/1800/5, servfail 5s.
+    // sources.md#coredns-cache: success 9984/3600/5, denial 9984/1800/5, servfail 5s.
     let mut c = CacheConfig {
         zones: Vec::new(),
         success: CachePart { capacity: 9984, max_ttl: 3600, min_ttl: 5 },
@@ -78,7 +78,7 @@ pub(super) fn parse_cache(d: &Directive, s: &ServerConfig) -> Result<CacheConfig
             "success" | "denial" => {
                 let cap = num(sa.need("a capacity")?, "a capacity", 0usize, 1 << 26)?;
                 let part = if sub.name.text == "success" { &mut c.success } else { &mut c.denial };
-                // CoreDNS: minimum 1024 entries (dns-servers.md §1.4).
+                // CoreDNS: minimum 1024 entries (sources.md#coredns-cache).
                 part.capacity = cap.max(1024);
                 if let Some(t) = sa.next() {
                     part.max_ttl = num(t, "a TTL in seconds", 0u32, u32::MAX)?;

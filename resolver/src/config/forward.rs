@@ -38,7 +38,7 @@ pub struct ForwardConfig {
     pub failfast_all_unhealthy: bool,
 }
 
-/// CoreDNS's `forward` request deadline (`defaultTimeout`, incidents.md §6.1).
+/// CoreDNS's `forward` request deadline (`defaultTimeout`, sources.md#coredns-forward).
 pub const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A parsed resolv.conf (resolv.conf(5)): nameservers, search list, and the `options` tokens as written
@@ -119,7 +119,7 @@ pub(super) fn parse_forward(d: &Directive, base: &Path) -> Result<ForwardConfig,
     if to.len() > 15 {
         return Err(ConfigError::at(&d.name.pos, "forward: at most 15 upstreams (as CoreDNS)"));
     }
-    // dns-servers.md §1.5 defaults.
+    // sources.md#coredns-forward defaults.
     let mut f = ForwardConfig {
         from,
         to,

@@ -8,7 +8,7 @@ use super::{ServerConfig, zone_wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodsMode {
-    /// The default: pod queries get NXDOMAIN (dns-servers.md §1.2).
+    /// The default: pod queries get NXDOMAIN (sources.md#coredns-kubernetes).
     Disabled,
     Insecure,
     Verified,

@@ -1,9 +1,9 @@
 //! Typed configuration from a parsed Corefile, with CoreDNS's defaults.
 //!
-//! Every default below cites `dns-servers.md` (the CoreDNS source read at 1.14.7) or `incidents.md` §6.
+//! Every default below cites its entry in `docs/sources.md` (the CoreDNS source read at 1.14.7).
 //! Unknown plugins, unknown options and bad values are errors that name the file, line, column and
 //! what was expected (DEVELOPERS.md: bad input gets a clear error). Plugins run in CoreDNS's fixed
-//! `plugin.cfg` order whatever their line order (dns-servers.md §1.0); see `Server`.
+//! `plugin.cfg` order whatever their line order (sources.md#corefile-model); see `Server`.
 
 mod args;
 mod cache;
@@ -29,7 +29,7 @@ pub use kubernetes::{KubernetesConfig, PodsMode};
 pub use records::{HostsConfig, TemplateConfig};
 use records::{parse_hosts, parse_template};
 
-/// The plugins we accept, in CoreDNS's execution order (plugin.cfg, dns-servers.md §1.0).
+/// The plugins we accept, in CoreDNS's execution order (plugin.cfg, sources.md#corefile-model).
 pub const PLUGIN_ORDER: &[&str] = &[
     "reload",
     "bufsize",
@@ -70,7 +70,7 @@ pub struct ServerConfig {
     pub ready: Option<String>,
     pub prometheus: Option<String>,
     /// Largest UDP answer we send to an EDNS client (bufsize plugin; default 1232, range 512–4096).
-    /// ndots applies 1232 even without the plugin: DNS Flag Day 2020 (incidents.md S18).
+    /// ndots applies 1232 even without the plugin: DNS Flag Day 2020 (sources.md#incident-s18).
     pub bufsize: u16,
     pub reload: Option<ReloadConfig>,
     pub loadbalance: bool,
@@ -90,14 +90,14 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
-    /// Default `:8080` (dns-servers.md §1.6).
+    /// Default `:8080` (sources.md#coredns-health-ready).
     pub addr: String,
     pub lameduck: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReloadConfig {
-    /// Default 30 s, jitter 15 s; minimums 2 s and 1 s (dns-servers.md §1.8).
+    /// Default 30 s, jitter 15 s; minimums 2 s and 1 s (sources.md#coredns-misc-plugins).
     pub interval: Duration,
     pub jitter: Duration,
 }
@@ -353,7 +353,7 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
                 return Err(ConfigError::at(&d.name.pos, "autopath: expected @kubernetes or a resolv.conf file"));
             };
             let source = if last.text == "@kubernetes" {
-                // The kubernetes plugin appends the host's search list (dns-servers.md §1.3).
+                // The kubernetes plugin appends the host's search list (sources.md#coredns-autopath).
                 let host = std::env::var("NDOTS_HOST_RESOLV_CONF").unwrap_or_else(|_| "/etc/resolv.conf".into());
                 s.autopath_host_search = read_resolv_conf(Path::new(&host))
                     .map(|rc| rc.search.iter().filter_map(|d| wire::name_from_str(d)).collect())

@@ -108,7 +108,7 @@ pub(super) async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<
 
 pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &str) -> hyper::Response<Full<Bytes>> {
     let (status, body) = match path {
-        // /health stays 200 through lameduck (dns-servers.md §1.6).
+        // /health stays 200 through lameduck (sources.md#coredns-health-ready).
         "/health" if eps.iter().any(|e| matches!(e, Endpoint::Health)) => (200, "OK".to_string()),
         "/ready" if eps.iter().any(|e| matches!(e, Endpoint::Ready)) => {
             if shared.stopping.get() {

@@ -343,7 +343,7 @@ async fn serve(
         w.hub.stop.send_replace(true);
     }
     // Lameduck: /ready goes non-200 at once, /health stays 200, DNS keeps being served for the
-    // lameduck duration (dns-servers.md §1.6); then listeners close and in-flight queries finish.
+    // lameduck duration (sources.md#coredns-health-ready); then listeners close and in-flight queries finish.
     shared.stopping.set(true);
     if !lameduck.is_zero() {
         info!(?lameduck, "lameduck");

@@ -12,7 +12,7 @@ use super::{Client, Server};
 
 impl Server {
     /// autopath: when the name is under the client pod's first search domain, the list of names to
-    /// try (dns-servers.md §1.3). ndots finds the pod's namespace from its compact pod index, so it
+    /// try (sources.md#coredns-autopath). ndots finds the pod's namespace from its compact pod index, so it
     /// does not need `pods verified`.
     pub(super) fn autopath_candidates(&self, bi: usize, client: &Client, qname: &[u8]) -> Option<Autopath> {
         let b = &self.blocks[bi];
@@ -66,7 +66,7 @@ pub(super) struct Autopath {
     pub(super) first: Option<(Vec<u8>, Vec<RecordSpan>)>,
 }
 
-/// autopath's answer: `qname CNAME found`, then the found name's answer (dns-servers.md §1.3).
+/// autopath's answer: `qname CNAME found`, then the found name's answer (sources.md#coredns-autopath).
 pub(super) fn autopath_answer(qname: &[u8], qtype: u16, found: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
     let inner = Message::from_vec(msg).ok()?;
     let mut m = Message::new(0, MessageType::Response, OpCode::Query);

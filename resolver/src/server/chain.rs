@@ -433,7 +433,7 @@ pub(super) fn memo_key(buf: &mut Vec<u8>, block: usize, name: &[u8], qtype: u16,
 }
 
 /// The size limit and EDNS echo for a client: 512 without EDNS, else its size capped by `bufsize`
-/// (and at least 512); TCP has no limit (RFC 1035 §4.2.1, RFC 6891 §6.2.5, dns-servers.md §2).
+/// (and at least 512); TCP has no limit (RFC 1035 §4.2.1, RFC 6891 §6.2.5, sources.md#truncation).
 pub(super) fn shape_for<'t>(task: &Ask<'t>, cfg: &ServerConfig, ttl: Option<u32>, client: Client) -> Shape<'t> {
     let limit = match (client.transport, task.edns) {
         (Transport::Tcp, _) => None,

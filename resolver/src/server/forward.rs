@@ -30,7 +30,7 @@ impl Server {
             waiters.push(tid);
             return;
         }
-        // max_concurrent: REFUSED above the limit, not a health failure (incidents.md §6.1). It bounds
+        // max_concurrent: REFUSED above the limit, not a health failure (sources.md#coredns-forward). It bounds
         // concurrent upstream queries, which is what CoreDNS's counter bounds (it never coalesces).
         if let Some(max) = self.blocks[bi].cfg.forward[fi].max_concurrent
             && self.blocks[bi].fwd_inflight[fi] >= max
@@ -81,7 +81,7 @@ impl Server {
         max_fails > 0 && self.health.get(addr).is_some_and(|h| h.fails > max_fails)
     }
 
-    /// CoreDNS's forward loop (incidents.md §6.1): walk the list, skip Down upstreams, and when all are
+    /// CoreDNS's forward loop (sources.md#coredns-forward): walk the list, skip Down upstreams, and when all are
     /// down pick a random one; keep trying until the 5 s deadline, then SERVFAIL.
     pub(super) fn next_attempt(&mut self, now: Now, xid: u64) {
         loop {
@@ -135,7 +135,7 @@ impl Server {
                 let bufsize = self.blocks.get(*block).map_or(1232, |b| b.cfg.bufsize);
                 build_query(id, qname, *qtype, *qclass, Some((bufsize, *dnssec_ok)), *cd)
             }
-            // Health probe: `. IN NS`, RD=1 (dns-servers.md §1.5).
+            // Health probe: `. IN NS`, RD=1 (sources.md#coredns-forward).
             XKind::Probe { .. } => build_query(id, &[0], wire::TYPE_NS, wire::CLASS_IN, None, false),
         };
         self.wire_ids.insert((up, id), xid);
@@ -217,7 +217,7 @@ impl Server {
                 transport,
                 id: 0,
                 deadline: now + Duration::from_secs(1),
-                // Health check read timeout: 1 s (incidents.md §6.1).
+                // Health check read timeout: 1 s (sources.md#coredns-forward).
                 read_timeout: Duration::from_secs(1),
                 attempt: 0,
                 max_fails: 0,

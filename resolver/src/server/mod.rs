@@ -7,7 +7,7 @@
 //! then `poll_transmit` and `poll_timeout`. Randomness (upstream IDs, policy shuffles, eviction) comes
 //! from the seeded `fastrand::Rng` given at construction. No clock, socket or thread is touched here.
 //!
-//! Plugin order is CoreDNS's fixed order (dns-servers.md §1.0), whatever the Corefile's line order:
+//! Plugin order is CoreDNS's fixed order (sources.md#corefile-model), whatever the Corefile's line order:
 //! `bufsize → autopath → cache → template → hosts → kubernetes → loop → forward`, with
 //! `loadbalance` applied to the answer on its way out.
 
@@ -84,7 +84,7 @@ pub enum Handled {
     Dropped,
 }
 
-/// The health of one upstream, CoreDNS-style (incidents.md §6.1): `fails` counts consecutive failed
+/// The health of one upstream, CoreDNS-style (sources.md#coredns-forward): `fails` counts consecutive failed
 /// probes; Down when `fails > max_fails`; probing every `health_check` until a probe succeeds.
 #[derive(Debug, Clone, Default)]
 struct Health {
@@ -265,7 +265,7 @@ fn server_label(s: &ServerConfig) -> String {
 
 fn new_block(cfg: &ServerConfig, rng: &mut fastrand::Rng) -> Block {
     let loop_probe = cfg.loop_detect.then(|| {
-        // `<rand>.<rand>.<zone>` HINFO, as the loop plugin does (dns-servers.md §1.8).
+        // `<rand>.<rand>.<zone>` HINFO, as the loop plugin does (sources.md#coredns-misc-plugins).
         let zone = cfg.zones.first().map(String::as_str).unwrap_or(".");
         let text = format!("{}.{}.{}", rng.u64(..), rng.u64(..), zone.trim_start_matches('.'));
         (wire::name_from_str(&text).unwrap_or_else(|| vec![0]), 0)
@@ -323,7 +323,7 @@ impl Server {
         &self.cfg
     }
 
-    /// The loop plugin halts the process when it sees its probe more than twice (dns-servers.md §1.8).
+    /// The loop plugin halts the process when it sees its probe more than twice (sources.md#coredns-misc-plugins).
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()
     }
@@ -404,7 +404,7 @@ impl Server {
                     if let Some(x) = self.exchanges.get(&xid).filter(|x| x.attempt == attempt) {
                         // A TCP connection that timed out is closed, not reused: CoreDNS's forward
                         // closes a connection that errored instead of returning it to its pool
-                        // (incidents.md §6.1). Otherwise a connection DNATed to a pod that vanished
+                        // (sources.md#coredns-forward). Otherwise a connection DNATed to a pod that vanished
                         // without a reset keeps swallowing every query while traffic keeps it busy.
                         if x.transport == Transport::Tcp && !self.close_tcp.contains(&x.upstream) {
                             self.close_tcp.push_back(x.upstream);

@@ -1,4 +1,4 @@
-//! c-ares (incidents.md §1.5; c-ares ares_gethostbyname.c, ares_search.c, ares_process.c at
+//! c-ares (sources.md#c-ares; c-ares ares_gethostbyname.c, ares_search.c, ares_process.c at
 //! cares-1_16_0 and HEAD).
 //!
 //! | | 2020 (1.15/1.16) | 1.2x (1.20–1.30) | current (1.34) |
@@ -9,7 +9,7 @@
 //!
 //! - One UDP socket per nameserver for the life of the channel (`ARES_OPT_UDP_MAX_QUERIES` 0 =
 //!   unlimited): a process's queries all leave from the same source port. That is what keeps a stale
-//!   conntrack or IPVS entry alive (incidents.md §4: Envoy).
+//!   conntrack or IPVS entry alive (sources.md#stale-udp-conntrack: Envoy).
 //! - Search (`ares_search`): like glibc's order; ENODATA, ESERVFAIL and ENOTFOUND go on to the next
 //!   name, anything else (a timeout) ends it.
 //! - SERVFAIL, NOTIMP and REFUSED answers are discarded and the next server is tried.
@@ -38,7 +38,7 @@ pub enum Era {
     /// c-ares 1.15/1.16, as pgbouncer ran it in 2020.
     V2020,
     /// c-ares 1.20–1.30 (2023–mid 2024, what Envoy shipped then): 2 s and 3 tries, the old doubling
-    /// timer, no query cache (incidents.md §1.5).
+    /// timer, no query cache (sources.md#c-ares).
     V2023,
     /// c-ares 1.34.
     Current,

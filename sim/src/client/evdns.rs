@@ -1,4 +1,4 @@
-//! libevent's evdns, pgbouncer's "evdns2" backend (incidents.md §1.6; libevent evdns.c at
+//! libevent's evdns, pgbouncer's "evdns2" backend (sources.md#evdns; libevent evdns.c at
 //! release-2.1.12-stable and HEAD).
 //!
 //! - Defaults (2.1.12 `evdns_base_new`): timeout 5 s; `attempts:` sets max_retransmits (default 3);

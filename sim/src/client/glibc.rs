@@ -1,4 +1,4 @@
-//! glibc's stub resolver under getaddrinfo (incidents.md §1.1; glibc resolv/res_query.c,
+//! glibc's stub resolver under getaddrinfo (sources.md#glibc; glibc resolv/res_query.c,
 //! resolv/res_send.c, nss/getaddrinfo.c, sysdeps/unix/sysv/linux/check_pf.c).
 //!
 //! Name order (`__res_context_search`): a trailing dot means the name alone; with dots ≥ ndots the
@@ -514,7 +514,7 @@ impl Lookup for Glibc {
             // One reply of two: the sticky switch (RES_F_SNGLKUP, then RES_F_SNGLKUPREOP).
             // Either way send_dg goes back to `retry` (or `retry_reopen`), which forgets both replies:
             // the pair is asked again, one after the other, with a fresh timer and no try used up
-            // (incidents.md §1.1; seen on the wire from glibc 2.36 by `cargo xtask client-check`).
+            // (sources.md#glibc; seen on the wire from glibc 2.36 by `cargo xtask client-check`).
             if !self.process.single_request {
                 self.process.single_request = true;
                 self.mode = Mode::Sequential;
@@ -585,7 +585,7 @@ mod tests {
     }
 
     fn kubelet_rc() -> ResolvConf {
-        // 3 cluster domains + 2 host domains, ndots:5 (incidents.md S1).
+        // 3 cluster domains + 2 host domains, ndots:5 (sources.md#incident-s1).
         ResolvConf::parse(&ResolvConf::kubelet_cluster_first(
             "10.96.0.10".parse().expect("ip"),
             "default",

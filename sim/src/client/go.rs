@@ -1,4 +1,4 @@
-//! Go's native ("go") resolver (incidents.md §1.3; golang/go src/net/dnsclient_unix.go, dnsconfig.go).
+//! Go's native ("go") resolver (sources.md#go-native; golang/go src/net/dnsclient_unix.go, dnsconfig.go).
 //!
 //! - Names (`nameList`): a rooted name alone; with dots ≥ ndots the name first, then each search
 //!   suffix, then the name last if not tried first. Names over 254 octets are dropped.

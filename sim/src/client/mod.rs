@@ -1,4 +1,4 @@
-//! Client resolver libraries modelled to the packet (incidents.md §1).
+//! Client resolver libraries modelled to the packet (sources.md#kubelet-resolv-conf).
 //!
 //! Each library is a sans-IO state machine for one `getaddrinfo`-style lookup: given a parsed
 //! resolv.conf, the name and hints, the pod's interface addresses and a seeded RNG, it emits sends
@@ -62,7 +62,7 @@ pub struct Hints {
 impl Hints {
     /// `hints = NULL`: AF_UNSPEC, no flags.
     pub const NULL: Hints = Hints { family: Family::Unspec, addrconfig: false, v4mapped: false, all: false, canonname: false };
-    /// What Go's cgo resolver passes: AI_CANONNAME | AI_V4MAPPED | AI_ALL (incidents.md §1.4).
+    /// What Go's cgo resolver passes: AI_CANONNAME | AI_V4MAPPED | AI_ALL (sources.md#go-cgo).
     pub const GO_CGO: Hints = Hints { family: Family::Unspec, addrconfig: false, v4mapped: true, all: true, canonname: true };
     pub fn addrconfig() -> Hints {
         Hints { addrconfig: true, ..Hints::NULL }
@@ -106,7 +106,7 @@ impl PodAddrs {
     pub fn has_v4(&self) -> bool {
         self.0.iter().any(|a| matches!(a, IpAddr::V4(v4) if !v4.is_loopback()))
     }
-    /// Has IPv6 other than ::1; link-local fe80:: counts (incidents.md §1.1).
+    /// Has IPv6 other than ::1; link-local fe80:: counts (sources.md#glibc).
     pub fn has_v6(&self) -> bool {
         self.0.iter().any(|a| matches!(a, IpAddr::V6(v6) if !v6.is_loopback()))
     }
@@ -311,7 +311,7 @@ pub enum Lib {
 
 /// Runs one lookup of `lib` at `version` (None: the library's current version) against `harness` until
 /// it returns or 300 simulated seconds pass: every packet it sent and what the application gets.
-/// Go's cgo resolver is glibc called with Go's hints (incidents.md §1.4).
+/// Go's cgo resolver is glibc called with Go's hints (sources.md#go-cgo).
 pub fn run_model(
     lib: Lib,
     version: Option<&str>,

@@ -1,4 +1,4 @@
-//! musl libc's resolver (incidents.md §1.2; musl src/network/resolvconf.c, lookup_name.c, res_msend.c).
+//! musl libc's resolver (sources.md#musl; musl src/network/resolvconf.c, lookup_name.c, res_msend.c).
 //!
 //! - Options: only `ndots:` (cap 15), `timeout:` (cap 60), `attempts:` (cap 10); at most 3 nameservers.
 //! - Search since 1.1.13 (commit 3d6e2e47): with dots ≥ ndots or a trailing dot only the name is asked;

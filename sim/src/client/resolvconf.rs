@@ -1,4 +1,4 @@
-//! resolv.conf as the libraries read it, and the kubelet's generated file (incidents.md §1.0, §1.1).
+//! resolv.conf as the libraries read it, and the kubelet's generated file (sources.md#kubelet-resolv-conf, sources.md#glibc).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -75,7 +75,7 @@ impl ResolvConf {
         rc
     }
 
-    /// The kubelet's resolv.conf for a ClusterFirst pod (incidents.md §1.0): the cluster DNS IP,
+    /// The kubelet's resolv.conf for a ClusterFirst pod (sources.md#kubelet-resolv-conf): the cluster DNS IP,
     /// `<ns>.svc.<domain> svc.<domain> <domain>` then the node's search domains without duplicates,
     /// and `options ndots:5`.
     pub fn kubelet_cluster_first(cluster_dns: IpAddr, namespace: &str, cluster_domain: &str, node_search: &[&str]) -> String {

@@ -56,7 +56,7 @@ impl Engine {
     }
 
     /// A replica is deleted gracefully: out of the endpoints at once, serving through its lameduck,
-    /// then gone (dns-servers.md §1.6).
+    /// then gone (sources.md#coredns-health-ready).
     pub(super) fn terminate(&mut self, inst: InstId) {
         let Some(i) = self.insts.get_mut(inst) else { return };
         i.terminating = true;

@@ -11,7 +11,7 @@
 //! TCP is modelled packet by packet where it matters: a connection costs SYN, SYN-ACK and ACK before
 //! its first query (one round trip), creates a TCP conntrack entry, is reused until idle for
 //! `forward`'s `expire` (10 s), and ends with FIN/ACK; every packet a node sends to the cloud resolver
-//! is charged to its ENI budget (incidents.md §5).
+//! is charged to its ENI budget (sources.md#cloud-resolver-limits).
 //!
 //! Pods are never turmoil hosts, and nothing here grows the number of turmoil hosts.
 
@@ -51,7 +51,7 @@ pub use frame::{Frame, upstream_ip};
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
 /// node-local-dns's `kube-dns-upstream` Service: the same endpoints, another ClusterIP.
 pub const KUBE_DNS_UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), 53);
-/// node-local-dns's link-local listen address (incidents.md §6.4).
+/// node-local-dns's link-local listen address (sources.md#node-local-dns).
 pub const NODE_LOCAL_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 20, 10));
 
 type NodeId = usize;

@@ -55,7 +55,7 @@ impl Engine {
         }
     }
 
-    /// Whether a packet between two nodes is lost to AZ packet loss (incidents.md S12).
+    /// Whether a packet between two nodes is lost to AZ packet loss (sources.md#incident-s12).
     pub(super) fn lost(&mut self, a: NodeId, b: NodeId) -> bool {
         if a == b {
             // Same node: never on the wire.
@@ -117,7 +117,7 @@ impl Engine {
         self.net.packets += 1;
         let node = self.owner_node(from);
         let now = self.now;
-        // node-local-dns: pod traffic to its listen addresses skips conntrack (NOTRACK, incidents.md §6.4).
+        // node-local-dns: pod traffic to its listen addresses skips conntrack (NOTRACK, sources.md#node-local-dns).
         if let (Owner::Pod(_), Some(nl)) = (from, self.nodes[node].node_local) {
             let binds_vip = self.spec.node_local.as_ref().is_some_and(|n| n.bind_kube_dns) && self.nodes[node].ipvs.is_none();
             if pkt.dst.ip() == NODE_LOCAL_IP || (binds_vip && pkt.dst == KUBE_DNS) {
@@ -147,7 +147,7 @@ impl Engine {
             let e = n.ct.get(&orig).cloned().expect("lookup found it");
             let mut to = e.nat_target();
             // The second packet of a new UDP flow within the race window, on another CPU: the
-            // insertion race (incidents.md §2.2).
+            // insertion race (sources.md#conntrack-race).
             if !is_reply
                 && pkt.transport == Transport::Udp
                 && now.saturating_sub(e.created) < race.window
@@ -295,7 +295,7 @@ impl Engine {
             }
         }
         if !self.eni(node, 1) {
-            // linklocal_allowance_exceeded: dropped silently (incidents.md §5).
+            // linklocal_allowance_exceeded: dropped silently (sources.md#cloud-resolver-limits).
             return;
         }
         if pkt.transport == Transport::Udp && self.upstream_lost(az) {

@@ -297,7 +297,7 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
 /// A resolv.conf option: name and value (`ndots` `5`).
 type DnsOption = (String, Option<String>);
 
-/// The resolv.conf the kubelet writes for a pod's `dnsPolicy` and `dnsConfig` (incidents.md §1.0;
+/// The resolv.conf the kubelet writes for a pod's `dnsPolicy` and `dnsConfig` (sources.md#kubelet-resolv-conf;
 /// kubelet `pkg/kubelet/network/dns`: dnsConfig nameservers and searches are appended without
 /// duplicates, its options replace those of the same name). None: the engine's ClusterFirst default.
 pub(super) fn pod_dns(
