@@ -3,14 +3,15 @@
 //!
 //! The state is immutable once built and shared (`Arc`) by every server block and, in the simulator,
 //! by every replica: a change is a new `ClusterState` handed to `Server::handle_cluster_state`.
-//! Where it comes from is behind `ClusterSource`, so an API watch can replace the file later.
+//! Where it comes from (a file the driver polls today, an API watch later) is the driver's business
+//! (`driver::reload`); the core is handed a parsed `ClusterState`.
 //!
 //! Memory: pods are kept as a sorted `(IP, namespace index)` array only (24 bytes per pod), not as
 //! objects: that is all autopath and `pods verified` need (sources.md#wishlist item 8).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -21,37 +22,6 @@ pub enum ClusterError {
     Read { file: String, err: std::io::Error },
     #[error("{file}:{line}:{col}: {msg}")]
     Parse { file: String, line: usize, col: usize, msg: String },
-}
-
-/// Where cluster state comes from. The file source is the only one today; an API watch would be another.
-pub trait ClusterSource {
-    /// Returns new state when it changed since the last call (None: unchanged).
-    fn poll(&mut self) -> Result<Option<ClusterState>, ClusterError>;
-}
-
-/// Reads a List file, again whenever its modification time or length changes.
-pub struct FileSource {
-    path: PathBuf,
-    seen: Option<(std::time::SystemTime, u64)>,
-}
-
-impl FileSource {
-    pub fn new(path: PathBuf) -> Self {
-        FileSource { path, seen: None }
-    }
-}
-
-impl ClusterSource for FileSource {
-    fn poll(&mut self) -> Result<Option<ClusterState>, ClusterError> {
-        let meta = std::fs::metadata(&self.path).map_err(|err| ClusterError::Read { file: self.path.display().to_string(), err })?;
-        let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
-        if self.seen == Some(stamp) {
-            return Ok(None);
-        }
-        let state = ClusterState::load(&self.path)?;
-        self.seen = Some(stamp);
-        Ok(Some(state))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

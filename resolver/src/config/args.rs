@@ -1,9 +1,10 @@
 //! Reading a directive's arguments: a cursor over its tokens, and the number, duration, type,
 //! rcode and zone arguments, each error pointing at the token.
 
+use std::time::Duration;
+
 use crate::corefile::{ConfigError, Directive, Token};
 use crate::wire;
-use std::time::Duration;
 
 use super::{ServerConfig, zone_wire};
 

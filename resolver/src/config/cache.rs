@@ -1,7 +1,8 @@
 //! The `cache` plugin's configuration, with CoreDNS's defaults (sources.md#coredns-cache).
 
-use crate::corefile::{ConfigError, Directive, Token};
 use std::time::Duration;
+
+use crate::corefile::{ConfigError, Directive, Token};
 
 use super::args::{Args, dur, num, unknown_option, zones_or_server};
 use super::{ServerConfig, zone_wire};

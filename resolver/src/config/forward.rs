@@ -1,10 +1,11 @@
 //! The `forward` plugin's configuration, with CoreDNS's defaults (sources.md#coredns-forward), and
 //! the resolv.conf files it may name.
 
-use crate::corefile::{ConfigError, Directive, Token};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
+
+use crate::corefile::{ConfigError, Directive, Token};
 
 use super::args::{Args, dur, num, unknown_option};
 use super::zone_wire;

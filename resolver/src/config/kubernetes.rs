@@ -1,7 +1,8 @@
 //! The `kubernetes` plugin's configuration (sources.md#coredns-kubernetes).
 
-use crate::corefile::{ConfigError, Directive, Pos};
 use std::path::{Path, PathBuf};
+
+use crate::corefile::{ConfigError, Directive, Pos};
 
 use super::args::{Args, num, unknown_option, zones_or_server};
 use super::{ServerConfig, zone_wire};

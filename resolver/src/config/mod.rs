@@ -18,16 +18,17 @@ use std::time::Duration;
 use crate::corefile::{ConfigError, Corefile, Directive, Pos, Token};
 use crate::wire;
 
-pub use args::parse_duration;
 use args::{Args, dur, num, unknown_option, zones_or_server};
 use cache::parse_cache;
-pub use cache::{CacheConfig, CachePart, Prefetch, ServeStale};
 use forward::parse_forward;
-pub use forward::{FORWARD_DEADLINE, ForwardConfig, Policy, ResolvConf, parse_resolv_conf, read_resolv_conf, wildcard_addrs};
 use kubernetes::parse_kubernetes;
+use records::{parse_hosts, parse_template};
+
+pub use args::parse_duration;
+pub use cache::{CacheConfig, CachePart, Prefetch, ServeStale};
+pub use forward::{FORWARD_DEADLINE, ForwardConfig, Policy, ResolvConf, parse_resolv_conf, read_resolv_conf, wildcard_addrs};
 pub use kubernetes::{KubernetesConfig, PodsMode};
 pub use records::{HostsConfig, TemplateConfig};
-use records::{parse_hosts, parse_template};
 
 /// The plugins we accept, in CoreDNS's execution order (plugin.cfg, sources.md#corefile-model).
 pub const PLUGIN_ORDER: &[&str] = &[

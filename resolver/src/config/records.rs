@@ -1,9 +1,10 @@
 //! The configuration of the plugins that answer from local records: `template` and `hosts`.
 
-use crate::corefile::{ConfigError, Directive};
-use crate::wire;
 use std::net::IpAddr;
 use std::path::Path;
+
+use crate::corefile::{ConfigError, Directive};
+use crate::wire;
 
 use super::args::{Args, num, parse_rcode, parse_type, unknown_option, zones_or_server};
 use super::{ServerConfig, zone_wire};

@@ -4,10 +4,9 @@
 
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-
-use std::net::IpAddr;
 
 use nix::libc;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg};

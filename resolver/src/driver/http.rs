@@ -1,18 +1,20 @@
 //! The HTTP endpoints (`health`, `ready`, `prometheus`) on worker 0, and the metrics summed over
 //! every worker when scraped.
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use bytes::Bytes;
-use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
 
 use super::{DriverError, Shared};
 

@@ -1,10 +1,12 @@
 //! Logging: the `log` plugin's line per query, and throttling of per-packet warnings.
 
-use crate::server::Client;
-use crate::wire;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
 use tracing::info;
+
+use crate::server::Client;
+use crate::wire;
 
 /// `warn!` through the worker's `LogThrottle`, keyed by call site.
 macro_rules! warn_throttled {

@@ -1,13 +1,15 @@
 //! Watching files: the cluster-state file polled for changes, the Corefile reloaded when its
 //! digest changes (`reload`).
 
-use crate::cluster::{ClusterSource, FileSource};
-use crate::config::Config;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+
 use tracing::{error, info, warn};
+
+use crate::cluster::{ClusterError, ClusterState};
+use crate::config::Config;
 
 use super::{Shared, for_worker, listen_addrs};
 
@@ -56,5 +58,36 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
             }
             Err(e) => error!("reload: {e}; keeping the running configuration"),
         }
+    }
+}
+
+/// Where cluster state comes from. The file source is the only one today; an API watch would be another.
+pub(super) trait ClusterSource {
+    /// Returns new state when it changed since the last call (None: unchanged).
+    fn poll(&mut self) -> Result<Option<ClusterState>, ClusterError>;
+}
+
+/// Reads a List file, again whenever its modification time or length changes.
+pub(super) struct FileSource {
+    path: PathBuf,
+    seen: Option<(std::time::SystemTime, u64)>,
+}
+
+impl FileSource {
+    pub(super) fn new(path: PathBuf) -> Self {
+        FileSource { path, seen: None }
+    }
+}
+
+impl ClusterSource for FileSource {
+    fn poll(&mut self) -> Result<Option<ClusterState>, ClusterError> {
+        let meta = std::fs::metadata(&self.path).map_err(|err| ClusterError::Read { file: self.path.display().to_string(), err })?;
+        let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+        if self.seen == Some(stamp) {
+            return Ok(None);
+        }
+        let state = ClusterState::load(&self.path)?;
+        self.seen = Some(stamp);
+        Ok(Some(state))
     }
 }

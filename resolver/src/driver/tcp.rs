@@ -1,15 +1,17 @@
 //! TCP: the listener with its process-wide connection limit, one task per client connection
 //! (pipelined queries, bounded answer queues, the idle timeout), and pooled upstream connections.
 
-use crate::server::{Client, Handled, Transport};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
+
+use crate::server::{Client, Handled, Transport};
 
 use super::Shared;
 use super::log::log_query;

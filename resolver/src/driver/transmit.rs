@@ -2,13 +2,15 @@
 //! arms `poll_timeout`, the dispatch of each transmit to a client or an upstream, and cache fills
 //! between workers.
 
-use crate::server::{CacheFill, Dest, Transmit, Transport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+use crate::server::{CacheFill, Dest, Transmit, Transport};
 
 use super::Shared;
 use super::tcp::upstream_tcp;

@@ -1,11 +1,13 @@
 //! UDP: listener sockets (SO_REUSEPORT, IP_PKTINFO), the receive loop that answers cache hits
 //! inline in batches, and the pooled sockets queries to upstreams leave from.
 
-use crate::server::{Client, Handled, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+
 use tokio::net::UdpSocket;
 use tracing::{error, warn};
+
+use crate::server::{Client, Handled, Transport};
 
 use super::log::log_query;
 use super::{Shared, batch};

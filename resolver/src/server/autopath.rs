@@ -1,11 +1,12 @@
 //! `autopath`: the search path walked on the server, for a client whose namespace the cluster
 //! state knows from its source IP.
 
-use crate::config::AutopathSource;
-use crate::wire::{self, RecordSpan};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{RData, Record, RecordType};
+
+use crate::config::AutopathSource;
+use crate::wire::{self, RecordSpan};
 
 use super::chain::hname;
 use super::{Client, Server};

@@ -2,15 +2,17 @@
 //! refresh), the memo of synthesised answers, `hosts`, `kubernetes`, then `forward`; and how an
 //! answer, cached, forwarded or synthesised, is shaped for its client.
 
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
 use crate::cache::{self, Hit, PartKind, Shape};
 use crate::config::ServerConfig;
 use crate::kubernetes::{KubeResult, Kubernetes};
 use crate::metrics::type_bucket;
 use crate::synth::Synth;
 use crate::wire::{self, QueryError, RecordSpan};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use std::net::{IpAddr, SocketAddr};
 
 use super::autopath::autopath_answer;
 use super::forward::build_query;

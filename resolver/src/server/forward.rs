@@ -2,11 +2,12 @@
 //! within the deadline, read timeouts, `max_concurrent`, coalescing of identical questions,
 //! UDP→TCP on truncation, and the health probes that mark upstreams down and up.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use crate::cache::{self};
 use crate::config::{FORWARD_DEADLINE, Policy};
 use crate::wire::{self, Layout};
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use super::{CacheFill, Dest, Exchange, FILLS_MAX, MAX_WAITERS, Now, Server, TimerKind, Transmit, Transport, XKind};
 

@@ -27,6 +27,7 @@ use crate::metrics::{BlockMetrics, Metrics};
 use crate::wire::{self, RecordSpan};
 
 use autopath::Autopath;
+
 pub use forward::build_query;
 
 /// Question key → (answer bytes without OPT, its record spans).

@@ -1,10 +1,11 @@
 //! From a read file to a `ClusterSpec` and its expectations: defaults, cross-key checks placed by
 //! `locate`, pods' DNS configuration merged as the kubelet does, Corefiles checked.
 
-use crate::client::{Family, Hints, ResolvConf};
-use crate::spec::{Autoscaler, ClusterSpec, CoreDnsMemory, Fault, Library, MemoryModel, NodeLocal, PodGroup, ProxyMode, ReplicaMemory};
 use std::net::IpAddr;
 use std::path::Path;
+
+use crate::client::{Family, Hints, ResolvConf};
+use crate::spec::{Autoscaler, ClusterSpec, CoreDnsMemory, Fault, Library, MemoryModel, NodeLocal, PodGroup, ProxyMode, ReplicaMemory};
 
 use super::locate::locate;
 use super::raw::{FaultAt, Mode, RawDnsConfig, RawFile};

@@ -1,15 +1,17 @@
 //! The file's schema: serde structs with every key optional and unknown keys refused, and the
 //! value types whose `TryFrom` conversions give the errors serde_yaml_ng places at the value.
 
-use crate::spec::{ClientCache, Fault};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use indexmap::IndexMap;
 use netmodel::Kernel;
 use netmodel::dnat::Cleanup;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+
+use crate::spec::{ClientCache, Fault};
 
 use super::Expect;
 

@@ -1,10 +1,12 @@
 //! Writing a scenario back as a file, leaving out what equals the defaults (the incident files are
 //! generated with it).
 
+use std::time::Duration;
+
+use serde::Serialize;
+
 use crate::client::{Family, Hints};
 use crate::spec::{Autoscaler, ClusterSpec, CoreDnsMemory, Library, MemoryModel, NodeLocal, ProxyMode};
-use serde::Serialize;
-use std::time::Duration;
 
 use super::raw::{
     CleanupName, ClientCacheName, FaultAt, KernelName, Mode, RawAutoscaler, RawCluster, RawCoreDns, RawCoreDnsMemory, RawEni, RawFile,
