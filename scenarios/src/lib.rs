@@ -100,6 +100,23 @@ impl Incident {
         }
     }
 
+    /// Whether a run meets the incident's expectations, and the names of those it breaks.
+    pub fn verdict(&self, r: &Report) -> Verdict {
+        let broken: Vec<&'static str> = self.expect.check(r).iter().filter(|c| !c.ok).map(|c| c.name).collect();
+        Verdict { ok: broken.is_empty(), broken }
+    }
+
+    /// Whether the expectations tell the two sides apart: the failure breaks them and the mitigation
+    /// keeps them. `None` when the incident has no generic expectation (S19: stale addresses, which
+    /// its own test asserts); otherwise `Err` says what went wrong.
+    pub fn tells_apart(&self, failed: &Report, mitigated: &Report) -> Option<Result<(), String>> {
+        if self.expect.check(failed).is_empty() {
+            return None;
+        }
+        let (f, m) = (self.verdict(failed), self.verdict(mitigated));
+        Some(if !f.ok && m.ok { Ok(()) } else { Err(format!("{}: as it failed {f}; mitigated {m}", self.id)) })
+    }
+
     /// The comment a scenario file opens with.
     pub fn header(&self, fixed: bool) -> String {
         let (this, other) = if fixed { (&self.mitigation, &self.failure) } else { (&self.failure, &self.mitigation) };
@@ -115,6 +132,20 @@ impl Incident {
             self.file(false),
             self.file(true)
         )
+    }
+}
+
+/// What a run's expectations said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub ok: bool,
+    /// The expectations the run broke.
+    pub broken: Vec<&'static str>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.ok { f.write_str("meets expectations") } else { write!(f, "breaks {}", self.broken.join(", ")) }
     }
 }
 

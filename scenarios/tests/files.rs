@@ -37,3 +37,23 @@ fn the_s1_files_show_the_incident_and_its_mitigation_through_their_expectations(
     let fixed = run(true);
     assert!(fixed.iter().all(|c| c.ok), "{fixed:?}");
 }
+
+#[test]
+fn every_incident_has_its_files_a_test_file_and_a_readme_row() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("../README.md")).expect("README.md");
+    let tests: Vec<String> =
+        std::fs::read_dir(root.join("tests")).expect("tests/").filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    for inc in incidents() {
+        for fixed in [false, true] {
+            assert!(root.join(inc.file(fixed)).is_file(), "{}: no {}", inc.id, inc.file(fixed));
+        }
+        let n: u32 = inc.id.trim_start_matches('S').parse().expect("an id is S and a number");
+        let test = tests.iter().find(|t| t.starts_with(&format!("s{n:02}_")) && t.ends_with(".rs"));
+        let test = test.unwrap_or_else(|| panic!("{}: no tests/s{n:02}_*.rs", inc.id));
+        let row = readme.lines().find(|l| l.starts_with(&format!("| {} |", inc.id)));
+        let row = row.unwrap_or_else(|| panic!("{}: no row in the README's incident table", inc.id));
+        assert!(row.contains(test.as_str()), "{}: the README row does not name {test}: {row}", inc.id);
+        assert!(row.contains(inc.file(false).trim_start_matches("files/")), "{}: the README row does not name its file: {row}", inc.id);
+    }
+}

@@ -32,13 +32,6 @@ fn export(dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Whether a run's expectations all hold, and the ones that did not.
-fn verdict(inc: &scenarios::Incident, r: &Report) -> (bool, String) {
-    let checks = inc.expect.check(r);
-    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
-    (failed.is_empty(), if failed.is_empty() { "meets expectations".into() } else { format!("breaks {}", failed.join(", ")) })
-}
-
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--export") {
@@ -82,13 +75,12 @@ fn main() -> ExitCode {
             continue;
         }
         let (mf, mm) = ((inc.measure)(&fail), (inc.measure)(&fixed));
-        let (fail_ok, fail_v) = verdict(inc, &fail);
-        let (fixed_ok, fixed_v) = verdict(inc, &fixed);
-        let has_slo = !inc.expect.check(&fail).is_empty();
-        if has_slo && (fail_ok || !fixed_ok) {
-            wrong.push(format!("{}: as it failed {fail_v}; mitigated {fixed_v}", inc.id));
+        let apart = inc.tells_apart(&fail, &fixed);
+        if let Some(Err(w)) = &apart {
+            wrong.push(w.clone());
         }
-        let (mf, mm) = if has_slo { (format!("{mf} ({fail_v})"), format!("{mm} ({fixed_v})")) } else { (mf, mm) };
+        let (mf, mm) =
+            if apart.is_some() { (format!("{mf} ({})", inc.verdict(&fail)), format!("{mm} ({})", inc.verdict(&fixed))) } else { (mf, mm) };
         rows.push([
             inc.id.to_string(),
             inc.title.to_string(),
