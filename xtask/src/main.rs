@@ -29,6 +29,8 @@ mod clients;
 mod kernel;
 mod rss;
 mod soak;
+#[cfg(test)]
+mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
