@@ -86,7 +86,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     queries - 2,
                     k + 1
                 ),
-                source: "sources.md#kubelet-resolv-conf, sources.md#glibc, sources.md#incident-s1 (talk: ndots:5)",
+                source: "docs/sources.md#kubelet-resolv-conf, docs/sources.md#glibc, S1 (docs/sources.md#incident-s1) (talk: ndots:5)",
                 fix: "write external names fully qualified with a trailing dot (www.google.com.), or set dnsConfig options ndots:2 for the pods (the talk's final setup), or use autopath on the cluster DNS".into(),
             });
         }
@@ -96,7 +96,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Info,
                 at: Some(rc_name.to_string()),
                 message: "the nameserver is a loopback address: a local stub resolver (systemd-resolved's 127.0.0.53). A DNS server that forwards to this file would forward to itself".into(),
-                source: "sources.md#incident-s16",
+                source: "S16 (docs/sources.md#incident-s16)",
                 fix: "point DNS servers at the real upstream file (/run/systemd/resolve/resolv.conf) with kubelet --resolv-conf".into(),
             });
         }
@@ -114,7 +114,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Warning,
                 at: at(a),
                 message: format!("server block {zone} has autopath but no cache: every search-path query is synthesised again and every external answer forwarded again"),
-                source: "sources.md#coredns-plugins, sources.md#incident-s4",
+                source: "docs/sources.md#coredns-plugins, S4 (docs/sources.md#incident-s4)",
                 fix: "add `cache 30` to the block".into(),
             });
         }
@@ -126,7 +126,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity: Severity::Warning,
                 at: at(f),
                 message: format!("server block {zone} forwards without a cache: every pod query for an external name (and every ndots search miss for one) goes upstream, toward a resolver that may allow only 1024 packets/s per ENI"),
-                source: "sources.md#cloud-resolver-limits, sources.md#incident-s8 (talk: Staging fright on AWS)",
+                source: "docs/sources.md#cloud-resolver-limits, S8 (docs/sources.md#incident-s8) (talk: Staging fright on AWS)",
                 fix: "add `cache 30` before `forward` (kubeadm's default Corefile has it)".into(),
             });
         }
@@ -138,7 +138,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: Severity::Warning,
                     at: at(ft),
                     message: "force_tcp: every upstream query that is not reused costs a TCP handshake and teardown, about 7 packets against the cloud resolver's 1024 packets/s per ENI (AWS) instead of 2 over UDP".into(),
-                    source: "sources.md#cloud-resolver-limits, sources.md#coredns-forward, sources.md#incident-s8",
+                    source: "docs/sources.md#cloud-resolver-limits, docs/sources.md#coredns-forward, S8 (docs/sources.md#incident-s8)",
                     fix: "keep UDP (drop force_tcp; prefer_udp if TC answers are common) and put `cache` in front of forward".into(),
                 });
             }
@@ -148,7 +148,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: Severity::Warning,
                     at: at(f),
                     message: "forward has no max_concurrent: when the upstream slows down, in-flight queries (about 2 KB each in CoreDNS) pile up without bound until the replica is OOM-killed".into(),
-                    source: "sources.md#coredns-forward, sources.md#incident-s13 (Zalando)",
+                    source: "docs/sources.md#coredns-forward, S13 (docs/sources.md#incident-s13) (Zalando)",
                     fix: "add `max_concurrent 1000` (kubeadm's default) to the forward block; the excess gets REFUSED instead of memory".into(),
                 });
             }
@@ -166,7 +166,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                             "forward . /etc/resolv.conf, and the node's resolv.conf ({n}) names a loopback stub resolver: queries come back to this server {}",
                             if has_loop { "(the loop plugin will detect it and halt: CrashLoopBackOff)" } else { "until they time out, with no loop plugin to stop it" }
                         ),
-                        source: "sources.md#coredns-plugins, sources.md#incident-s16",
+                        source: "docs/sources.md#coredns-plugins, S16 (docs/sources.md#incident-s16)",
                         fix: "give the kubelet the real upstream file (--resolv-conf=/run/systemd/resolve/resolv.conf) or forward to explicit upstream addresses".into(),
                     }),
                     Some((_, false)) => {}
@@ -175,7 +175,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                         severity: Severity::Info,
                         at: at(f),
                         message: "forward . /etc/resolv.conf without the loop plugin: if a node's resolv.conf names a local stub (127.0.0.53), queries loop silently".into(),
-                        source: "sources.md#coredns-plugins, sources.md#incident-s16",
+                        source: "docs/sources.md#coredns-plugins, S16 (docs/sources.md#incident-s16)",
                         fix: "add `loop` to the block, and check the nodes' resolv.conf (lint --node-resolv-conf)".into(),
                     }),
                     None => {}
@@ -211,7 +211,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     severity: if over { Severity::Error } else { Severity::Warning },
                     at: at(k),
                     message: msg,
-                    source: "sources.md#coredns-plugins, sources.md#incident-s4, sources.md#incident-s13",
+                    source: "docs/sources.md#coredns-plugins, S4 (docs/sources.md#incident-s4), S13 (docs/sources.md#incident-s13)",
                     fix:
                         "use `pods insecure` (or disabled); CoreDNS's autopath needs verified, ndots' autopath does not (24 bytes per pod)"
                             .into(),
@@ -225,7 +225,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
             severity: Severity::Info,
             at: Some(cf_name.to_string()),
             message: "no server block for the root zone `.`: external names get REFUSED".into(),
-            source: "sources.md#default-corefiles",
+            source: "docs/sources.md#default-corefiles",
             fix: "add a `.:53 { ... forward . /etc/resolv.conf ... }` block".into(),
         });
     }
