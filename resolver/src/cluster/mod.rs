@@ -9,11 +9,16 @@
 //! Memory: pods are kept as a sorted `(IP, namespace index)` array only (24 bytes per pod), not as
 //! objects: that is all autopath and `pods verified` need (sources.md#wishlist item 8).
 
+mod objects;
+mod watch;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use objects::List;
+pub use objects::{ClusterObjects, Key, Kind, Object, PodObj, ServiceObj, SliceObj};
+pub use watch::{WatchEvent, Watched};
 
 /// Why cluster state could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -71,75 +76,10 @@ pub struct ClusterState {
     pub reverse: BTreeMap<IpAddr, (String, String, Option<usize>)>,
     /// Pod IPs, sorted, with the index of their namespace in `namespaces`.
     pub pods: Vec<(IpAddr, u32)>,
-}
-
-#[derive(Deserialize)]
-struct List {
-    #[serde(default)]
-    items: Vec<Item>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Item {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    metadata: Meta,
-    #[serde(default)]
-    spec: serde_json::Value,
-    #[serde(default)]
-    status: serde_json::Value,
-    #[serde(default)]
-    endpoints: Vec<SliceEndpoint>,
-    #[serde(default)]
-    ports: Option<Vec<SlicePort>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Meta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SliceEndpoint {
-    #[serde(default)]
-    addresses: Vec<String>,
-    #[serde(default)]
-    conditions: Conditions,
-    #[serde(default)]
-    hostname: Option<String>,
-    #[serde(default)]
-    target_ref: Option<TargetRef>,
-}
-
-#[derive(Deserialize, Default)]
-struct Conditions {
-    ready: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct TargetRef {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct SlicePort {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default)]
-    protocol: Option<String>,
+    /// Not every watch has listed yet (the API source before its first sync): a name the state does
+    /// not know may still exist, so the `kubernetes` plugin answers SERVFAIL where it would say
+    /// NXDOMAIN, as CoreDNS does (sources.md#coredns-kubernetes). A file is always complete.
+    pub unsynced: bool,
 }
 
 impl ClusterState {
@@ -159,91 +99,31 @@ impl ClusterState {
                 msg: format!("{e}; expected a Kubernetes List (kubectl get ... -o yaml)"),
             }
         })?;
-        Ok(ClusterState::from_items(list.items))
+        Ok(ClusterState::build(&ClusterObjects::from_list(list)))
     }
 
-    fn from_items(items: Vec<Item>) -> ClusterState {
-        let mut st = ClusterState::default();
-        let mut slices = Vec::new();
-        let mut pods = Vec::new();
-        for it in items {
-            match it.kind.as_str() {
-                "Namespace" => st.namespaces.push(it.metadata.name),
-                "Service" => {
-                    let spec = &it.spec;
-                    let ty = spec.get("type").and_then(|v| v.as_str()).unwrap_or("ClusterIP");
-                    let kind = if ty == "ExternalName" {
-                        let mut n = spec.get("externalName").and_then(|v| v.as_str()).unwrap_or("").to_ascii_lowercase();
-                        if !n.ends_with('.') {
-                            n.push('.');
-                        }
-                        ServiceKind::ExternalName(n)
-                    } else {
-                        let mut ips: Vec<IpAddr> = spec
-                            .get("clusterIPs")
-                            .and_then(|v| v.as_array())
-                            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-                            .unwrap_or_default();
-                        if ips.is_empty()
-                            && let Some(ip) = spec.get("clusterIP").and_then(|v| v.as_str()).and_then(|s| s.parse().ok())
-                        {
-                            ips.push(ip);
-                        }
-                        if ips.is_empty() { ServiceKind::Headless } else { ServiceKind::ClusterIp(ips) }
-                    };
-                    let ports = spec
-                        .get("ports")
-                        .and_then(|v| v.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|p| {
-                                    Some(Port {
-                                        name: p.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string(),
-                                        port: u16::try_from(p.get("port")?.as_u64()?).ok()?,
-                                        protocol: p.get("protocol").and_then(|v| v.as_str()).unwrap_or("TCP").to_ascii_lowercase(),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let name = it.metadata.name.to_ascii_lowercase();
-                    let ns = it.metadata.namespace.to_ascii_lowercase();
-                    st.services.insert(
-                        (ns.clone(), name.clone()),
-                        Service { name, namespace: ns, kind, ports, endpoints: Vec::new(), endpoint_ports: Vec::new() },
-                    );
-                }
-                "EndpointSlice" => slices.push(it),
-                "Pod" => pods.push(it),
-                _ => {}
-            }
+    /// The one place a `ClusterState` is made: from the objects a file listed or a watch delivered.
+    pub fn build(objs: &ClusterObjects) -> ClusterState {
+        let mut st = ClusterState { namespaces: objs.namespaces.iter().cloned().collect(), ..ClusterState::default() };
+        for ((ns, name), o) in &objs.services {
+            st.services.insert(
+                (ns.clone(), name.clone()),
+                Service {
+                    name: name.clone(),
+                    namespace: ns.clone(),
+                    kind: o.kind.clone(),
+                    ports: o.ports.clone(),
+                    endpoints: Vec::new(),
+                    endpoint_ports: Vec::new(),
+                },
+            );
         }
-        st.namespaces.sort();
-        st.namespaces.dedup();
-        for s in slices {
-            let Some(svc) = s.metadata.labels.get("kubernetes.io/service-name") else { continue };
-            let key = (s.metadata.namespace.to_ascii_lowercase(), svc.to_ascii_lowercase());
-            let Some(service) = st.services.get_mut(&key) else { continue };
-            for e in s.endpoints {
-                let pod_name = e.target_ref.filter(|t| t.kind == "Pod").map(|t| t.name);
-                // EndpointSlice: a missing `ready` condition means ready (discovery.k8s.io/v1 API doc).
-                let ready = e.conditions.ready.unwrap_or(true);
-                for a in e.addresses {
-                    if let Ok(ip) = a.parse() {
-                        service.endpoints.push(Endpoint { ip, hostname: e.hostname.clone(), pod_name: pod_name.clone(), ready });
-                    }
-                }
-            }
-            for p in s.ports.unwrap_or_default() {
-                if let Some(port) = p.port {
-                    let port = Port {
-                        name: p.name.unwrap_or_default(),
-                        port,
-                        protocol: p.protocol.unwrap_or_else(|| "TCP".into()).to_ascii_lowercase(),
-                    };
-                    if !service.endpoint_ports.contains(&port) {
-                        service.endpoint_ports.push(port);
-                    }
+        for s in objs.slices.values() {
+            let Some(service) = st.services.get_mut(&s.service) else { continue };
+            service.endpoints.extend(s.endpoints.iter().cloned());
+            for port in &s.ports {
+                if !service.endpoint_ports.contains(port) {
+                    service.endpoint_ports.push(port.clone());
                 }
             }
         }
@@ -262,22 +142,10 @@ impl ClusterState {
                 }
             }
         }
-        for p in pods {
-            // hostNetwork pods share the node's IP; they cannot be told apart by source IP (coredns#7120).
-            if p.spec.get("hostNetwork").and_then(|v| v.as_bool()) == Some(true) {
-                continue;
-            }
-            let Ok(ns_idx) = st.namespaces.binary_search(&p.metadata.namespace) else { continue };
-            let ips: Vec<IpAddr> = p
-                .status
-                .get("podIPs")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|v| v.get("ip")?.as_str()?.parse().ok()).collect())
-                .filter(|v: &Vec<IpAddr>| !v.is_empty())
-                .or_else(|| p.status.get("podIP").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()).map(|ip| vec![ip]))
-                .unwrap_or_default();
-            for ip in ips {
-                st.pods.push((ip, ns_idx as u32));
+        for ((ns, _), p) in &objs.pods {
+            let Ok(ns_idx) = st.namespaces.binary_search(ns) else { continue };
+            for ip in &p.ips {
+                st.pods.push((*ip, ns_idx as u32));
             }
         }
         st.pods.sort();
