@@ -113,6 +113,10 @@ impl Kubernetes<'_> {
                 {
                     return KubeResult::Fallthrough;
                 }
+                if self.state.unsynced {
+                    // Not every watch has listed yet: the name may exist (sources.md#coredns-kubernetes).
+                    return KubeResult::Answer(Synth { rcode: wire::RCODE_SERVFAIL, ..Synth::default() });
+                }
                 s.rcode = wire::RCODE_NXDOMAIN;
                 s.authority.push(self.soa(&zone_text));
             }
@@ -157,6 +161,14 @@ impl Kubernetes<'_> {
                 let Some(service) = self.state.services.get(&(ns.to_string(), svc.to_string())) else {
                     return Found::NxDomain;
                 };
+                // `ignore empty_service`: a ClusterIP service with no ready endpoint does not exist, so
+                // the client's search walk goes on (headless and ExternalName ones are left alone).
+                if self.cfg.ignore_empty_service
+                    && matches!(service.kind, ServiceKind::ClusterIp(_))
+                    && !service.endpoints.iter().any(|e| e.ready)
+                {
+                    return Found::NxDomain;
+                }
                 self.service(service, rest, owner, zone, qtype)
             }
             _ => Found::NxDomain,

@@ -27,7 +27,7 @@ use records::{parse_hosts, parse_template};
 pub use args::parse_duration;
 pub use cache::{CacheConfig, CachePart, Prefetch, ServeStale};
 pub use forward::{FORWARD_DEADLINE, ForwardConfig, Policy, ResolvConf, parse_resolv_conf, read_resolv_conf, wildcard_addrs};
-pub use kubernetes::{KubernetesConfig, PodsMode};
+pub use kubernetes::{ApiConfig, KubernetesConfig, PodsMode};
 pub use records::{HostsConfig, TemplateConfig};
 
 /// The plugins we accept, in CoreDNS's execution order (plugin.cfg, sources.md#corefile-model).
