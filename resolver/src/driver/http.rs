@@ -115,6 +115,9 @@ pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &
         "/ready" if eps.iter().any(|e| matches!(e, Endpoint::Ready)) => {
             if shared.stopping.get() {
                 (503, "shutting down".to_string())
+            } else if shared.server.borrow().cluster_state().unsynced {
+                // CoreDNS lists the plugins not ready yet; the API watch has not synced.
+                (503, "kubernetes".to_string())
             } else {
                 (200, "OK".to_string())
             }

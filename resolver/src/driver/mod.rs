@@ -19,6 +19,7 @@
 mod log;
 mod batch;
 mod http;
+mod kube_api;
 mod reload;
 mod tcp;
 mod transmit;
@@ -44,7 +45,7 @@ use crate::server::{CacheFill, Server};
 
 use http::{metrics_responder, start_http};
 use log::LogThrottle;
-use reload::{cluster_watch, reload_watch};
+use reload::{api_watch, cluster_watch, reload_watch};
 use tcp::{TcpClient, tcp_listener, tcp_listener_socket};
 use transmit::{fill_receiver, flusher};
 use udp::{udp_listener, udp_socket};
@@ -100,6 +101,8 @@ struct Hub {
     snapshots: Vec<mpsc::UnboundedSender<oneshot::Sender<Metrics>>>,
     /// Each worker's inbox of its siblings' cache fills (bounded; a full inbox drops the fill).
     fills: Vec<mpsc::Sender<Arc<CacheFill>>>,
+    /// The cluster state the API watch publishes (none with a file source or no `kubernetes`).
+    cluster: Option<watch::Receiver<Arc<ClusterState>>>,
 }
 
 /// Cache fills a worker's inbox holds before new ones are dropped.
@@ -133,7 +136,7 @@ pub fn default_workers() -> usize {
 /// Runs the server until SIGTERM/SIGINT (or `shutdown` resolving), then drains and returns.
 pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'static) -> Result<(), DriverError> {
     let cfg = Arc::new(Config::load(&opts.conf)?);
-    let state = Arc::new(load_state(&cfg)?);
+    let (state, cluster) = cluster_source(&cfg)?;
     let workers = opts.workers.max(1);
     // Bind everything before serving anything: a bind error exits non-zero with nothing half-open.
     let mut bound = Vec::new();
@@ -160,7 +163,7 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
         fills.push(tx);
         inboxes.push(rx);
     }
-    let hub = Arc::new(Hub { workers, stop, halted: std::sync::Mutex::new(None), halt: Notify::new(), snapshots, fills });
+    let hub = Arc::new(Hub { workers, stop, halted: std::sync::Mutex::new(None), halt: Notify::new(), snapshots, fills, cluster });
     let mut inboxes = inboxes.into_iter();
     let first_inbox = inboxes.next().ok_or_else(|| std::io::Error::other("no worker"))?;
     let mut bound = bound.into_iter();
@@ -227,15 +230,19 @@ fn for_worker(cfg: &Config, workers: usize) -> Config {
     c
 }
 
-fn load_state(cfg: &Config) -> Result<ClusterState, DriverError> {
-    let Some(k) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()) else { return Ok(ClusterState::default()) };
-    match &k.cluster_state {
-        Some(path) => Ok(ClusterState::load(path)?),
-        None => Err(DriverError::Config(crate::corefile::ConfigError::at(
-            &k.pos,
-            "kubernetes: no cluster source; expected `cluster_state FILE` in its block (ndots reads the List printed by `kubectl get namespaces,services,endpointslices,pods -A -o yaml`; an API watch is not implemented yet)",
-        ))),
+/// Where the cluster state comes from: nowhere (no `kubernetes` plugin), a file (`cluster_state`), or
+/// the API, waited for up to `startup_timeout` before serving (sources.md#coredns-kubernetes).
+type Source = (Arc<ClusterState>, Option<watch::Receiver<Arc<ClusterState>>>);
+
+fn cluster_source(cfg: &Config) -> Result<Source, DriverError> {
+    let Some(k) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()) else { return Ok((Arc::default(), None)) };
+    if let Some(path) = &k.cluster_state {
+        return Ok((Arc::new(ClusterState::load(path)?), None));
     }
+    let rx = kube_api::start(k)?;
+    kube_api::wait_for_sync(&rx, k.startup_timeout);
+    let state = rx.borrow().clone();
+    Ok((state, Some(rx)))
 }
 
 fn listen_addrs(cfg: &Config) -> Vec<SocketAddr> {
@@ -301,8 +308,12 @@ async fn serve(
         tasks.push(tokio::task::spawn_local(tcp_listener(shared.clone(), t)));
     }
     let flush_task = tokio::task::spawn_local(flusher(shared.clone()));
-    if cfg.servers.iter().any(|s| s.kubernetes.is_some()) {
-        tasks.push(tokio::task::spawn_local(cluster_watch(shared.clone(), cfg.clone())));
+    match w.hub.cluster.clone() {
+        Some(rx) => tasks.push(tokio::task::spawn_local(api_watch(shared.clone(), rx))),
+        None if cfg.servers.iter().any(|s| s.kubernetes.is_some()) => {
+            tasks.push(tokio::task::spawn_local(cluster_watch(shared.clone(), cfg.clone())))
+        }
+        None => {}
     }
     if let Some(r) = cfg.servers.iter().find_map(|s| s.reload.clone()) {
         tasks.push(tokio::task::spawn_local(reload_watch(shared.clone(), w.conf.clone(), r.interval, r.jitter)));
@@ -373,6 +384,9 @@ async fn serve(
 /// For tests and tools: reads a Corefile and reports the first error, as the binary would.
 pub fn check_config(path: &Path) -> Result<Config, DriverError> {
     let cfg = Config::load(path)?;
-    load_state(&cfg)?;
+    // A cluster-state file must read; the API is not contacted by a check.
+    if let Some(path) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()?.cluster_state.as_ref()) {
+        ClusterState::load(path)?;
+    }
     Ok(cfg)
 }

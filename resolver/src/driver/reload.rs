@@ -1,5 +1,5 @@
-//! Watching files: the cluster-state file polled for changes, the Corefile reloaded when its
-//! digest changes (`reload`).
+//! Watching for changes: the cluster state (published by the API watch, or a file polled), the
+//! Corefile reloaded when its digest changes (`reload`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -12,6 +12,15 @@ use crate::cluster::{ClusterError, ClusterState};
 use crate::config::Config;
 
 use super::{Shared, for_worker, listen_addrs};
+
+/// Hands every state the API watch publishes to this worker's server.
+pub(super) async fn api_watch(shared: Rc<Shared>, mut rx: tokio::sync::watch::Receiver<Arc<ClusterState>>) {
+    while rx.changed().await.is_ok() {
+        let state = rx.borrow_and_update().clone();
+        let now = shared.now();
+        shared.server.borrow_mut().handle_cluster_state(now, state);
+    }
+}
 
 /// How often the cluster-state file is checked for changes.
 pub(super) const CLUSTER_POLL: Duration = Duration::from_secs(2);

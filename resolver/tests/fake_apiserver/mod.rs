@@ -1,0 +1,246 @@
+//! A fake Kubernetes API server on loopback that speaks the real protocol for the four kinds the
+//! `kubernetes` plugin watches (sources.md#kube-watcher): LIST returns a `*List` with
+//! `metadata.resourceVersion`; WATCH (`?watch=true&resourceVersion=N`) streams newline-delimited
+//! `{"type", "object"}` events after N, a BOOKMARK, then live events; a watch from a compacted version
+//! gets an in-stream `ERROR` with a 410 `Status`; "down" answers 503 and drops every stream.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// A kind: the path it is listed at, its List kind, its object kind and apiVersion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    Service,
+    EndpointSlice,
+    Pod,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Namespace => "/api/v1/namespaces",
+            Kind::Service => "/api/v1/services",
+            Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices",
+            Kind::Pod => "/api/v1/pods",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        if self == Kind::EndpointSlice { "discovery.k8s.io/v1" } else { "v1" }
+    }
+
+    fn all() -> [Kind; 4] {
+        [Kind::Namespace, Kind::Service, Kind::EndpointSlice, Kind::Pod]
+    }
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    objects: BTreeMap<(Kind, String, String), Value>,
+    /// Every event, for watches that start from an older version.
+    log: Vec<(u64, Kind, &'static str, Value)>,
+    /// Events at or below this version are forgotten: a watch from there gets 410 Gone.
+    compacted: u64,
+    watches: Vec<(Kind, mpsc::UnboundedSender<Bytes>)>,
+    down: bool,
+    /// Requests seen, for the test to read (path and query).
+    requests: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+    pub addr: SocketAddr,
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(status: u16, v: &Value) -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())).boxed())
+        .expect("response")
+}
+
+impl FakeApi {
+    /// Starts on a free loopback port, on the current tokio runtime.
+    pub async fn start() -> FakeApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let api = FakeApi { state: Arc::new(Mutex::new(State { rv: 100, ..State::default() })), addr };
+        let a = api.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let a = a.clone();
+                        async move { Ok::<_, Infallible>(a.serve(req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        api
+    }
+
+    fn serve(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
+        let path = req.uri().path().to_string();
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let mut st = self.state.lock().expect("lock");
+        st.requests.push(format!("{path}?{}", req.uri().query().unwrap_or("")));
+        if st.down {
+            return full(
+                503,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "reason": "ServiceUnavailable"}),
+            );
+        }
+        let Some(kind) = Kind::all().into_iter().find(|k| k.path() == path) else {
+            return full(404, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}));
+        };
+        if query.get("watch").map(String::as_str) != Some("true") {
+            let items: Vec<Value> = st.objects.iter().filter(|((k, _, _), _)| *k == kind).map(|(_, v)| v.clone()).collect();
+            let list = json!({"apiVersion": kind.api_version(), "kind": format!("{}List", kind.name()),
+                "metadata": {"resourceVersion": st.rv.to_string()}, "items": items});
+            return full(200, &list);
+        }
+        let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        if from < st.compacted {
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: {from} ({})", st.compacted), "reason": "Expired", "code": 410}});
+            let _ = tx.send(line(&gone));
+            drop(tx);
+        } else {
+            for (rv, k, ty, obj) in &st.log {
+                if *k == kind && *rv > from {
+                    let _ = tx.send(line(&json!({"type": ty, "object": obj})));
+                }
+            }
+            if query.get("allowWatchBookmarks").map(String::as_str) == Some("true") {
+                let bm = json!({"type": "BOOKMARK", "object": {"apiVersion": kind.api_version(), "kind": kind.name(),
+                    "metadata": {"resourceVersion": st.rv.to_string()}}});
+                let _ = tx.send(line(&bm));
+            }
+            st.watches.push((kind, tx));
+        }
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) });
+        hyper::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed(StreamBody::new(stream)))
+            .expect("response")
+    }
+
+    fn event(st: &mut State, kind: Kind, ty: &'static str, obj: Value) {
+        let rv = st.rv;
+        st.log.push((rv, kind, ty, obj.clone()));
+        let l = line(&json!({"type": ty, "object": obj}));
+        st.watches.retain(|(k, tx)| *k != kind || tx.send(l.clone()).is_ok());
+    }
+
+    /// Creates or replaces an object (its kind, namespace and name from the JSON).
+    pub fn put(&self, kind: Kind, mut obj: Value) {
+        let mut st = self.state.lock().expect("lock");
+        st.rv += 1;
+        obj["apiVersion"] = json!(kind.api_version());
+        obj["kind"] = json!(kind.name());
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        let key = (
+            kind,
+            obj["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        );
+        let ty = if st.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        st.objects.insert(key, obj.clone());
+        Self::event(&mut st, kind, ty, obj);
+    }
+
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str) {
+        let mut st = self.state.lock().expect("lock");
+        let Some(mut obj) = st.objects.remove(&(kind, namespace.to_string(), name.to_string())) else { return };
+        st.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        Self::event(&mut st, kind, "DELETED", obj);
+    }
+
+    /// Forgets the event history and ends every watch: clients re-watch from their last version,
+    /// get 410 Gone, and must relist.
+    pub fn compact_and_drop_watches(&self) {
+        let mut st = self.state.lock().expect("lock");
+        st.compacted = st.rv + 1;
+        st.log.clear();
+        st.watches.clear();
+    }
+
+    /// Down: every request gets 503 and every open watch ends. Up: serves again.
+    pub fn set_down(&self, down: bool) {
+        let mut st = self.state.lock().expect("lock");
+        st.down = down;
+        if down {
+            st.watches.clear();
+        }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    /// A kubeconfig that points at this server (plain HTTP, no credentials).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: test}}\ncurrent-context: fake\n",
+            self.addr
+        )
+    }
+}
+
+pub fn namespace(name: &str) -> Value {
+    json!({"metadata": {"name": name}})
+}
+
+pub fn service(ns: &str, name: &str, cluster_ip: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+}
+
+/// An EndpointSlice of `service` with (address, ready) endpoints.
+pub fn slice(ns: &str, service: &str, endpoints: &[(&str, bool)]) -> Value {
+    let eps: Vec<Value> = endpoints.iter().map(|(ip, ready)| json!({"addresses": [ip], "conditions": {"ready": ready}})).collect();
+    json!({"metadata": {"name": format!("{service}-abcde"), "namespace": ns, "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "endpoints": eps, "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+}
