@@ -84,6 +84,8 @@ proptest! {
     #[test]
     fn any_synced_event_sequence_gives_the_state_of_the_equivalent_list(ops in history()) {
         let mut w = Watched::new(&Kind::ALL);
+        // The API source's view: the same, without what lives in a namespace that does not exist.
+        let mut api = Watched::requiring_namespaces(&Kind::ALL);
         // The model: the objects the apiserver holds, by kind and key.
         let mut model: BTreeMap<(Kind, String, String), Value> = BTreeMap::new();
         for op in ops {
@@ -92,27 +94,33 @@ proptest! {
                     let o = object(k, i, v);
                     model.insert(key(k, &o), o.clone());
                     w.handle(k, WatchEvent::Apply(reduce(&o)));
+                    api.handle(k, WatchEvent::Apply(reduce(&o)));
                 }
                 Op::Delete(k, i, v) => {
                     let o = object(k, i, v);
                     model.remove(&key(k, &o));
                     w.handle(k, WatchEvent::Delete(reduce(&o)));
+                    api.handle(k, WatchEvent::Delete(reduce(&o)));
                 }
                 Op::Relist(k, list, mid) => {
                     w.handle(k, WatchEvent::Init);
+                    api.handle(k, WatchEvent::Init);
                     model.retain(|(kk, _, _), _| *kk != k);
                     for (n, (i, v)) in list.iter().enumerate() {
                         let o = object(k, *i, *v);
                         model.insert(key(k, &o), o.clone());
                         w.handle(k, WatchEvent::InitApply(reduce(&o)));
+                        api.handle(k, WatchEvent::InitApply(reduce(&o)));
                         // Another kind's watch delivers between two objects of this relist.
                         if n == 0 && let Some((mk, mi, mv)) = mid.filter(|m| m.0 != k) {
                             let m = object(mk, mi, mv);
                             model.insert(key(mk, &m), m.clone());
                             w.handle(mk, WatchEvent::Apply(reduce(&m)));
+                            api.handle(mk, WatchEvent::Apply(reduce(&m)));
                         }
                     }
                     w.handle(k, WatchEvent::InitDone);
+                    api.handle(k, WatchEvent::InitDone);
                 }
             }
         }
@@ -120,6 +128,16 @@ proptest! {
         let list = json!({"apiVersion": "v1", "kind": "List", "items": model.values().collect::<Vec<_>>()});
         let oracle = ClusterState::parse(&list.to_string(), "list.json").expect("the List parses");
         prop_assert_eq!(w.state(), oracle);
+        let namespaces: Vec<String> =
+            model.keys().filter(|(k, _, _)| *k == Kind::Namespace).map(|(_, _, n)| n.clone()).collect();
+        let in_existing_ns: Vec<&Value> = model
+            .iter()
+            .filter(|((k, ns, _), _)| *k == Kind::Namespace || namespaces.contains(ns))
+            .map(|(_, v)| v)
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": in_existing_ns});
+        let oracle = ClusterState::parse(&list.to_string(), "list.json").expect("the List parses");
+        prop_assert_eq!(api.state(), oracle);
     }
 }
 

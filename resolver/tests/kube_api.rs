@@ -66,11 +66,12 @@ fn services_endpoints_and_namespaces_follow_the_api_through_410_and_an_outage() 
     api.put(Kind::EndpointSlice, slice("default", "db", &[("10.244.1.5", true), ("10.244.1.6", false)]));
     eventually("a not-ready endpoint leaves the headless answer", || short(p, &["db.default.svc.cluster.local", "A"]) == ["10.244.1.5"]);
 
-    // A namespace deleted (its Services go first, as the namespace controller does): NXDOMAIN.
+    // A namespace deleted: NXDOMAIN at once, even while its Services are still being cleaned up (a
+    // namespace's records resolve only while the Namespace exists, as in CoreDNS).
     assert_eq!(short(p, &["cart.shop.svc.cluster.local", "A"]), ["10.96.0.30"]);
-    api.delete(Kind::Service, "shop", "cart");
     api.delete(Kind::Namespace, "", "shop");
     eventually("a deleted namespace is NXDOMAIN", || status(&dig(p, &["cart.shop.svc.cluster.local", "A"])) == "NXDOMAIN");
+    api.delete(Kind::Service, "shop", "cart");
     assert_eq!(status(&dig(p, &["anything.shop.svc.cluster.local", "A"])), "NXDOMAIN");
 
     // 410 Gone: the history is compacted and the watches dropped; the re-watch is refused with 410,

@@ -35,6 +35,9 @@ pub struct Watched {
     listed: [bool; 4],
     /// Bumped by every event that changed `live`.
     generation: u64,
+    /// Records resolve only in namespaces the Namespace watch holds (the API source, as CoreDNS's
+    /// `namespace.go`); a file may leave Namespace objects out, so it does not require them.
+    namespaces_required: bool,
 }
 
 fn slot(kind: Kind) -> usize {
@@ -49,6 +52,13 @@ impl Watched {
             w.watched[slot(*k)] = true;
         }
         w
+    }
+
+    /// As `new`, and a Service, EndpointSlice or Pod counts only while its Namespace exists (what the
+    /// API source does: a namespace being deleted is NXDOMAIN at once, `namespace_labels` hides the
+    /// namespaces it does not select).
+    pub fn requiring_namespaces(kinds: &[Kind]) -> Watched {
+        Watched { namespaces_required: kinds.contains(&Kind::Namespace), ..Watched::new(kinds) }
     }
 
     /// Applies one event of `kind`'s watch. Returns whether the served objects changed.
@@ -105,6 +115,16 @@ impl Watched {
 
     /// The state to serve now.
     pub fn state(&self) -> ClusterState {
-        ClusterState { unsynced: !self.synced(), ..ClusterState::build(&self.live) }
+        let state = if self.namespaces_required {
+            let mut objs = self.live.clone();
+            let ns = &self.live.namespaces;
+            objs.services.retain(|(n, _), _| ns.contains(n));
+            objs.slices.retain(|(n, _), _| ns.contains(n));
+            objs.pods.retain(|(n, _), _| ns.contains(n));
+            ClusterState::build(&objs)
+        } else {
+            ClusterState::build(&self.live)
+        };
+        ClusterState { unsynced: !self.synced(), ..state }
     }
 }

@@ -141,7 +141,7 @@ async fn watch_all(k: &KubernetesConfig, tx: watch::Sender<Arc<ClusterState>>) -
         streams.push(stream(Api::<Pod>::all(client.clone()), Kind::Pod, pods).boxed());
     }
     let mut events = futures::stream::select_all(streams);
-    let mut watched = Watched::new(&kinds);
+    let mut watched = Watched::requiring_namespaces(&kinds);
     let mut published = 0;
     let mut failing = false;
     while let Some((kind, ev)) = events.next().await {
