@@ -271,7 +271,9 @@ fn named_paths(text: &str) -> Vec<String> {
         // `sNN` and the like are patterns, `.fixed.yaml` a suffix.
         let placeholder = p.contains("NN") || p.starts_with('.');
         let generated = placeholder || p.starts_with("target/") || p.starts_with('/') || p.starts_with("DIR/") || p.starts_with("..");
-        let not_a_path = p.contains("://") || p.contains(':') || p.contains('=') || p.starts_with('-');
+        // `discovery.k8s.io/v1` is an API group: a first segment with a dot is a domain, not a folder.
+        let domain = p.contains('/') && p.split('/').next().is_some_and(|f| f.contains('.') && !f.starts_with('.'));
+        let not_a_path = domain || p.contains("://") || p.contains(':') || p.contains('=') || p.starts_with('-');
         if looks_like_path && !generated && !not_a_path {
             out.push(p.to_string());
         }
