@@ -122,3 +122,20 @@ fn an_apiserver_down_at_start_up_means_servfail_and_not_ready_until_the_first_sy
     drop(n);
     drop(rt);
 }
+
+#[test]
+fn outside_a_cluster_without_a_kubeconfig_ndots_stops_at_start_up_saying_why() {
+    let dir = common::temp_dir("kube-no-config");
+    let conf = dir.join("Corefile");
+    std::fs::write(&conf, format!(".:{} {{\n  kubernetes cluster.local\n}}\n", free_port())).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndots"))
+        .arg("-conf")
+        .arg(&conf)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("run ndots");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Corefile:2:3") && err.contains("in-cluster") && err.contains("kubeconfig"), "{err}");
+}

@@ -27,22 +27,33 @@ use crate::config::{KubernetesConfig, PodsMode};
 use super::DriverError;
 
 /// Starts the watches on their own thread. The receiver holds an unsynced empty state until every
-/// watch has listed once, then each new state.
+/// watch has listed once, then each new state. A configuration that cannot make a client (no
+/// in-cluster service account outside a cluster, an unreadable kubeconfig) is an error here, at
+/// start-up, as it is for CoreDNS; an apiserver that does not answer is not (the watches retry).
 pub(super) fn start(k: &KubernetesConfig) -> Result<watch::Receiver<Arc<ClusterState>>, DriverError> {
     let (tx, rx) = watch::channel(Arc::new(ClusterState { unsynced: true, ..ClusterState::default() }));
-    let k = k.clone();
+    let (made, made_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let kc = k.clone();
     std::thread::Builder::new().name("ndots-kube".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
-            Err(e) => return warn!("kubernetes: cannot start the API client's runtime: {e}"),
+            Err(e) => return drop(made.send(Err(format!("cannot start the API client's runtime: {e}")))),
         };
         rt.block_on(async move {
-            if let Err(e) = watch_all(&k, tx).await {
-                warn!("kubernetes: {e}; serving without the API");
+            match client(&kc).await {
+                Ok(c) => {
+                    let _ = made.send(Ok(()));
+                    watch_all(&kc, c, tx).await;
+                }
+                Err(e) => drop(made.send(Err(e))),
             }
         });
     })?;
-    Ok(rx)
+    match made_rx.recv() {
+        Ok(Ok(())) => Ok(rx),
+        Ok(Err(e)) => Err(DriverError::Config(crate::corefile::ConfigError::at(&k.pos, format!("kubernetes: {e}")))),
+        Err(_) => Err(DriverError::Halted("kubernetes: the API client's thread ended".into())),
+    }
 }
 
 /// Waits up to `timeout` for the first sync, as CoreDNS's startup does (it logs the same lines).
@@ -115,8 +126,7 @@ where
     })
 }
 
-async fn watch_all(k: &KubernetesConfig, tx: watch::Sender<Arc<ClusterState>>) -> Result<(), String> {
-    let client = client(k).await?;
+async fn watch_all(k: &KubernetesConfig, client: Client, tx: watch::Sender<Arc<ClusterState>>) {
     let mut base = watcher::Config::default();
     if let Some(l) = &k.labels {
         base = base.labels(l);
@@ -180,5 +190,4 @@ async fn watch_all(k: &KubernetesConfig, tx: watch::Sender<Arc<ClusterState>>) -
             tx.send_replace(Arc::new(state));
         }
     }
-    Ok(())
 }

@@ -15,41 +15,29 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// A kind: the path it is listed at, its List kind, its object kind and apiVersion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    Namespace,
-    Service,
-    EndpointSlice,
-    Pod,
+pub use resolver::cluster::Kind;
+
+/// Where a kind is listed and watched.
+fn path(k: Kind) -> &'static str {
+    match k {
+        Kind::Namespace => "/api/v1/namespaces",
+        Kind::Service => "/api/v1/services",
+        Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices",
+        Kind::Pod => "/api/v1/pods",
+    }
 }
 
-impl Kind {
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Namespace => "/api/v1/namespaces",
-            Kind::Service => "/api/v1/services",
-            Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices",
-            Kind::Pod => "/api/v1/pods",
-        }
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Namespace => "Namespace",
+        Kind::Service => "Service",
+        Kind::EndpointSlice => "EndpointSlice",
+        Kind::Pod => "Pod",
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Namespace => "Namespace",
-            Kind::Service => "Service",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::Pod => "Pod",
-        }
-    }
-
-    fn api_version(self) -> &'static str {
-        if self == Kind::EndpointSlice { "discovery.k8s.io/v1" } else { "v1" }
-    }
-
-    fn all() -> [Kind; 4] {
-        [Kind::Namespace, Kind::Service, Kind::EndpointSlice, Kind::Pod]
-    }
+fn api_version(k: Kind) -> &'static str {
+    if k == Kind::EndpointSlice { "discovery.k8s.io/v1" } else { "v1" }
 }
 
 #[derive(Default)]
@@ -128,12 +116,12 @@ impl FakeApi {
                 &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "reason": "ServiceUnavailable"}),
             );
         }
-        let Some(kind) = Kind::all().into_iter().find(|k| k.path() == path) else {
+        let Some(kind) = Kind::ALL.into_iter().find(|k| self::path(*k) == path) else {
             return full(404, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}));
         };
         if query.get("watch").map(String::as_str) != Some("true") {
             let items: Vec<Value> = st.objects.iter().filter(|((k, _, _), _)| *k == kind).map(|(_, v)| v.clone()).collect();
-            let list = json!({"apiVersion": kind.api_version(), "kind": format!("{}List", kind.name()),
+            let list = json!({"apiVersion": api_version(kind), "kind": format!("{}List", kind_name(kind)),
                 "metadata": {"resourceVersion": st.rv.to_string()}, "items": items});
             return full(200, &list);
         }
@@ -151,7 +139,7 @@ impl FakeApi {
                 }
             }
             if query.get("allowWatchBookmarks").map(String::as_str) == Some("true") {
-                let bm = json!({"type": "BOOKMARK", "object": {"apiVersion": kind.api_version(), "kind": kind.name(),
+                let bm = json!({"type": "BOOKMARK", "object": {"apiVersion": api_version(kind), "kind": kind_name(kind),
                     "metadata": {"resourceVersion": st.rv.to_string()}}});
                 let _ = tx.send(line(&bm));
             }
@@ -177,8 +165,8 @@ impl FakeApi {
     pub fn put(&self, kind: Kind, mut obj: Value) {
         let mut st = self.state.lock().expect("lock");
         st.rv += 1;
-        obj["apiVersion"] = json!(kind.api_version());
-        obj["kind"] = json!(kind.name());
+        obj["apiVersion"] = json!(api_version(kind));
+        obj["kind"] = json!(kind_name(kind));
         obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
         let key = (
             kind,
