@@ -178,7 +178,7 @@ fn is_close(t: &Token) -> bool {
 }
 
 impl Parser<'_> {
-    fn parse_top(&mut self, tokens: Vec<Token>) -> Result<Corefile, ConfigError> {
+    fn parse_top(&mut self, mut tokens: Vec<Token>) -> Result<Corefile, ConfigError> {
         let mut blocks = Vec::new();
         let mut i = 0;
         while i < tokens.len() {
@@ -195,11 +195,22 @@ impl Parser<'_> {
                 i = next;
                 continue;
             }
+            // A top-level import brings in whole server blocks (AKS's `import custom/*.server`, k3s's
+            // `import /etc/coredns/custom/*.server`); a glob that matches nothing brings in nothing.
             if !t.quoted && t.text == "import" {
-                return Err(ConfigError::at(
-                    &t.pos,
-                    "import outside a server block is not supported; expected a server block key such as `.:53`",
-                ));
+                let Some(arg) = tokens.get(i + 1).filter(|a| a.pos.line == t.pos.line).cloned() else {
+                    return Err(ConfigError::at(&t.pos, "import needs an argument: a snippet name or a file"));
+                };
+                self.imports += 1;
+                if self.imports > MAX_IMPORTS {
+                    return Err(ConfigError::at(&t.pos, "too many imports (an import cycle?)"));
+                }
+                let body = match self.snippets.iter().find(|(n, _)| *n == arg.text) {
+                    Some((_, body)) => body.clone(),
+                    None => self.import_files(&arg)?,
+                };
+                tokens.splice(i..i + 2, body);
+                continue;
             }
             if is_open(t) || is_close(t) {
                 return Err(ConfigError::at(&t.pos, format!("unexpected '{}'; expected a server block key such as `.:53`", t.text)));
@@ -423,6 +434,21 @@ mod tests {
         fn never_panics_on_any_input(text in "[ -~\n\t{}]{0,300}") {
             let _ = parse_str(&text, "Corefile", None, &|_| None);
         }
+    }
+
+    #[test]
+    fn a_top_level_import_brings_in_server_blocks_and_an_empty_glob_nothing() {
+        let dir = std::env::temp_dir().join(format!("ndots-import-top-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("custom")).expect("dir");
+        std::fs::write(dir.join("custom/a.server"), "example.org:53 {\n errors\n}\n").expect("write");
+        std::fs::write(dir.join("custom/b.override"), "log\n").expect("write");
+        let text = ".:53 {\n errors\n import custom/*.override\n}\nimport custom/*.server\nimport custom/*.none\n";
+        let cf = parse_str(text, "Corefile", Some(dir.clone()), &|_| None).expect("parses");
+        assert_eq!(cf.blocks.len(), 2);
+        assert_eq!(cf.blocks[1].keys[0].text, "example.org:53");
+        assert_eq!(cf.blocks[0].directives.iter().map(|d| d.name.text.as_str()).collect::<Vec<_>>(), ["errors", "log"]);
+        let e = parse_str(".:53 {\n}\nimport\n", "Corefile", Some(dir), &|_| None).expect_err("no argument");
+        assert_eq!(e.pos.line, 3);
     }
 
     #[test]

@@ -124,3 +124,23 @@ fn node_local_cache_in_front_of_cluster_dns_over_force_tcp() {
     let m = http_get(prom, "/metrics");
     assert!(m.lines().any(|l| l.starts_with("coredns_cache_hits_total") && l.contains("type=\"denial\"") && l.ends_with(" 1")), "{m}");
 }
+
+/// k3s's and AKS's Corefiles: a `hosts FILE { ttl; reload; fallthrough }` of node names, `import` of
+/// `*.override` files inside the block and of `*.server` files (whole server blocks) at the top level,
+/// where a glob that matches nothing (no custom ConfigMap) is fine (docs/sources.md#default-corefiles).
+#[test]
+fn k3s_and_aks_style_corefiles_with_hosts_files_and_top_level_imports_serve() {
+    let corefile = ".:{PORT} {\n    errors\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n      pods insecure\n      fallthrough in-addr.arpa ip6.arpa\n      cluster_state state.yaml\n    }\n    hosts NodeHosts {\n      ttl 60\n      reload 15s\n      fallthrough\n    }\n    cache 30\n    loop\n    reload\n    loadbalance\n    import *.override\n}\nimport *.server\nimport missing-*.server\n";
+    let n = start(
+        "k3s-aks",
+        corefile,
+        &[
+            ("state.yaml", "apiVersion: v1\nkind: List\nitems: []\n"),
+            ("NodeHosts", "10.0.0.5 node-a\n"),
+            ("custom.server", "example.server:{PORT} {\n  hosts {\n    192.0.2.9 x.example.server\n  }\n}\n"),
+            ("log.override", "log\n"),
+        ],
+    );
+    assert_eq!(short(n.port, &["node-a", "A"]), ["10.0.0.5"], "the hosts file");
+    assert_eq!(short(n.port, &["x.example.server", "A"]), ["192.0.2.9"], "the imported server block");
+}

@@ -39,7 +39,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Starts `ndots` with a Corefile (`{PORT}` replaced by a fresh port) and extra files, waits until
+/// Starts `ndots` with a Corefile and extra files (`{PORT}` replaced by a fresh port in both), waits until
 /// it answers on that port.
 pub fn start(tag: &str, corefile: &str, files: &[(&str, &str)]) -> Ndots {
     start_env(tag, corefile, files, &[])
@@ -50,7 +50,8 @@ pub fn start_env(tag: &str, corefile: &str, files: &[(&str, &str)], env: &[(&str
     let port = free_port();
     let dir = temp_dir(tag);
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).expect("write file");
+        // An imported file may hold server blocks on the same port.
+        std::fs::write(dir.join(name), text.replace("{PORT}", &port.to_string())).expect("write file");
     }
     let conf = dir.join("Corefile");
     std::fs::write(&conf, corefile.replace("{PORT}", &port.to_string())).expect("write Corefile");
