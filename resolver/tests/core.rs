@@ -112,6 +112,28 @@ fn forward_tries_each_upstream_for_2s_until_the_5s_deadline_then_servfails() {
 }
 
 #[test]
+fn a_send_that_fails_at_once_moves_on_and_servfails_after_one_try_per_upstream() {
+    // An unreachable network or no socket: the driver reports the send as failed at once. Each
+    // upstream is tried once more, then the client gets SERVFAIL, with no retry loop until the
+    // 5 s deadline (which spun a CPU when resolv.conf named a server with no route).
+    let mut srv = server(".:53 {\n forward . 10.0.0.1 10.0.0.2 {\n policy sequential\n }\n}");
+    let mut out = Vec::new();
+    assert_eq!(srv.handle_query(s(0.0), client(Transport::Udp), &query(9, "www.example.org.", RecordType::A), &mut out), Handled::Pending);
+    drain(&mut srv);
+    srv.handle_upstream_error(s(0.0), up("10.0.0.1:53"), Transport::Udp);
+    let t = drain(&mut srv);
+    let queries: Vec<_> = t.iter().filter(|t| !is_probe(t)).filter_map(to_upstream).collect();
+    assert_eq!(queries, [(up("10.0.0.2:53"), Transport::Udp)], "the next upstream");
+    assert!(!t.iter().any(|t| matches!(t.dest, Dest::Client(_))));
+    srv.handle_upstream_error(s(0.0), up("10.0.0.2:53"), Transport::Udp);
+    let t = drain(&mut srv);
+    assert!(!t.iter().filter(|t| !is_probe(t)).any(|t| to_upstream(t).is_some()), "no third send: {:?}", t.iter().filter_map(to_upstream).collect::<Vec<_>>());
+    let answer = t.iter().find(|t| matches!(t.dest, Dest::Client(_))).expect("client answered at once");
+    assert_eq!(parse(answer).metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(srv.in_flight(), 0);
+}
+
+#[test]
 fn an_upstream_is_down_after_three_failed_probes_and_up_after_one_answer() {
     let mut srv = server(".:53 {\n forward . 10.0.0.1\n}");
     let mut out = Vec::new();

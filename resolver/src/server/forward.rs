@@ -60,6 +60,7 @@ impl Server {
             order,
             cursor: 0,
             down_skips: 0,
+            send_errors: 0,
             upstream: f.to[0],
             transport: Transport::Udp,
             id: 0,
@@ -214,6 +215,7 @@ impl Server {
                 order: vec![up],
                 cursor: 0,
                 down_skips: 0,
+                send_errors: 0,
                 upstream: up,
                 transport,
                 id: 0,
@@ -287,7 +289,15 @@ impl Server {
     pub fn handle_upstream_error(&mut self, now: Now, to: SocketAddr, transport: Transport) {
         let xids: Vec<u64> = self.exchanges.iter().filter(|(_, x)| x.upstream == to && x.transport == transport).map(|(k, _)| *k).collect();
         for xid in xids {
-            self.exchange_failed(now, xid);
+            let Some(x) = self.exchanges.get_mut(&xid) else { continue };
+            x.send_errors += 1;
+            if matches!(x.kind, XKind::Query { .. }) && x.send_errors >= x.order.len() {
+                // Every upstream refused the send itself: SERVFAIL now, not a busy retry until the
+                // deadline (a node whose resolv.conf names an unreachable server spun a core so).
+                self.fail_exchange(now, xid);
+            } else {
+                self.exchange_failed(now, xid);
+            }
         }
     }
 

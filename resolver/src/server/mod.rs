@@ -185,6 +185,9 @@ struct Exchange {
     order: Vec<SocketAddr>,
     cursor: usize,
     down_skips: usize,
+    /// Sends that failed at once (no route, no socket): after one per upstream the exchange fails,
+    /// as CoreDNS's forward gives up after `len(proxies)` errors, instead of retrying in a loop.
+    send_errors: usize,
     upstream: SocketAddr,
     transport: Transport,
     id: u16,
