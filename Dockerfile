@@ -3,8 +3,10 @@
 #
 #   docker build -t ndots:0.1.0 .
 #
+#   docker build --target node-local -t ndots-node-local:0.1.0 .
+#
 # The image's entry point is the binary, so a Deployment's `args: ["-conf", "/etc/coredns/Corefile"]`
-# (CoreDNS's) work unchanged. linux/amd64.
+# (CoreDNS's) and node-local-dns's DaemonSet args work unchanged. linux/amd64.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
@@ -19,6 +21,18 @@ RUN CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols \
  && cp target/x86_64-unknown-linux-musl/release/ndots /ndots \
  && setcap cap_net_bind_service=+ep /ndots
 
+# The node-local image: the same binary beside iptables 1.8 (legacy and nft; ndots picks the one the
+# node's kube-proxy uses), as node-cache's image is Debian with iptables. Runs as root with NET_ADMIN
+# (deploy/node-local-dns.yaml).
+FROM debian:bookworm-slim AS node-local
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /ndots /ndots
+EXPOSE 53 53/udp 9253 9353
+ENTRYPOINT ["/ndots"]
+
+# The default target: the cluster DNS image.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /ndots /ndots
 # 65532 is distroless's nonroot; numeric, so runAsNonRoot can verify it.

@@ -7,7 +7,7 @@
 //! extra arguments (sources.md#go-flag). clap cannot parse single-dash long flags, so this is the one
 //! hand-written parser in the crate.
 //!
-//! `-localip` turns on node-local mode (node-cache's flags, sources.md#node-cache). Pure: the binary
+//! `-localip` turns on node-local mode (node-cache's flags, sources.md#node-local-dns). Pure: the binary
 //! passes `std::env::args()` in.
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +24,7 @@ pub enum IptablesMode {
     Nft,
 }
 
-/// node-cache's flags, with its defaults (sources.md#node-cache).
+/// node-cache's flags, with its defaults (sources.md#node-local-dns).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeLocalFlags {
     /// `-localip`: the addresses to serve on, all of one family.
@@ -167,7 +167,10 @@ fn parse_sync_interval(v: &str) -> Result<Duration, FlagError> {
 fn parse_local_ips(v: &str) -> Result<Vec<IpAddr>, FlagError> {
     let mut ips: Vec<IpAddr> = Vec::new();
     for item in v.split(',') {
-        let ip: IpAddr = item.trim().parse().or_else(|_| err(format!("invalid -localip \"{item}\" in \"{v}\"; expected a comma-separated list of IP addresses")))?;
+        let ip: IpAddr = item
+            .trim()
+            .parse()
+            .or_else(|_| err(format!("invalid -localip \"{item}\" in \"{v}\"; expected a comma-separated list of IP addresses")))?;
         if let Some(first) = ips.first()
             && first.is_ipv4() != ip.is_ipv4()
         {
@@ -181,10 +184,25 @@ fn parse_local_ips(v: &str) -> Result<Vec<IpAddr>, FlagError> {
 }
 
 const VALUED: &[&str] = &[
-    "conf", "seed", "workers", "pidfile", "dns.port", "p", "localip", "interfacename", "basecorefile", "corefile", "kubednscm",
-    "upstreamsvc", "health-port", "syncinterval", "metrics-listen-address", "iptables",
+    "conf",
+    "seed",
+    "workers",
+    "pidfile",
+    "dns.port",
+    "p",
+    "localip",
+    "interfacename",
+    "basecorefile",
+    "corefile",
+    "kubednscm",
+    "upstreamsvc",
+    "health-port",
+    "syncinterval",
+    "metrics-listen-address",
+    "iptables",
 ];
-const BOOLS: &[&str] = &["check", "version", "h", "help", "quiet", "plugins", "setupinterface", "setupiptables", "skipteardown", "reloadwithsignal"];
+const BOOLS: &[&str] =
+    &["check", "version", "h", "help", "quiet", "plugins", "setupinterface", "setupiptables", "skipteardown", "reloadwithsignal"];
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Flags, FlagError> {
@@ -257,8 +275,15 @@ pub fn parse(args: &[String]) -> Result<Flags, FlagError> {
                 }
                 node_only.push(name.to_string());
             }
-            "interfacename" | "basecorefile" | "corefile" | "kubednscm" | "upstreamsvc" | "health-port" | "syncinterval"
-            | "metrics-listen-address" | "iptables" => {
+            "interfacename"
+            | "basecorefile"
+            | "corefile"
+            | "kubednscm"
+            | "upstreamsvc"
+            | "health-port"
+            | "syncinterval"
+            | "metrics-listen-address"
+            | "iptables" => {
                 match name {
                     "interfacename" => nl.interface_name = v.to_string(),
                     "basecorefile" => nl.base_corefile = PathBuf::from(v),
@@ -309,7 +334,9 @@ mod tests {
 
     #[test]
     fn coredns_flags_in_every_go_spelling() {
-        for s in ["-conf /etc/coredns/Corefile", "--conf /etc/coredns/Corefile", "-conf=/etc/coredns/Corefile", "--conf=/etc/coredns/Corefile"] {
+        for s in
+            ["-conf /etc/coredns/Corefile", "--conf /etc/coredns/Corefile", "-conf=/etc/coredns/Corefile", "--conf=/etc/coredns/Corefile"]
+        {
             let f = p(s).expect(s);
             assert_eq!(f.conf, Some(PathBuf::from("/etc/coredns/Corefile")), "{s}");
             assert!(f.node_local.is_none());

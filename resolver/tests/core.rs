@@ -127,7 +127,11 @@ fn a_send_that_fails_at_once_moves_on_and_servfails_after_one_try_per_upstream()
     assert!(!t.iter().any(|t| matches!(t.dest, Dest::Client(_))));
     srv.handle_upstream_error(s(0.0), up("10.0.0.2:53"), Transport::Udp);
     let t = drain(&mut srv);
-    assert!(!t.iter().filter(|t| !is_probe(t)).any(|t| to_upstream(t).is_some()), "no third send: {:?}", t.iter().filter_map(to_upstream).collect::<Vec<_>>());
+    assert!(
+        !t.iter().filter(|t| !is_probe(t)).any(|t| to_upstream(t).is_some()),
+        "no third send: {:?}",
+        t.iter().filter_map(to_upstream).collect::<Vec<_>>()
+    );
     let answer = t.iter().find(|t| matches!(t.dest, Dest::Client(_))).expect("client answered at once");
     assert_eq!(parse(answer).metadata.response_code, ResponseCode::ServFail);
     assert_eq!(srv.in_flight(), 0);

@@ -1,62 +1,32 @@
 //! `ndots`: the cluster DNS server / node-local cache binary.
 //!
-//! Flags follow CoreDNS's spelling so a Deployment can switch images without touching its args:
-//! `-conf FILE` (also `--conf FILE`, `-conf=FILE`), `-version`. Go's single-dash long flags are not
-//! something clap parses, so the handful of flags is read by hand here.
+//! Flags follow CoreDNS's and node-cache's spelling (`resolver::flags`), so a Deployment or a
+//! DaemonSet can switch images without touching its args. `-localip` selects node-local mode.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ndots [-conf FILE] [-seed N] [-workers N] [-check] [-version]
-  -conf FILE   Corefile to load (default: Corefile)
-  -seed N      seed for the server's random choices (default: random; NDOTS_SEED also sets it)
-  -workers N   worker threads, each serving every address (default: one per CPU; NDOTS_WORKERS)
-  -check       validate the Corefile and cluster state, then exit
-  -version     print the version";
+use resolver::flags::{self, Flags};
 
 fn main() -> ExitCode {
-    let mut conf = PathBuf::from("Corefile");
-    let mut seed: Option<u64> = std::env::var("NDOTS_SEED").ok().and_then(|s| s.parse().ok());
-    let mut check = false;
-    let mut workers: Option<usize> = std::env::var("NDOTS_WORKERS").ok().and_then(|s| s.parse().ok());
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let flag = arg.trim_start_matches('-');
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag, None),
-        };
-        let mut value = |what: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("flag -{name} needs {what}"));
-        let r: Result<(), String> = match name {
-            "conf" => value("a file").map(|v| conf = PathBuf::from(v)),
-            "seed" => {
-                value("a number").and_then(|v| v.parse().map(|n| seed = Some(n)).map_err(|_| format!("-seed: '{v}' is not a number")))
-            }
-            "workers" => value("a number").and_then(|v| match v.parse::<usize>() {
-                Ok(n) if n >= 1 => {
-                    workers = Some(n);
-                    Ok(())
-                }
-                _ => Err(format!("-workers: '{v}' is not a number of at least 1")),
-            }),
-            "check" => {
-                check = true;
-                Ok(())
-            }
-            "version" => {
-                println!("ndots {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
-            }
-            "h" | "help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ => Err(format!("unknown flag '{arg}'")),
-        };
-        if let Err(e) = r {
-            eprintln!("ndots: {e}\n{USAGE}");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let f: Flags = match flags::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ndots: {e}\n{}", flags::USAGE);
             return ExitCode::from(2);
         }
+    };
+    if f.version {
+        println!("ndots {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if f.help {
+        println!("{}", flags::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    if f.plugins {
+        println!("Server types:\n  dns\n\nPlugins:\n  {}", resolver::config::PLUGIN_ORDER.join("\n  "));
+        return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -64,9 +34,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    if check {
-        return match resolver::driver::check_config(&conf) {
-            Ok(_) => {
+    let conf = f.corefile();
+    if f.check {
+        let checked = match &f.node_local {
+            Some(nl) => resolver::driver::nodelocal::check(nl, &conf).map(|_| ()),
+            None => resolver::driver::check_config(&conf).map(|_| ()),
+        };
+        return match checked {
+            Ok(()) => {
                 println!("{}: ok", conf.display());
                 ExitCode::SUCCESS
             }
@@ -76,10 +51,27 @@ fn main() -> ExitCode {
             }
         };
     }
-    let seed = seed.unwrap_or_else(|| fastrand::u64(..));
+    let seed = f.seed.or_else(|| std::env::var("NDOTS_SEED").ok()?.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let workers = f.workers.or_else(|| std::env::var("NDOTS_WORKERS").ok()?.parse().ok().filter(|n| *n >= 1));
     let workers = workers.unwrap_or_else(resolver::driver::default_workers);
-    let opts = resolver::driver::Options { conf, seed, workers };
-    match resolver::driver::run(opts, std::future::pending()) {
+    // CoreDNS's -pidfile: written once every socket is bound, removed on the way out.
+    let pidfile = f.pidfile.clone();
+    let on_listening: Option<Box<dyn FnOnce() + Send>> = pidfile.clone().map(|p| {
+        Box::new(move || {
+            if let Err(e) = std::fs::write(&p, format!("{}\n", std::process::id())) {
+                eprintln!("ndots: cannot write the pidfile {}: {e}", p.display());
+            }
+        }) as Box<dyn FnOnce() + Send>
+    });
+    let opts = resolver::driver::Options { conf, seed, workers, freebind: false, on_listening };
+    let result = match &f.node_local {
+        Some(nl) => resolver::driver::nodelocal::run(nl, opts),
+        None => resolver::driver::run(opts, std::future::pending()),
+    };
+    if let Some(p) = pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ndots: {e}");

@@ -19,7 +19,10 @@
 mod log;
 mod batch;
 mod http;
+mod iptables;
 mod kube_api;
+mod netif;
+pub mod nodelocal;
 mod reload;
 mod tcp;
 mod transmit;
@@ -126,6 +129,11 @@ pub struct Options {
     pub seed: u64,
     /// Worker threads, each with its own server and sockets (at least 1).
     pub workers: usize,
+    /// Bind specific addresses with IP_FREEBIND (node-local mode).
+    pub freebind: bool,
+    /// Called once every listening socket is bound, before any query is served (the pidfile, and
+    /// node-local mode's rules, wait for it).
+    pub on_listening: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// One worker per CPU this process may use (cgroup quotas included).
@@ -143,10 +151,14 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
     for _ in 0..workers {
         let mut b = Bound { udp: Vec::new(), tcp: Vec::new() };
         for addr in listen_addrs(&cfg) {
-            b.udp.push(udp_socket(addr, workers > 1).map_err(|err| DriverError::Bind { addr, proto: "udp", err })?);
-            b.tcp.push(tcp_listener_socket(addr, workers > 1).map_err(|err| DriverError::Bind { addr, proto: "tcp", err })?);
+            let free = opts.freebind && !addr.ip().is_unspecified();
+            b.udp.push(udp_socket(addr, workers > 1, free).map_err(|err| DriverError::Bind { addr, proto: "udp", err })?);
+            b.tcp.push(tcp_listener_socket(addr, workers > 1, free).map_err(|err| DriverError::Bind { addr, proto: "tcp", err })?);
         }
         bound.push(b);
+    }
+    if let Some(f) = opts.on_listening {
+        f();
     }
     let (stop, _) = watch::channel(false);
     let mut receivers = Vec::new();

@@ -31,12 +31,15 @@ pub(super) const TCP_OUT_MAX: usize = 64;
 /// A client TCP connection's answer queue and its writer task.
 pub(super) type TcpClient = (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle);
 
-pub(super) fn tcp_listener_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+pub(super) fn tcp_listener_socket(addr: SocketAddr, reuse_port: bool, freebind: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     s.set_reuse_address(true)?;
     if reuse_port {
         s.set_reuse_port(true)?;
+    }
+    if freebind {
+        super::udp::set_freebind(&s, addr)?;
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;

@@ -15,13 +15,23 @@ use super::{Shared, batch};
 /// Sockets per upstream for UDP queries; each query goes out of a random one.
 pub(super) const UDP_SOCKETS_PER_UPSTREAM: usize = 4;
 
-/// A listening UDP socket; `reuse_port` when several workers share the address.
-pub(super) fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
+/// IP_FREEBIND: binding an address the host does not hold (yet). Node-local mode binds its local
+/// IPs this way, so a restart does not race the interface that holds them.
+pub(super) fn set_freebind(s: &socket2::Socket, addr: SocketAddr) -> std::io::Result<()> {
+    if addr.is_ipv4() { s.set_freebind_v4(true) } else { s.set_freebind_v6(true) }
+}
+
+/// A listening UDP socket; `reuse_port` when several workers share the address, `freebind` to bind
+/// an address not (yet) on any interface.
+pub(super) fn udp_socket(addr: SocketAddr, reuse_port: bool, freebind: bool) -> std::io::Result<std::net::UdpSocket> {
     let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     s.set_reuse_address(true)?;
     if reuse_port {
         s.set_reuse_port(true)?;
+    }
+    if freebind {
+        set_freebind(&s, addr)?;
     }
     // A larger receive buffer absorbs bursts (coredns#4506: the UDP buffer is the real limit).
     let _ = s.set_recv_buffer_size(4 << 20);

@@ -1,5 +1,5 @@
 //! The kube-dns ConfigMap node-cache reads (`-kubednscm`, mounted at /etc/kube-dns): `stubDomains`, a
-//! JSON object of domain → nameservers, and `upstreamNameservers`, a JSON list (sources.md#node-cache).
+//! JSON object of domain → nameservers, and `upstreamNameservers`, a JSON list (sources.md#node-local-dns).
 //! Other keys (`federations`) are ignored, as node-cache ignores them.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! Node-local mode: what node-cache adds around CoreDNS, as pure functions the driver calls
-//! (sources.md#node-cache).
+//! (sources.md#node-local-dns).
 //!
 //! - `render`: the `__PILLAR__` template (`-basecorefile`) and the kube-dns ConfigMap become the
 //!   Corefile the server loads.

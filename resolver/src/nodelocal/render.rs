@@ -1,4 +1,4 @@
-//! The node-local Corefile from node-cache's template (sources.md#node-cache):
+//! The node-local Corefile from node-cache's template (sources.md#node-local-dns):
 //!
 //! - `__PILLAR__LOCAL__DNS__` → the `-localip` list, space-separated;
 //! - `__PILLAR__DNS__SERVER__` → nothing (the operator has usually replaced it already);
@@ -95,7 +95,10 @@ pub fn render(base: &str, file: &str, inputs: &Inputs) -> Result<String, RenderE
     if let Some(at) = text.find("__PILLAR__") {
         let name: String = text[at..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
         let hint = if name == "__PILLAR__DNS__DOMAIN__" { " (the cluster domain, replaced by the operator: sed)" } else { "" };
-        return Err(err(&name, format!("placeholder {name} is left unreplaced{hint}; expected the operator to substitute it before deploying")));
+        return Err(err(
+            &name,
+            format!("placeholder {name} is left unreplaced{hint}; expected the operator to substitute it before deploying"),
+        ));
     }
     if !text.ends_with('\n') {
         text.push('\n');
@@ -176,14 +179,18 @@ mod tests {
         assert!(out.contains("forward . 8.8.8.8 8.8.4.4\n    prometheus"), "{out}");
         assert!(out.contains("forward . 8.8.8.8 8.8.4.4\n}"), "the force_tcp block after the placeholder is gone: {out}");
         assert!(out.contains("force_tcp"), "the cluster domain's force_tcp stays: {out}");
-        assert!(out.ends_with("acme.local:53 {\n    errors\n    cache 30\n    bind 169.254.20.10 10.96.0.10\n    forward . 1.2.3.4\n}\n"), "{out}");
+        assert!(
+            out.ends_with("acme.local:53 {\n    errors\n    cache 30\n    bind 169.254.20.10 10.96.0.10\n    forward . 1.2.3.4\n}\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn local_and_dns_server_placeholders() {
         let ips = ips();
         let kd = KubeDnsConfig::default();
-        let out = render("x:53 {\n bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__\n}", "b", &inputs(&ips, &kd, None)).expect("renders");
+        let out =
+            render("x:53 {\n bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__\n}", "b", &inputs(&ips, &kd, None)).expect("renders");
         assert_eq!(out, "x:53 {\n bind 169.254.20.10 10.96.0.10 \n}\n");
     }
 

@@ -1,4 +1,4 @@
-//! The iptables rules node-local mode keeps for each local IP (sources.md#node-cache): NOTRACK in
+//! The iptables rules node-local mode keeps for each local IP (sources.md#node-local-dns): NOTRACK in
 //! `raw` so neither the queries nor the answers enter conntrack (no insertion race, no table to fill,
 //! and kube-proxy's DNAT for the kube-dns ClusterIP, which needs conntrack, is bypassed), and ACCEPT
 //! in `filter` because untracked packets miss the usual ESTABLISHED rule. Twelve rules per IP:

@@ -1,0 +1,356 @@
+//! Node-local mode as a DaemonSet runs it, inside a network namespace with this machine's kernel
+//! (root; `ip`, `iptables` legacy and nft, `conntrack` and `dig`, which .ci/run installs).
+//!
+//! The namespace is a node: the link-local IP and the kube-dns ClusterIP sit on `lo` (this kernel
+//! has no dummy link type, so `-setupinterface=false`, as the issue and README say), a
+//! kube-proxy-style DNAT sends the kube-dns ClusterIP to a pod IP where nothing listens, and a
+//! second ndots plays CoreDNS behind the `kube-dns-upstream` ClusterIP. With node-local mode up,
+//! the ClusterIP is answered (the NOTRACK rules bypass the DNAT) and nothing to the local IPs enters
+//! conntrack; after SIGTERM every rule is gone and the DNAT decides again; a restart after SIGKILL
+//! adds no second copy of any rule. Each iptables back end is run.
+//!
+//! Skips, saying why, when not root or without network namespaces.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LOCAL: &str = "169.254.20.10";
+const KUBE_DNS: &str = "10.96.0.10";
+const UPSTREAM_SVC: &str = "10.96.0.11";
+const COREDNS_POD: &str = "10.244.0.5";
+const DEAD_POD: &str = "10.244.0.99";
+
+const UPSTREAM_COREFILE: &str = "cluster.local:53 {
+    bind 10.244.0.5
+    hosts {
+        10.0.0.1 kubernetes.default.svc.cluster.local
+    }
+}
+acme.local:53 {
+    bind 10.244.0.5
+    hosts {
+        10.0.0.7 db.acme.local
+    }
+}
+beta.local:53 {
+    bind 10.244.0.5
+    hosts {
+        10.0.0.8 db.beta.local
+    }
+}
+";
+
+/// node-cache's template after the operator's sed (iptables mode), as the manifest ships it, with
+/// a 2 s reload so the test sees a re-rendering quickly.
+const BASE: &str = "cluster.local:53 {
+    errors
+    cache {
+            success 9984 30
+            denial 9984 5
+    }
+    reload 2s 1s
+    loop
+    bind 169.254.20.10 10.96.0.10
+    forward . __PILLAR__CLUSTER__DNS__ {
+            force_tcp
+    }
+    prometheus :9253
+    health 169.254.20.10:8080
+    }
+.:53 {
+    errors
+    cache 30
+    reload 2s 1s
+    loop
+    bind 169.254.20.10 10.96.0.10
+    forward . __PILLAR__UPSTREAM__SERVERS__
+    prometheus :9253
+    }
+";
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn exec(&self, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+    fn must(&self, args: &[&str]) -> String {
+        self.exec(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)], log: &Path) -> Child {
+        let f = std::fs::File::create(log).expect("log file");
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("spawn in netns")
+    }
+    fn dig(&self, server: &str, name: &str, tcp: bool) -> String {
+        let at = format!("@{server}");
+        let mut args = vec!["dig", "+short", "+time=1", "+tries=1", at.as_str(), name];
+        if tcp {
+            args.push("+tcp");
+        }
+        // dig exits non-zero on a timeout and says so on stdout.
+        let out = Command::new("ip").args(["netns", "exec", &self.name]).args(&args).output().expect("dig");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+fn node_local_rules(ns: &Netns, ipt: &str) -> usize {
+    ["raw", "filter"]
+        .iter()
+        .map(|t| ns.exec(&[ipt, "-t", t, "-S"]).unwrap_or_default().lines().filter(|l| l.contains("NodeLocal DNS Cache")).count())
+        .sum()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(child: &mut Child, signal: &str) {
+    let _ = sh(&["kill", signal, &child.id().to_string()]);
+    let t = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(t.elapsed() < Duration::from_secs(15), "ndots did not exit after {signal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The kube-dns ClusterIP's DNAT sends queries to a pod where nothing listens: without node-local
+/// mode's rules, a query to the ClusterIP is lost.
+fn setup(backend: &str) -> Option<(Netns, String)> {
+    let name = format!("ndots-nl-{backend}-{}", std::process::id());
+    if let Err(e) = sh(&["ip", "netns", "add", &name]) {
+        eprintln!("node-local test skipped: cannot make a network namespace ({e})");
+        return None;
+    }
+    let ns = Netns { name };
+    let ipt = format!("iptables-{backend}");
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    for ip in [LOCAL, KUBE_DNS, UPSTREAM_SVC, COREDNS_POD] {
+        ns.must(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    }
+    for proto in ["udp", "tcp"] {
+        for (vip, pod) in [(KUBE_DNS, DEAD_POD), (UPSTREAM_SVC, COREDNS_POD)] {
+            let to = format!("{pod}:53");
+            ns.must(&[&ipt, "-t", "nat", "-A", "OUTPUT", "-d", vip, "-p", proto, "--dport", "53", "-j", "DNAT", "--to-destination", &to]);
+        }
+    }
+    // kubelet's marker chain, so `-iptables auto` has a back end to find.
+    ns.must(&[&ipt, "-t", "mangle", "-N", "KUBE-IPTABLES-HINT"]);
+    Some((ns, ipt))
+}
+
+struct Files {
+    dir: PathBuf,
+    base: PathBuf,
+    conf: PathBuf,
+    kubedns: PathBuf,
+    pidfile: PathBuf,
+}
+
+fn files(tag: &str) -> Files {
+    let dir = common::temp_dir(tag);
+    let base = dir.join("Corefile.base");
+    std::fs::write(&base, BASE).expect("write");
+    let kubedns = dir.join("kube-dns");
+    std::fs::create_dir_all(&kubedns).expect("dir");
+    std::fs::write(kubedns.join("stubDomains"), r#"{"acme.local": ["10.244.0.5"]}"#).expect("write");
+    std::fs::write(dir.join("upstream.Corefile"), UPSTREAM_COREFILE).expect("write");
+    Files { conf: dir.join("Corefile"), pidfile: dir.join("node-cache.pid"), base, kubedns, dir }
+}
+
+fn start_node_local(ns: &Netns, f: &Files, extra: &[&str], log: &str) -> Child {
+    let bin = env!("CARGO_BIN_EXE_ndots");
+    let (base, conf, kd, pid) = (
+        f.base.to_str().expect("utf8"),
+        f.conf.to_str().expect("utf8"),
+        f.kubedns.to_str().expect("utf8"),
+        f.pidfile.to_str().expect("utf8"),
+    );
+    let localips = format!("{LOCAL},{KUBE_DNS}");
+    let mut args = vec![
+        bin,
+        "-localip",
+        &localips,
+        "-conf",
+        conf,
+        "-basecorefile",
+        base,
+        "-kubednscm",
+        kd,
+        "-upstreamsvc",
+        "kube-dns-upstream",
+        "-pidfile",
+        pid,
+        "-syncinterval",
+        "1",
+        "-metrics-listen-address",
+        "127.0.0.1:9353",
+        "-workers",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    ns.spawn(&args, &[("KUBE_DNS_UPSTREAM_SERVICE_HOST", UPSTREAM_SVC)], &f.dir.join(log))
+}
+
+fn log(f: &Files, name: &str) -> String {
+    std::fs::read_to_string(f.dir.join(name)).unwrap_or_default()
+}
+
+fn run_backend(backend: &str) {
+    let Some((ns, ipt)) = setup(backend) else { return };
+    let f = files(&format!("nl-{backend}"));
+    let bin = env!("CARGO_BIN_EXE_ndots");
+    let upstream_conf = f.dir.join("upstream.Corefile");
+    let mut coredns = ns.spawn(&[bin, "-conf", upstream_conf.to_str().expect("utf8"), "-workers", "1"], &[], &f.dir.join("upstream.log"));
+    wait_for("the upstream", Duration::from_secs(10), || ns.dig(UPSTREAM_SVC, "kubernetes.default.svc.cluster.local", false) == "10.0.0.1");
+    let before = ns.dig(KUBE_DNS, "kubernetes.default.svc.cluster.local", false);
+    assert!(before.contains("timed out"), "without node-local mode the ClusterIP goes to the dead pod: {before}");
+
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", "auto"], "nl1.log");
+    wait_for("the pidfile", Duration::from_secs(10), || f.pidfile.exists());
+    wait_for("24 node-local rules", Duration::from_secs(10), || node_local_rules(&ns, &ipt) == 24);
+    let l = log(&f, "nl1.log");
+    assert!(l.contains(&format!("backend={}", if backend == "nft" { "Nft" } else { "Legacy" })), "auto found the marked back end: {l}");
+    let rendered = std::fs::read_to_string(&f.conf).expect("rendered Corefile");
+    assert!(rendered.contains(&format!("forward . {UPSTREAM_SVC} {{")) && !rendered.contains("__PILLAR__"), "{rendered}");
+    assert!(rendered.contains("acme.local:53 {"), "stub domain block: {rendered}");
+
+    ns.must(&["conntrack", "-F"]);
+    for tcp in [false, true] {
+        assert_eq!(
+            ns.dig(KUBE_DNS, "kubernetes.default.svc.cluster.local", tcp),
+            "10.0.0.1",
+            "the ClusterIP is answered by node-local (tcp {tcp})"
+        );
+        assert_eq!(ns.dig(LOCAL, "kubernetes.default.svc.cluster.local", tcp), "10.0.0.1", "and so is the link-local IP (tcp {tcp})");
+    }
+    assert_eq!(ns.dig(LOCAL, "db.acme.local", false), "10.0.0.7", "the kube-dns ConfigMap's stub domain");
+    let ct = ns.exec(&["conntrack", "-L"]).unwrap_or_default();
+    for ip in [LOCAL, KUBE_DNS] {
+        assert!(!ct.contains(&format!("dst={ip} ")), "NOTRACK: no conntrack entry to {ip}:\n{ct}");
+    }
+    assert!(
+        ct.contains(&format!("dst={UPSTREAM_SVC} ")),
+        "the forward to kube-dns-upstream is tracked as usual (the check can see entries):\n{ct}"
+    );
+    let metrics = ns.must(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9353; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"]);
+    assert!(metrics.contains("coredns_nodecache_setup_errors_total{errortype=\"iptables\"} 0"), "{metrics}");
+
+    if backend == "nft" {
+        // A changed ConfigMap is rendered (10 s poll) and served (the Corefile's reload).
+        std::fs::write(f.kubedns.join("stubDomains"), r#"{"beta.local": ["10.244.0.5"]}"#).expect("write");
+        wait_for("the re-rendered stub domain", Duration::from_secs(30), || ns.dig(LOCAL, "db.beta.local", false) == "10.0.0.8");
+        // A rule someone deleted comes back within the sync interval.
+        let spec = format!("-p udp -d {LOCAL} --dport 53 -j NOTRACK -m comment --comment");
+        let mut del: Vec<&str> = vec![&ipt, "-t", "raw", "-D", "PREROUTING"];
+        del.extend(spec.split(' '));
+        del.push("NodeLocal DNS Cache: skip conntrack");
+        ns.must(&del);
+        assert_eq!(node_local_rules(&ns, &ipt), 23);
+        wait_for("the deleted rule to come back", Duration::from_secs(5), || node_local_rules(&ns, &ipt) == 24);
+    }
+
+    stop(&mut nl, "-TERM");
+    assert_eq!(node_local_rules(&ns, &ipt), 0, "SIGTERM removes every rule: {}", log(&f, "nl1.log"));
+    assert!(!f.pidfile.exists(), "and the pidfile");
+    let after = ns.dig(KUBE_DNS, "kubernetes.default.svc.cluster.local", false);
+    assert!(after.contains("timed out") || after.contains("refused"), "the DNAT decides again: {after}");
+
+    // SIGKILL leaves the rules; the next start finds them and adds no copy.
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], "nl2.log");
+    wait_for("24 rules again", Duration::from_secs(10), || node_local_rules(&ns, &ipt) == 24);
+    stop(&mut nl, "-KILL");
+    assert_eq!(node_local_rules(&ns, &ipt), 24, "SIGKILL tears nothing down");
+    let _ = std::fs::remove_file(&f.pidfile);
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], "nl3.log");
+    wait_for("the restarted pidfile", Duration::from_secs(10), || f.pidfile.exists());
+    std::thread::sleep(Duration::from_millis(2500)); // two sync intervals
+    assert_eq!(node_local_rules(&ns, &ipt), 24, "no rule twice after a restart");
+    assert!(!log(&f, "nl3.log").contains("added node-local rule"), "nothing was added: {}", log(&f, "nl3.log"));
+    assert_eq!(ns.dig(KUBE_DNS, "kubernetes.default.svc.cluster.local", false), "10.0.0.1");
+    stop(&mut nl, "-TERM");
+    assert_eq!(node_local_rules(&ns, &ipt), 0);
+
+    // The interface: made and removed where the kernel has the dummy type, else a start-up error
+    // that says so (this machine's kernel).
+    let mut nl = start_node_local(&ns, &f, &["-iptables", backend], "nl4.log");
+    let t = Instant::now();
+    loop {
+        if let Some(status) = nl.try_wait().expect("wait") {
+            let l = log(&f, "nl4.log");
+            assert!(!status.success(), "{l}");
+            assert!(l.contains("no dummy link type") && l.contains("-setupinterface=false"), "the error says what to do: {l}");
+            assert_eq!(node_local_rules(&ns, &ipt), 0, "no rules for a cache that did not start");
+            break;
+        }
+        if f.pidfile.exists() {
+            let addrs = ns.must(&["ip", "addr", "show", "dev", "nodelocaldns"]);
+            assert!(addrs.contains(&format!("{LOCAL}/32")) && addrs.contains(&format!("{KUBE_DNS}/32")), "{addrs}");
+            stop(&mut nl, "-TERM");
+            assert!(ns.exec(&["ip", "link", "show", "nodelocaldns"]).is_err(), "SIGTERM removes the interface");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "neither started nor failed: {}", log(&f, "nl4.log"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop(&mut coredns, "-TERM");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+fn ready() -> bool {
+    if !sh(&["id", "-u"]).is_ok_and(|u| u.trim() == "0") {
+        eprintln!("node-local test skipped: needs root (network namespaces, iptables)");
+        return false;
+    }
+    for tool in ["iptables-legacy", "iptables-nft", "conntrack", "dig"] {
+        assert!(sh(&["which", tool]).is_ok(), "{tool} is missing: install iptables, conntrack and dnsutils (.ci/run does)");
+    }
+    true
+}
+
+#[test]
+fn node_local_mode_with_legacy_iptables() {
+    if ready() {
+        run_backend("legacy");
+    }
+}
+
+#[test]
+fn node_local_mode_with_nft_iptables() {
+    if ready() {
+        run_backend("nft");
+    }
+}
