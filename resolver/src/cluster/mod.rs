@@ -104,8 +104,17 @@ impl ClusterState {
 
     /// The one place a `ClusterState` is made: from the objects a file listed or a watch delivered.
     pub fn build(objs: &ClusterObjects) -> ClusterState {
+        ClusterState::build_in(objs, false)
+    }
+
+    /// As `build`; with `namespaces_required`, a Service (and so its slices) counts only while its
+    /// Namespace exists, as the API source needs. Pods always need their namespace (their index).
+    pub fn build_in(objs: &ClusterObjects, namespaces_required: bool) -> ClusterState {
         let mut st = ClusterState { namespaces: objs.namespaces.iter().cloned().collect(), ..ClusterState::default() };
         for ((ns, name), o) in &objs.services {
+            if namespaces_required && !objs.namespaces.contains(ns) {
+                continue;
+            }
             st.services.insert(
                 (ns.clone(), name.clone()),
                 Service {

@@ -115,16 +115,6 @@ impl Watched {
 
     /// The state to serve now.
     pub fn state(&self) -> ClusterState {
-        let state = if self.namespaces_required {
-            let mut objs = self.live.clone();
-            let ns = &self.live.namespaces;
-            objs.services.retain(|(n, _), _| ns.contains(n));
-            objs.slices.retain(|(n, _), _| ns.contains(n));
-            objs.pods.retain(|(n, _), _| ns.contains(n));
-            ClusterState::build(&objs)
-        } else {
-            ClusterState::build(&self.live)
-        };
-        ClusterState { unsynced: !self.synced(), ..state }
+        ClusterState { unsynced: !self.synced(), ..ClusterState::build_in(&self.live, self.namespaces_required) }
     }
 }
