@@ -165,3 +165,33 @@ fn a_relist_is_served_only_when_done_and_drops_what_it_did_not_list() {
     assert_eq!(st.services.len(), 1, "what the relist did not contain is gone");
     assert!(st.services.contains_key(&("ns1".to_string(), "svc1".to_string())));
 }
+
+/// A set of objects from the pool, as a List.
+fn pool_list() -> impl Strategy<Value = String> {
+    prop::collection::vec((kind(), 0..10u8, 0..6u8), 0..24).prop_map(|objs| {
+        let mut by_key: BTreeMap<(Kind, String, String), Value> = BTreeMap::new();
+        for (k, i, v) in objs {
+            let o = object(k, i, v);
+            by_key.insert(key(k, &o), o);
+        }
+        json!({"apiVersion": "v1", "kind": "List", "items": by_key.values().collect::<Vec<_>>()}).to_string()
+    })
+}
+
+proptest! {
+    /// The simulator moves its watch from one cluster to the next by `apply_objects` (the changes as
+    /// events) and restarts the apiserver by `relist`: either way the state is the List's.
+    #[test]
+    fn relist_then_diffs_as_events_give_the_state_of_the_last_list(a in pool_list(), b in pool_list(), c in pool_list()) {
+        let objs = |t: &str| resolver::cluster::ClusterObjects::parse(t, "list.json").expect("parses");
+        let mut w = Watched::new(&Kind::ALL);
+        w.relist(&objs(&a));
+        prop_assert!(w.synced());
+        prop_assert_eq!(w.state(), ClusterState::parse(&a, "a").expect("a"));
+        let changed = w.apply_objects(&objs(&b));
+        prop_assert_eq!(changed, objs(&a) != objs(&b), "a change is reported exactly when the objects differ");
+        prop_assert_eq!(w.state(), ClusterState::parse(&b, "b").expect("b"));
+        w.relist(&objs(&c));
+        prop_assert_eq!(w.state(), ClusterState::parse(&c, "c").expect("c"));
+    }
+}

@@ -90,16 +90,7 @@ impl ClusterState {
     }
 
     pub fn parse(text: &str, file: &str) -> Result<ClusterState, ClusterError> {
-        let list: List = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            ClusterError::Parse {
-                file: file.to_string(),
-                line,
-                col,
-                msg: format!("{e}; expected a Kubernetes List (kubectl get ... -o yaml)"),
-            }
-        })?;
-        Ok(ClusterState::build(&ClusterObjects::from_list(list)))
+        Ok(ClusterState::build(&ClusterObjects::parse(text, file)?))
     }
 
     /// The one place a `ClusterState` is made: from the objects a file listed or a watch delivered.
@@ -201,6 +192,22 @@ impl ClusterState {
 
     /// Heap bytes the pod index uses per pod (reported for autopath's memory, issue 2).
     pub const BYTES_PER_POD: usize = std::mem::size_of::<(IpAddr, u32)>();
+}
+
+impl ClusterObjects {
+    /// Reads a List (YAML or JSON) into objects; errors name the file, line and column.
+    pub fn parse(text: &str, file: &str) -> Result<ClusterObjects, ClusterError> {
+        let list: List = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            ClusterError::Parse {
+                file: file.to_string(),
+                line,
+                col,
+                msg: format!("{e}; expected a Kubernetes List (kubectl get ... -o yaml)"),
+            }
+        })?;
+        Ok(ClusterObjects::from_list(list))
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,71 @@ impl Watched {
         &self.live
     }
 
+    /// The watches' kinds.
+    fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        Kind::ALL.into_iter().filter(|k| self.watched[slot(*k)])
+    }
+
+    /// The apiserver's objects are now `now`: delivers, as the watches would, an `Apply` for every
+    /// object new or changed and a `Delete` for every one gone, in key order (the simulator's
+    /// cluster changes go through here). Returns whether anything changed.
+    pub fn apply_objects(&mut self, now: &ClusterObjects) -> bool {
+        let mut events: Vec<(Kind, WatchEvent)> = Vec::new();
+        let live = &self.live;
+        for n in now.namespaces.difference(&live.namespaces) {
+            events.push((Kind::Namespace, WatchEvent::Apply(Object::Namespace(n.clone()))));
+        }
+        for n in live.namespaces.difference(&now.namespaces) {
+            events.push((Kind::Namespace, WatchEvent::Delete(Object::Namespace(n.clone()))));
+        }
+        fn diff<V: Clone + PartialEq>(
+            kind: Kind,
+            old: &std::collections::BTreeMap<super::Key, V>,
+            new: &std::collections::BTreeMap<super::Key, V>,
+            make: fn(super::Key, V) -> Object,
+            out: &mut Vec<(Kind, WatchEvent)>,
+        ) {
+            for (k, v) in new {
+                if old.get(k) != Some(v) {
+                    out.push((kind, WatchEvent::Apply(make(k.clone(), v.clone()))));
+                }
+            }
+            for (k, v) in old {
+                if !new.contains_key(k) {
+                    out.push((kind, WatchEvent::Delete(make(k.clone(), v.clone()))));
+                }
+            }
+        }
+        diff(Kind::Service, &live.services, &now.services, Object::Service, &mut events);
+        diff(Kind::EndpointSlice, &live.slices, &now.slices, Object::EndpointSlice, &mut events);
+        diff(Kind::Pod, &live.pods, &now.pods, Object::Pod, &mut events);
+        let mut changed = false;
+        for (kind, ev) in events {
+            if self.watched[slot(kind)] {
+                changed |= self.handle(kind, ev);
+            }
+        }
+        changed
+    }
+
+    /// Every watch relists `now` (an apiserver restart, a watch too old to resume): `Init`, one
+    /// `InitApply` per object, `InitDone`, kind by kind.
+    pub fn relist(&mut self, now: &ClusterObjects) {
+        for kind in self.kinds().collect::<Vec<_>>() {
+            self.handle(kind, WatchEvent::Init);
+            let objects: Vec<Object> = match kind {
+                Kind::Namespace => now.namespaces.iter().cloned().map(Object::Namespace).collect(),
+                Kind::Service => now.services.iter().map(|(k, v)| Object::Service(k.clone(), v.clone())).collect(),
+                Kind::EndpointSlice => now.slices.iter().map(|(k, v)| Object::EndpointSlice(k.clone(), v.clone())).collect(),
+                Kind::Pod => now.pods.iter().map(|(k, v)| Object::Pod(k.clone(), v.clone())).collect(),
+            };
+            for o in objects {
+                self.handle(kind, WatchEvent::InitApply(o));
+            }
+            self.handle(kind, WatchEvent::InitDone);
+        }
+    }
+
     /// The state to serve now.
     pub fn state(&self) -> ClusterState {
         ClusterState { unsynced: !self.synced(), ..ClusterState::build_in(&self.live, self.namespaces_required) }

@@ -12,6 +12,7 @@ use netmodel::ipvs::Ipvs;
 use netmodel::ports::Ports;
 use netmodel::ratelimit::TokenBucket;
 use netmodel::{Proto, conntrack};
+use resolver::cluster::{ClusterObjects, Kind, Watched};
 use resolver::{ClusterState, Config, Server};
 
 use crate::client::{Call, PodAddrs, Process, ResolvConf};
@@ -95,10 +96,14 @@ impl Engine {
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
         let dump = spec.cluster_state.as_deref().map(dump_items).transpose()?.unwrap_or_default();
-        let state = Arc::new(ClusterState::parse(
+        // Every replica's watches list it at start, through the event-applying code the binary's
+        // API watch uses (`cluster::Watched`).
+        let mut watched = Watched::new(&Kind::ALL);
+        watched.relist(&ClusterObjects::parse(
             &cluster_list(&replica_ips, &pods, spec.extra_pods, &BTreeMap::new(), &dump),
             "simulated-cluster",
         )?);
+        let state = Arc::new(watched.state());
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
@@ -149,6 +154,7 @@ impl Engine {
             upstream_loss: vec![0.0; spec.azs],
             link_loss: BTreeMap::new(),
             state,
+            watched,
             replica_ips,
             per_node,
             service_ips: BTreeMap::new(),

@@ -90,6 +90,11 @@ impl Engine {
                 }
             }
             Fault::ApiserverRestart => {
+                // The watches break and relist what the apiserver holds (the same objects): the
+                // relist goes through `Watched` as the binary's does and leaves the state as it was;
+                // its memory (old and new objects held together) is the replicas' `relist_until`.
+                let objects = self.watched.objects().clone();
+                self.watched.relist(&objects);
                 let until = self.now + self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
                 for i in &mut self.insts {
                     if i.alive && i.kind == InstKind::ClusterDns {

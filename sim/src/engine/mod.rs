@@ -225,6 +225,8 @@ pub struct Engine {
     /// UDP loss on links between two nodes, keyed (lower node, higher node).
     link_loss: BTreeMap<(NodeId, NodeId), f64>,
     state: Arc<ClusterState>,
+    /// The cluster's objects as the replicas' API watches hold them; `state` is built from it.
+    watched: resolver::cluster::Watched,
     replica_ips: Vec<(usize, IpAddr)>,
     /// Pod IPs handed out per node so far.
     per_node: Vec<usize>,

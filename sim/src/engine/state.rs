@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use resolver::ClusterState;
+use resolver::cluster::ClusterObjects;
 
 use super::{Engine, KUBE_DNS, KUBE_DNS_UPSTREAM, Pod, SimError};
 
@@ -13,8 +13,10 @@ impl Engine {
     /// The apiserver's view changed: rebuild the cluster state and hand it to every resolver.
     pub(super) fn publish_state(&mut self) {
         let list = cluster_list(&self.replica_ips, &self.pods, self.spec.extra_pods, &self.service_ips, &self.dump);
-        if let Ok(state) = ClusterState::parse(&list, "simulated-cluster") {
-            self.state = Arc::new(state);
+        // The change reaches the replicas as the watches deliver it: one event per changed object.
+        if let Ok(objects) = ClusterObjects::parse(&list, "simulated-cluster") {
+            self.watched.apply_objects(&objects);
+            self.state = Arc::new(self.watched.state());
             let now = self.now;
             for i in &mut self.insts {
                 i.server.handle_cluster_state(now, self.state.clone());
