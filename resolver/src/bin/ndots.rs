@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NDOTS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            // kube-client logs every failed request of a retrying watch at ERROR; ndots says once that
+            // the watch failed, with the cause, and once that it resumed (NDOTS_LOG brings them back).
+            tracing_subscriber::EnvFilter::try_from_env("NDOTS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -43,6 +43,20 @@ pub struct KubernetesConfig {
     pub pos: Pos,
 }
 
+impl KubernetesConfig {
+    /// Whether `other` watches the same things the same way: the source (`cluster_state` or the API
+    /// and how it is reached), the selectors, and which kinds are watched (`pods verified`,
+    /// `noendpoints`). Everything else applies to a running watch.
+    pub fn same_watch(&self, other: &KubernetesConfig) -> bool {
+        self.cluster_state == other.cluster_state
+            && self.api == other.api
+            && self.labels == other.labels
+            && self.namespace_labels == other.namespace_labels
+            && (self.pods == PodsMode::Verified) == (other.pods == PodsMode::Verified)
+            && self.noendpoints == other.noendpoints
+    }
+}
+
 /// How the `kubernetes` plugin reaches the API (sources.md#coredns-kubernetes): in-cluster (the
 /// service account) unless `kubeconfig` or `endpoint` says otherwise.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -408,6 +408,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_tells_a_watch_change_from_a_serving_change() {
+        let k = |body: &str| {
+            cfg(&format!(".:53 {{\n kubernetes cluster.local {{\n{body}\n }}\n}}")).expect("valid").servers[0]
+                .kubernetes
+                .clone()
+                .expect("k8s")
+        };
+        let base = k("  pods insecure\n  ttl 30");
+        assert!(base.same_watch(&k("  pods insecure\n  ttl 5\n  fallthrough")), "ttl and fallthrough apply to a running watch");
+        assert!(base.same_watch(&k("  pods disabled")), "insecure and disabled watch no pods");
+        for changed in
+            ["  pods verified", "  labels app=x", "  namespace_labels team=a", "  noendpoints", "  endpoint https://10.0.0.1:6443"]
+        {
+            assert!(!base.same_watch(&k(changed)), "{changed}");
+        }
+    }
+
+    #[test]
     fn defaults_are_coredns_defaults() {
         let c = cfg(".:53 {\n cache\n forward . 10.0.0.1\n}").expect("valid");
         let s = &c.servers[0];

@@ -61,6 +61,19 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
                 if listen_addrs(&old) != listen_addrs(&cfg) {
                     warn!("reload: listen addresses changed; they take effect at the next restart");
                 }
+                let kube = |c: &Config| c.servers.iter().find_map(|s| s.kubernetes.clone());
+                let same_watch = match (kube(&old), kube(&cfg)) {
+                    (Some(a), Some(b)) => a.same_watch(&b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same_watch && shared.id == 0 {
+                    // The watch is one per process, started with the process (CoreDNS restarts its
+                    // plugins on reload; ndots does not restart the watch yet).
+                    warn!(
+                        "reload: the kubernetes plugin's source changed (endpoint, kubeconfig, tls, labels, namespace_labels, pods verified, noendpoints, cluster_state, or the plugin added or removed); the running watch keeps its settings until the next restart"
+                    );
+                }
                 let now = shared.now();
                 shared.server.borrow_mut().reconfigure(now, Arc::new(for_worker(&cfg, shared.hub.workers)));
                 info!(file = %conf.display(), "reloaded configuration");
