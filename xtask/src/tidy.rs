@@ -99,10 +99,6 @@ fn the_resolver_core_reads_no_environment_but_at_its_loading_boundary() {
         // `corefile::load` substitutes `{$ENV}` from the process for the binary; the simulator parses with
         // its own environment (`parse_str` takes the lookup).
         "resolver/src/corefile.rs",
-        // KNOWN VIOLATION, issue 15: `autopath @kubernetes` reads the host's resolv.conf (or
-        // NDOTS_HOST_RESOLV_CONF) when the configuration is built, in the simulator too; the node's file
-        // should come from the scenario.
-        "resolver/src/config/mod.rs",
     ];
     let mut except = vec!["resolver/src/driver", "resolver/src/bin"];
     except.extend(allowed);

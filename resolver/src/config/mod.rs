@@ -123,6 +123,22 @@ impl Config {
         Config::from_corefile(&cf, path.parent().unwrap_or(Path::new(".")))
     }
 
+    /// The search list of the host the server runs on (its resolv.conf's `search`), which
+    /// `autopath @kubernetes` appends to a pod's search path as CoreDNS does. Empty until set.
+    pub fn set_host_search(&mut self, search: &[String]) {
+        let names: Vec<Vec<u8>> = search.iter().filter_map(|d| wire::name_from_str(d)).collect();
+        for s in &mut self.servers {
+            if s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes) {
+                s.autopath_host_search = names.clone();
+            }
+        }
+    }
+
+    /// Whether a server block needs the host's search list (`set_host_search`).
+    pub fn needs_host_search(&self) -> bool {
+        self.servers.iter().any(|s| s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes))
+    }
+
     pub fn from_corefile(cf: &Corefile, base: &Path) -> Result<Config, ConfigError> {
         let mut servers = Vec::new();
         for block in &cf.blocks {
@@ -354,11 +370,9 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
                 return Err(ConfigError::at(&d.name.pos, "autopath: expected @kubernetes or a resolv.conf file"));
             };
             let source = if last.text == "@kubernetes" {
-                // The kubernetes plugin appends the host's search list (sources.md#coredns-autopath).
-                let host = std::env::var("NDOTS_HOST_RESOLV_CONF").unwrap_or_else(|_| "/etc/resolv.conf".into());
-                s.autopath_host_search = read_resolv_conf(Path::new(&host))
-                    .map(|rc| rc.search.iter().filter_map(|d| wire::name_from_str(d)).collect())
-                    .unwrap_or_default();
+                // The kubernetes plugin appends the host's search list (sources.md#coredns-autopath):
+                // whoever runs the server supplies it (`Config::set_host_search`): the driver from the
+                // host's resolv.conf, the simulator from its node, never this parser.
                 AutopathSource::Kubernetes
             } else if last.text.starts_with('@') {
                 return Err(ConfigError::at(&last.pos, format!("autopath: unknown plugin '{}'; expected @kubernetes", last.text)));
@@ -405,6 +419,19 @@ mod tests {
         let dir = std::env::temp_dir();
         let cf = parse_str(text, "Corefile", Some(dir.clone()), &|_| None)?;
         Config::from_corefile(&cf, &dir)
+    }
+
+    #[test]
+    fn the_host_search_list_is_handed_in_never_read_by_the_parser() {
+        let mut c =
+            cfg(".:53 {\n kubernetes cluster.local {\n pods insecure\n }\n autopath @kubernetes\n}\nx:53 {\n forward . 10.0.0.1\n}")
+                .expect("valid");
+        assert!(c.needs_host_search());
+        assert!(c.servers[0].autopath_host_search.is_empty(), "parsing reads no host file");
+        c.set_host_search(&["ec2.internal".to_string(), "corp.example".to_string()]);
+        assert_eq!(c.servers[0].autopath_host_search, vec![b"\x03ec2\x08internal\x00".to_vec(), b"\x04corp\x07example\x00".to_vec()]);
+        assert!(c.servers[1].autopath_host_search.is_empty(), "only autopath @kubernetes blocks take it");
+        assert!(!cfg(".:53 {\n forward . 10.0.0.1\n}").expect("valid").needs_host_search());
     }
 
     #[test]

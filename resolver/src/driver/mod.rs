@@ -143,7 +143,7 @@ pub fn default_workers() -> usize {
 
 /// Runs the server until SIGTERM/SIGINT (or `shutdown` resolving), then drains and returns.
 pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'static) -> Result<(), DriverError> {
-    let cfg = Arc::new(Config::load(&opts.conf)?);
+    let cfg = Arc::new(load_config(&opts.conf)?);
     let (state, cluster) = cluster_source(&cfg)?;
     let workers = opts.workers.max(1);
     // Bind everything before serving anything: a bind error exits non-zero with nothing half-open.
@@ -393,9 +393,21 @@ async fn serve(
     Ok(())
 }
 
+/// Loads a Corefile from disk with what the host supplies: the search list of its resolv.conf
+/// (`NDOTS_HOST_RESOLV_CONF`, else /etc/resolv.conf) for `autopath @kubernetes`.
+pub(crate) fn load_config(path: &Path) -> Result<Config, crate::corefile::ConfigError> {
+    let mut cfg = Config::load(path)?;
+    if cfg.needs_host_search() {
+        let host = std::env::var("NDOTS_HOST_RESOLV_CONF").unwrap_or_else(|_| "/etc/resolv.conf".into());
+        let search = crate::config::read_resolv_conf(Path::new(&host)).map(|rc| rc.search).unwrap_or_default();
+        cfg.set_host_search(&search);
+    }
+    Ok(cfg)
+}
+
 /// For tests and tools: reads a Corefile and reports the first error, as the binary would.
 pub fn check_config(path: &Path) -> Result<Config, DriverError> {
-    let cfg = Config::load(path)?;
+    let cfg = load_config(path)?;
     // A cluster-state file must read; the API is not contacted by a check.
     if let Some(path) = cfg.servers.iter().find_map(|s| s.kubernetes.as_ref()?.cluster_state.as_ref()) {
         ClusterState::load(path)?;

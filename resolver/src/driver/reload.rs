@@ -55,7 +55,7 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
             continue;
         }
         last = now_bytes;
-        match Config::load(&conf) {
+        match super::load_config(&conf) {
             Ok(cfg) => {
                 let old = shared.server.borrow().config().clone();
                 if listen_addrs(&old) != listen_addrs(&cfg) {
