@@ -357,6 +357,18 @@ fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(forwarded, 1, "{metrics}");
+    // The process_* metrics CoreDNS's dashboards use, with plausible values.
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing: {metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    };
+    let rss = value("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < 1e9, "rss {rss}");
+    let started = value("process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!((now - started).abs() < 120.0, "started {started}, now {now}");
+    assert!(value("process_open_fds") >= 4.0 && value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_cpu_seconds_total") >= 0.0 && value("process_virtual_memory_bytes") >= rss);
     // SIGTERM stops every worker and the process exits 0.
     let mut m = m;
     sigterm(&m.child);

@@ -122,7 +122,9 @@ pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &
                 (200, "OK".to_string())
             }
         }
-        "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => (200, all_metrics(shared).await.render()),
+        "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => {
+            (200, all_metrics(shared).await.render() + &super::process::process_metrics())
+        }
         _ => (404, "not found".to_string()),
     };
     hyper::Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap_or_default()

@@ -23,6 +23,7 @@ mod iptables;
 mod kube_api;
 mod netif;
 pub mod nodelocal;
+mod process;
 mod reload;
 mod tcp;
 mod transmit;
