@@ -43,33 +43,18 @@ beta.local:53 {
 }
 ";
 
-/// node-cache's template after the operator's sed (iptables mode), as the manifest ships it, with
-/// a 2 s reload so the test sees a re-rendering quickly.
-const BASE: &str = "cluster.local:53 {
-    errors
-    cache {
-            success 9984 30
-            denial 9984 5
-    }
-    reload 2s 1s
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    health 169.254.20.10:8080
-    }
-.:53 {
-    errors
-    cache 30
-    reload 2s 1s
-    loop
-    bind 169.254.20.10 10.96.0.10
-    forward . __PILLAR__UPSTREAM__SERVERS__
-    prometheus :9253
-    }
-";
+/// The template the node-local manifest ships (deploy/node-local-dns.yaml, filled in for kubeadm's
+/// defaults), with a 2 s reload so the test sees a re-rendering quickly.
+fn base_template() -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node-local-dns.yaml")).expect("the manifest");
+    let cm = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).expect("yaml"))
+        .find(|v| v["kind"] == "ConfigMap" && v["metadata"]["name"] == "node-local-dns")
+        .expect("the node-local-dns ConfigMap");
+    let base = cm["data"]["Corefile"].as_str().expect("its Corefile").to_string();
+    assert!(base.contains("bind 169.254.20.10 10.96.0.10") && base.contains("reload\n"), "{base}");
+    base.replace("reload\n", "reload 2s 1s\n")
+}
 
 fn sh(args: &[&str]) -> Result<String, String> {
     let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
@@ -183,7 +168,7 @@ struct Files {
 fn files(tag: &str) -> Files {
     let dir = common::temp_dir(tag);
     let base = dir.join("Corefile.base");
-    std::fs::write(&base, BASE).expect("write");
+    std::fs::write(&base, base_template()).expect("write");
     let kubedns = dir.join("kube-dns");
     std::fs::create_dir_all(&kubedns).expect("dir");
     std::fs::write(kubedns.join("stubDomains"), r#"{"acme.local": ["10.244.0.5"]}"#).expect("write");
