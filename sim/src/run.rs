@@ -100,7 +100,7 @@ pub fn run_with_progress(spec: ClusterSpec, mut progress: Box<dyn FnMut(Duration
 /// The cloud resolver of one AZ: our resolver serving the internet zone, on turmoil UDP.
 async fn cloud_resolver(zone: String, az: usize, seed: u64) -> turmoil::Result {
     let cf = resolver::corefile::parse_str(".:53 {\n}\n", "cloud", None, &|_| None).map_err(|e| e.to_string())?;
-    let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).map_err(|e| e.to_string())?;
+    let mut cfg = Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[])).map_err(|e| e.to_string())?;
     cfg.servers[0].files.push(resolver::zone::Zone::parse(&zone, ".")?);
     // A cloud resolver answers up to the asker's EDNS size, as real ones do (RFC 6891).
     cfg.servers[0].bufsize = 4096;

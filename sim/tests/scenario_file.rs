@@ -190,6 +190,15 @@ fn a_broken_corefile_names_its_own_line() {
 }
 
 #[test]
+fn a_corefile_reads_the_simulated_node_s_files_never_the_machine_s() {
+    // `forward . /etc/resolv.conf` reads the node's file (the AZ's resolver) ...
+    load("version: 1\ncoredns:\n  corefile: |\n    .:53 {\n        forward . /etc/resolv.conf\n    }\n").expect("node resolv.conf");
+    // ... and a file every Linux machine has is not on a simulated node, whatever runs the simulation.
+    let e = err("version: 1\ncoredns:\n  corefile: |\n    .:53 {\n        hosts /etc/hosts\n        forward . /etc/resolv.conf\n    }\n");
+    assert!(e.contains("coredns.corefile):2:") && e.contains("cannot read /etc/hosts: a simulated node has only /etc/resolv.conf"), "{e}");
+}
+
+#[test]
 fn set_overrides_change_the_file_and_unknown_keys_still_fail() {
     let sets = |s: &[&str]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
     let sc = parse(FULL, "t.yaml", Path::new("."), &sets(&["coredns.replicas=5", "pods.0.library=go", "node_local=null"])).expect("valid");

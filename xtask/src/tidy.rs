@@ -114,6 +114,15 @@ fn simulated_code_reads_no_host_clock_and_draws_no_unseeded_randomness() {
     assert!(hits.is_empty(), "simulated code must be a function of the seed (ARCHITECTURE.md, sim invariant):\n{}", hits.join("\n"));
 }
 
+#[test]
+fn simulated_code_reads_no_host_file() {
+    // A simulated resolver's Corefile reads the node's files (`Files::Only`), so a run is the same on
+    // every machine: never the host's /etc/resolv.conf, zone or hosts files.
+    let dirs = ["netmodel/src", "sim/src/engine", "sim/src/client", "sim/src/report.rs", "sim/src/spec.rs", "sim/src/run.rs"];
+    let hits = find_banned(&dirs, &[], &["std::fs", "fs::read", "File::open", "Files::Disk", "from_corefile(", "read_resolv_conf"]);
+    assert!(hits.is_empty(), "simulated code reads the machine's files (ARCHITECTURE.md, sim invariant):\n{}", hits.join("\n"));
+}
+
 /// Names bound to a `HashMap` or `HashSet` in one file: fields, lets and parameters declared with the
 /// type, and lets initialised with its constructor.
 fn hash_names(text: &str) -> Vec<String> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::corefile::{ConfigError, Directive, Token};
 
 use super::args::{Args, dur, num, unknown_option};
-use super::zone_wire;
+use super::{Files, zone_wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -76,7 +76,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
     rc
 }
 
-pub(super) fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) -> Result<(), ConfigError> {
+pub(super) fn parse_upstream(t: &Token, files: &Files, out: &mut Vec<SocketAddr>) -> Result<(), ConfigError> {
     let mut text = t.text.as_str();
     if let Some((scheme, rest)) = text.split_once("://") {
         if scheme != "dns" {
@@ -92,8 +92,8 @@ pub(super) fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) 
         out.push(sa);
     } else if let Ok(ip) = text.parse::<IpAddr>() {
         out.push(SocketAddr::new(ip, 53));
-    } else if base.join(text).is_file() {
-        let rc = read_resolv_conf(&base.join(text)).map_err(|e| ConfigError::at(&t.pos, format!("forward: {e}")))?;
+    } else if files.exists(text) {
+        let rc = files.read(text).map(|t| parse_resolv_conf(&t)).map_err(|e| ConfigError::at(&t.pos, format!("forward: {e}")))?;
         if rc.nameservers.is_empty() {
             return Err(ConfigError::at(&t.pos, format!("forward: {text} lists no nameserver")));
         }
@@ -107,12 +107,12 @@ pub(super) fn parse_upstream(t: &Token, base: &Path, out: &mut Vec<SocketAddr>) 
     Ok(())
 }
 
-pub(super) fn parse_forward(d: &Directive, base: &Path) -> Result<ForwardConfig, ConfigError> {
+pub(super) fn parse_forward(d: &Directive, files: &Files) -> Result<ForwardConfig, ConfigError> {
     let mut a = Args::new(d);
     let from = zone_wire(a.need("FROM (a zone, such as .)")?)?;
     let mut to = Vec::new();
     for t in a.rest() {
-        parse_upstream(t, base, &mut to)?;
+        parse_upstream(t, files, &mut to)?;
     }
     if to.is_empty() {
         return Err(ConfigError::at(&d.name.pos, "forward: expected at least one upstream after FROM"));

@@ -1,12 +1,12 @@
 //! The `kubernetes` plugin's configuration (sources.md#coredns-kubernetes).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::corefile::{ConfigError, Directive, Pos};
 
 use super::args::{Args, dur, num, unknown_option, zones_or_server};
-use super::{ServerConfig, zone_wire};
+use super::{Files, ServerConfig, zone_wire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodsMode {
@@ -69,7 +69,7 @@ pub struct ApiConfig {
     pub kubeconfig: Option<(PathBuf, Option<String>)>,
 }
 
-pub(super) fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> Result<KubernetesConfig, ConfigError> {
+pub(super) fn parse_kubernetes(d: &Directive, s: &ServerConfig, files: &Files) -> Result<KubernetesConfig, ConfigError> {
     let mut a = Args::new(d);
     let zones = zones_or_server(a.rest(), s)?;
     let mut k = KubernetesConfig {
@@ -111,7 +111,7 @@ pub(super) fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> 
             "noendpoints" => k.noendpoints = true,
             "cluster_state" => {
                 let t = sa.need("a file with `kubectl get namespaces,services,endpointslices,pods -A -o yaml` output")?;
-                k.cluster_state = Some(base.join(&t.text));
+                k.cluster_state = Some(files.path(&t.text));
                 sa.done()?;
             }
             "endpoint" => {
@@ -120,14 +120,14 @@ pub(super) fn parse_kubernetes(d: &Directive, s: &ServerConfig, base: &Path) -> 
                 sa.rest();
             }
             "tls" => {
-                let cert = base.join(&sa.need("CERT KEY CACERT")?.text);
-                let key = base.join(&sa.need("KEY CACERT after CERT")?.text);
-                let ca = base.join(&sa.need("CACERT after CERT KEY")?.text);
+                let cert = files.path(&sa.need("CERT KEY CACERT")?.text);
+                let key = files.path(&sa.need("KEY CACERT after CERT")?.text);
+                let ca = files.path(&sa.need("CACERT after CERT KEY")?.text);
                 k.api.tls = Some([cert, key, ca]);
                 sa.done()?;
             }
             "kubeconfig" => {
-                let file = base.join(&sa.need("a kubeconfig file")?.text);
+                let file = files.path(&sa.need("a kubeconfig file")?.text);
                 let context = sa.next().map(|t| t.text.clone());
                 k.api.kubeconfig = Some((file, context));
                 sa.done()?;

@@ -7,6 +7,7 @@
 
 mod args;
 mod cache;
+mod files;
 mod forward;
 mod kubernetes;
 mod records;
@@ -26,6 +27,7 @@ use records::{parse_hosts, parse_template};
 
 pub use args::parse_duration;
 pub use cache::{CacheConfig, CachePart, Prefetch, ServeStale};
+pub use files::Files;
 pub use forward::{FORWARD_DEADLINE, ForwardConfig, Policy, ResolvConf, parse_resolv_conf, read_resolv_conf, wildcard_addrs};
 pub use kubernetes::{ApiConfig, KubernetesConfig, PodsMode};
 pub use records::{HostsConfig, TemplateConfig};
@@ -139,7 +141,13 @@ impl Config {
         self.servers.iter().any(|s| s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes))
     }
 
+    /// The configuration a Corefile gives, its file arguments read relative to `base`.
     pub fn from_corefile(cf: &Corefile, base: &Path) -> Result<Config, ConfigError> {
+        Config::from_corefile_in(cf, &Files::Disk(base))
+    }
+
+    /// The configuration a Corefile gives, its file arguments read from `files`.
+    pub fn from_corefile_in(cf: &Corefile, files: &Files) -> Result<Config, ConfigError> {
         let mut servers = Vec::new();
         for block in &cf.blocks {
             let mut zones = Vec::new();
@@ -194,7 +202,7 @@ impl Config {
                     return Err(ConfigError::at(&d.name.pos, format!("plugin '{name}' given twice in one server block")));
                 }
                 seen.push(name);
-                apply(&mut s, d, base)?;
+                apply(&mut s, d, files)?;
             }
             if s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes) && s.kubernetes.is_none() {
                 return Err(ConfigError::at(&s.pos, "autopath @kubernetes needs a kubernetes plugin in the same server block"));
@@ -256,7 +264,7 @@ fn zone_wire(t: &Token) -> Result<Vec<u8>, ConfigError> {
         .ok_or_else(|| ConfigError::at(&t.pos, format!("bad zone '{}'; expected a domain name", t.text)))
 }
 
-fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigError> {
+fn apply(s: &mut ServerConfig, d: &Directive, files: &Files) -> Result<(), ConfigError> {
     let mut a = Args::new(d);
     match d.name.text.as_str() {
         "errors" => {
@@ -377,20 +385,22 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
             } else if last.text.starts_with('@') {
                 return Err(ConfigError::at(&last.pos, format!("autopath: unknown plugin '{}'; expected @kubernetes", last.text)));
             } else {
-                let rc = read_resolv_conf(&base.join(&last.text)).map_err(|e| ConfigError::at(&last.pos, format!("autopath: {e}")))?;
+                let rc = files
+                    .read(&last.text)
+                    .map(|t| parse_resolv_conf(&t))
+                    .map_err(|e| ConfigError::at(&last.pos, format!("autopath: {e}")))?;
                 AutopathSource::Search(rc.search.iter().filter_map(|s| wire::name_from_str(s)).collect())
             };
             s.autopath = Some(AutopathConfig { zones: zones_or_server(zones, s)?, source });
         }
         "cache" => s.cache = Some(parse_cache(d, s)?),
         "template" => s.templates.push(parse_template(d, s)?),
-        "hosts" => s.hosts = Some(parse_hosts(d, s, base)?),
-        "kubernetes" => s.kubernetes = Some(parse_kubernetes(d, s, base)?),
+        "hosts" => s.hosts = Some(parse_hosts(d, s, files)?),
+        "kubernetes" => s.kubernetes = Some(parse_kubernetes(d, s, files)?),
         "file" => {
             let f = a.need("a zone file")?;
             let zones = zones_or_server(a.rest(), s)?;
-            let text = std::fs::read_to_string(base.join(&f.text))
-                .map_err(|e| ConfigError::at(&f.pos, format!("file: cannot read '{}': {e}", f.text)))?;
+            let text = files.read(&f.text).map_err(|e| ConfigError::at(&f.pos, format!("file: {e}")))?;
             for z in zones {
                 let origin = wire::name_to_string(&z);
                 let zone =
@@ -403,7 +413,7 @@ fn apply(s: &mut ServerConfig, d: &Directive, base: &Path) -> Result<(), ConfigE
                 }
             }
         }
-        "forward" => s.forward.push(parse_forward(d, base)?),
+        "forward" => s.forward.push(parse_forward(d, files)?),
         other => return Err(ConfigError::at(&d.name.pos, format!("plugin '{other}' is not implemented"))),
     }
     Ok(())

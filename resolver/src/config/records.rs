@@ -1,13 +1,12 @@
 //! The configuration of the plugins that answer from local records: `template` and `hosts`.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use crate::corefile::{ConfigError, Directive};
 use crate::wire;
 
 use super::args::{Args, num, parse_rcode, parse_type, unknown_option, zones_or_server};
-use super::{ServerConfig, zone_wire};
+use super::{Files, ServerConfig, zone_wire};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateConfig {
@@ -67,12 +66,11 @@ pub(super) fn parse_template(d: &Directive, s: &ServerConfig) -> Result<Template
     Ok(t)
 }
 
-pub(super) fn parse_hosts(d: &Directive, s: &ServerConfig, base: &Path) -> Result<HostsConfig, ConfigError> {
+pub(super) fn parse_hosts(d: &Directive, s: &ServerConfig, files: &Files) -> Result<HostsConfig, ConfigError> {
     let mut a = Args::new(d);
     let mut h = HostsConfig { zones: s.zones_wire.clone(), entries: Vec::new(), ttl: 3600, no_reverse: false, fallthrough: None };
     if let Some(file) = a.next() {
-        let text = std::fs::read_to_string(base.join(&file.text))
-            .map_err(|e| ConfigError::at(&file.pos, format!("hosts: cannot read '{}': {e}", file.text)))?;
+        let text = files.read(&file.text).map_err(|e| ConfigError::at(&file.pos, format!("hosts: {e}")))?;
         for line in text.lines() {
             parse_hosts_line(line, &mut h.entries);
         }

@@ -84,7 +84,7 @@ impl Harness {
     pub fn new(zone_text: &str, origin: &str, rules: Vec<Rule>) -> Result<Harness, String> {
         // `.:53 { file ZONE ORIGIN }`, with the zone handed over in memory.
         let cf = resolver::corefile::parse_str(".:53 {\n}\n", "harness", None, &|_| None).map_err(|e| e.to_string())?;
-        let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).map_err(|e| e.to_string())?;
+        let mut cfg = Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[])).map_err(|e| e.to_string())?;
         cfg.servers[0].files.push(resolver::zone::Zone::parse(zone_text, origin)?);
         Ok(Harness { server: Server::new(Arc::new(cfg), Arc::new(ClusterState::default()), 1), rules, latency: Duration::from_millis(1) })
     }

@@ -13,6 +13,7 @@ use netmodel::ports::Ports;
 use netmodel::ratelimit::TokenBucket;
 use netmodel::{Proto, conntrack};
 use resolver::cluster::{ClusterObjects, Kind, Watched};
+use resolver::config::Files;
 use resolver::{ClusterState, Config, Server};
 
 use crate::client::{Call, PodAddrs, Process, ResolvConf};
@@ -107,11 +108,11 @@ impl Engine {
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
-            let corefile = spec.corefile.replace("/etc/resolv.conf", &upstream_ip(az).to_string());
+            let corefile = spec.corefile.clone();
             let seed = spec.seed ^ (0x5eed_0000 + r as u64);
             insts.push(Inst {
                 relist_until: Some(Duration::ZERO),
-                ..Inst::new(InstKind::ClusterDns, *node, *ip, server_for(&corefile, state.clone(), seed)?, corefile, seed)
+                ..Inst::new(InstKind::ClusterDns, *node, *ip, server_for(&corefile, az, state.clone(), seed)?, corefile, seed)
             });
         }
         let mut nodes = nodes;
@@ -126,7 +127,14 @@ impl Engine {
                     .replace("__PILLAR__UPSTREAM__SERVERS__", &upstream_ip(n.az).to_string());
                 let seed = spec.seed ^ (0x10ca_1000 + i as u64);
                 n.node_local = Some(insts.len());
-                insts.push(Inst::new(InstKind::NodeLocal, i, NODE_LOCAL_IP, server_for(&corefile, state.clone(), seed)?, corefile, seed));
+                insts.push(Inst::new(
+                    InstKind::NodeLocal,
+                    i,
+                    NODE_LOCAL_IP,
+                    server_for(&corefile, n.az, state.clone(), seed)?,
+                    corefile,
+                    seed,
+                ));
             }
         }
         let pod_by_ip = pods.iter().enumerate().map(|(i, p)| (p.ip, i)).collect();
@@ -213,8 +221,16 @@ pub(super) fn pod_ip(node: usize, j: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 100 + (node / 256) as u8, (node % 256) as u8, (j + 2) as u8))
 }
 
-pub(super) fn server_for(corefile: &str, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
+/// The `/etc/resolv.conf` of a node in an AZ: the AZ's cloud resolver (what `forward . /etc/resolv.conf`
+/// reads on that node).
+pub(crate) fn node_resolv_conf(az: usize) -> String {
+    format!("nameserver {}\n", upstream_ip(az))
+}
+
+/// A resolver as it starts on a node of `az`: its Corefile's files are the node's, never the host's.
+pub(super) fn server_for(corefile: &str, az: usize, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
-    let cfg = Config::from_corefile(&cf, std::path::Path::new("."))?;
+    let rc = node_resolv_conf(az);
+    let cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
     Ok(Server::new(Arc::new(cfg), state, seed))
 }

@@ -45,6 +45,7 @@ use crate::spec::{ClusterSpec, Library};
 use events::Ev;
 use queue::Scheduled;
 
+pub(crate) use build::node_resolv_conf;
 pub use frame::{Frame, upstream_ip};
 
 /// The kube-dns ClusterIP.

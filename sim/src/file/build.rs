@@ -363,10 +363,11 @@ pub(super) fn pod_dns(
     Ok(Some(text))
 }
 
-/// Parses a cluster DNS Corefile as the simulator will (`/etc/resolv.conf` is the AZ's resolver).
+/// Parses a cluster DNS Corefile as the simulator will (with the files of a node: `/etc/resolv.conf`
+/// names the AZ's resolver).
 pub(super) fn check_corefile(text: &str, name: &str) -> Result<(), String> {
-    let text = text.replace("/etc/resolv.conf", &crate::engine::upstream_ip(0).to_string());
-    let cf = resolver::corefile::parse_str(&text, name, None, &|_| None).map_err(|e| e.to_string())?;
-    resolver::Config::from_corefile(&cf, Path::new(".")).map_err(|e| e.to_string())?;
+    let cf = resolver::corefile::parse_str(text, name, None, &|_| None).map_err(|e| e.to_string())?;
+    let rc = crate::engine::node_resolv_conf(0);
+    resolver::Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[("/etc/resolv.conf", &rc)])).map_err(|e| e.to_string())?;
     Ok(())
 }
