@@ -15,7 +15,7 @@
 //! a flow, `confirm` (insertion: POSTROUTING/INPUT). Two packets of one new flow processed concurrently
 //! on two CPUs both `begin` before either `confirm`s: that is the insertion race.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use foldhash::fast::FixedState;
 use std::net::SocketAddr;
@@ -220,8 +220,14 @@ pub struct Conntrack {
     by_expiry: ExpiryQueues,
     /// The same for non-ASSURED entries: what early drop may evict, without a scan.
     unassured: ExpiryQueues,
+    /// Race-3 losers (IPS_NAT_CLASH): inserted in the reply direction only, so their replies are
+    /// un-NATed; reply tuple → (original tuple, its own target, expiry). Never ASSURED, a fixed 1 s timeout.
+    clashes: BTreeMap<Key, (Tuple, SocketAddr, Duration)>,
     pub counters: Counters,
 }
+
+/// The fixed timeout of an IPS_NAT_CLASH entry (6a757c07e51f, sources.md#conntrack-race).
+pub const NAT_CLASH_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Conntrack {
     pub fn new(cfg: Config) -> Conntrack {
@@ -231,6 +237,7 @@ impl Conntrack {
             replies: HashMap::with_hasher(FixedState::with_seed(0)),
             by_expiry: ExpiryQueues::default(),
             unassured: ExpiryQueues::default(),
+            clashes: BTreeMap::new(),
             counters: Counters::default(),
         }
     }
@@ -301,7 +308,20 @@ impl Conntrack {
         if self.entries.contains_key(&k) {
             return Some((*t, false));
         }
-        self.replies.get(&k).map(|o| (*o, true))
+        if let Some(o) = self.replies.get(&k) {
+            return Some((*o, true));
+        }
+        let &(orig, _, expires) = self.clashes.get(&k)?;
+        // Before c46172147ebb (5.9) the clash entry was deleted by its first reply.
+        if expires <= now || !self.cfg.kernel.at_least(5, 9) {
+            self.clashes.remove(&k);
+        }
+        (expires > now).then_some((orig, true))
+    }
+
+    /// Race-3 loser entries alive now (reply direction only).
+    pub fn clash_entries(&self, now: Duration) -> usize {
+        self.clashes.values().filter(|c| c.2 > now).count()
     }
 
     /// First half of a packet of a new flow: no confirmed entry exists; the NAT target is decided
@@ -329,9 +349,18 @@ impl Conntrack {
                         self.touch(now, p.orig, false);
                         Verdict::Accept { to: winner_target }
                     }
-                    // IPS_NAT_CLASH: the loser keeps its own target; its entry is never ASSURED and
-                    // times out soon. Modelled as delivered with no entry of its own.
-                    Race::DifferentTargets => Verdict::Accept { to: p.target },
+                    // IPS_NAT_CLASH: the loser keeps its own target and is inserted for its replies
+                    // only, never ASSURED, 1 s (6a757c07e51f).
+                    Race::DifferentTargets => {
+                        let reply = Tuple { proto: p.orig.proto, src: p.target, dst: p.orig.src };
+                        if !self.replies.contains_key(&Key::of(&reply)) {
+                            if self.clashes.len() >= 64 {
+                                self.clashes.retain(|_, c| c.2 > now);
+                            }
+                            self.clashes.insert(Key::of(&reply), (p.orig, p.target, now + NAT_CLASH_TIMEOUT));
+                        }
+                        Verdict::Accept { to: p.target }
+                    }
                 };
             }
         }
@@ -457,6 +486,7 @@ impl Conntrack {
             .filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip.ip() && e.reply.src.ip() == target_ip)
             .map(|e| e.orig)
             .collect();
+        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst.ip() == vip.ip() && c.1.ip() == target_ip));
         for t in &doomed {
             if self.remove_entry(t) {
                 self.counters.deleted += 1;
@@ -468,6 +498,7 @@ impl Conntrack {
     /// `conntrack -D --orig-dst VIP -p udp` (ClearEntriesForIP, on a service going from 0 to ≥1 endpoints).
     pub fn delete_dst(&mut self, vip_ip: std::net::IpAddr, proto: Proto) -> usize {
         let doomed: Vec<Tuple> = self.entries().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
+        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst.ip() == vip_ip));
         for t in &doomed {
             if self.remove_entry(t) {
                 self.counters.deleted += 1;
@@ -641,6 +672,40 @@ mod tests {
         // A reply arriving after 2 s does enter stream mode on 5.x: 120 s.
         let late = run(Kernel::new(5, 4), 2.5);
         assert_eq!(late.expires - secs(2.501), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_race_3_loser_gets_its_reply_un_nated_for_one_second() {
+        // 6a757c07e51f (5.6): the loser is inserted for replies only (IPS_NAT_CLASH), 1 s; before
+        // c46172147ebb (5.9) its first reply deleted it, so a second reply was lost.
+        let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+        let (a, b) = (sa("10.244.0.2:53"), sa("10.244.1.2:53"));
+        let from_b = Tuple::udp(b, sa("10.0.0.5:40000"));
+        for (k, second_reply) in [(Kernel::new(5, 6), false), (Kernel::new(5, 10), true)] {
+            let mut ct = Conntrack::new(Config::for_kernel(k, 1000));
+            let mut rng = fastrand::Rng::with_seed(3);
+            let (pa, pb) = (ct.begin(t, a), ct.begin(t, b));
+            ct.confirm(secs(0.0), pa, None, &mut rng);
+            assert_eq!(ct.confirm(secs(0.00001), pb, Some(Race::DifferentTargets), &mut rng), Verdict::Accept { to: b });
+            assert_eq!((ct.len(), ct.clash_entries(secs(0.001))), (1, 1), "the loser is not an original-direction entry");
+            assert_eq!(ct.lookup(secs(0.002), &from_b), Some((t, true)), "{k}: the loser's reply is un-NATed to the VIP");
+            assert_eq!(ct.lookup(secs(0.003), &from_b).is_some(), second_reply, "{k}");
+        }
+        // It lasts 1 s, and kube-proxy's delete for the loser's endpoint removes it.
+        let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 10), 1000));
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (pa, pb) = (ct.begin(t, a), ct.begin(t, b));
+        ct.confirm(secs(0.0), pa, None, &mut rng);
+        ct.confirm(secs(0.0), pb, Some(Race::DifferentTargets), &mut rng);
+        assert!(ct.lookup(secs(0.999), &from_b).is_some());
+        assert!(ct.lookup(secs(1.0), &from_b).is_none(), "NAT_CLASH_TIMEOUT");
+        let (pa, pb) = (ct.begin(t, a), ct.begin(t, b));
+        ct.delete_dst(sa("10.96.0.10:53").ip(), Proto::Udp);
+        ct.confirm(secs(2.0), pa, None, &mut rng);
+        ct.confirm(secs(2.0), pb, Some(Race::DifferentTargets), &mut rng);
+        ct.delete_nat(sa("10.96.0.10:53"), b.ip(), Proto::Udp);
+        assert!(ct.lookup(secs(2.1), &from_b).is_none(), "conntrack -D --dst-nat matches the clash entry");
+        assert!(ct.lookup(secs(2.1), &Tuple::udp(a, sa("10.0.0.5:40000"))).is_some(), "the winner stays");
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
             "packets": n.packets, "dropped_race": n.dropped_race, "dropped_table_full": n.dropped_table_full,
             "dropped_eni": n.dropped_eni, "dropped_dead": n.dropped_dead, "dropped_ipvs": n.dropped_ipvs,
             "dropped_blackhole": n.dropped_blackhole, "dropped_fragments": n.dropped_fragments, "dropped_loss": n.dropped_loss,
+            "dropped_unnat": n.dropped_unnat,
             "rejected": n.rejected, "upstream_packets": n.upstream_packets, "upstream_queries": n.upstream_queries,
             "tcp_connections": n.tcp_connections, "restarts": n.restarts,
         },

@@ -261,6 +261,10 @@ pub struct NetCounters {
     pub restarts: u64,
     pub dropped_fragments: u64,
     pub dropped_loss: u64,
+    /// Answers a pod's socket discarded because they came from a replica's own address: their
+    /// conntrack entry was gone (deleted by kube-proxy, expired) so nothing un-NATed them, and the
+    /// libraries accept answers only from the nameserver they asked (kubernetes#45976).
+    pub dropped_unnat: u64,
 }
 
 /// Counters of one simulated second, what the report's per-second series show.

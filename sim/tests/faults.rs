@@ -143,3 +143,60 @@ fn a_lossy_link_hurts_only_the_pods_on_its_two_nodes() {
     assert!(hurt.iter().all(|l| l.pod % 3 == 2), "{:?}; {hint}", hurt.iter().map(|l| l.pod).collect::<Vec<_>>());
     assert!(r.net.dropped_loss > 0, "{hint}");
 }
+
+#[test]
+fn kube_proxy_deleting_entries_mid_flight_loses_the_answers_still_on_their_way() {
+    // kubernetes#45976: a terminating replica keeps answering through its lameduck, but kube-proxy
+    // deletes the conntrack entries to it a sync later. An answer that arrives after that is not
+    // un-NATed: it comes from the replica's own address and the client's socket drops it.
+    let seed = seed_or(7);
+    let hint = replay("kube_proxy_deleting_entries_mid_flight_loses_the_answers_still_on_their_way", seed);
+    let run_with = |cleanup: netmodel::dnat::Cleanup| {
+        let mut spec = ClusterSpec::smoke(seed);
+        spec.azs = 1;
+        spec.coredns_replicas = 3;
+        spec.duration = Duration::from_secs(30);
+        spec.kube_proxy.cleanup = cleanup;
+        // No insertion race here: its losers have their own reason to lose slow answers (below).
+        spec.race.p_cpu_split = 0.0;
+        // Every lookup is a cache miss answered 1.5 s later: answers are in flight across the delete.
+        spec.pods[0].names = vec![("x{n}.example.com.".into(), 1)];
+        spec.faults = vec![
+            (Duration::ZERO, Fault::UpstreamSlow { az: 0, delay: Duration::from_millis(1500) }),
+            (Duration::from_secs(5), Fault::RollReplicas),
+        ];
+        run(spec).expect("runs")
+    };
+    let on_sync = run_with(netmodel::dnat::Cleanup::OnSync);
+    assert!(on_sync.net.dropped_unnat > 0, "{:?}; {hint}", on_sync.net);
+    // glibc never sees those answers: it times out (5 s) and asks again.
+    assert!(on_sync.lookups.iter().any(|l| l.latency() >= Duration::from_secs(5)), "{hint}");
+    // Without the delete the entries still un-NAT every answer of the lameduck (and strand new
+    // queries once the replica is gone, S17's story).
+    let never = run_with(netmodel::dnat::Cleanup::Never);
+    assert_eq!(never.net.dropped_unnat, 0, "{hint}");
+}
+
+#[test]
+fn a_race_3_loser_loses_an_answer_slower_than_its_one_second_clash_entry() {
+    // Since 5.6 the loser of a race with different DNAT targets is kept for its replies only, with
+    // a fixed 1 s timeout (6a757c07e51f, sources.md#conntrack-race): an answer slower than that comes
+    // back from the replica's own address and is dropped, so the lookup waits out glibc's 5 s.
+    let seed = seed_or(8);
+    let hint = replay("a_race_3_loser_loses_an_answer_slower_than_its_one_second_clash_entry", seed);
+    let run_with = |delay_ms: u64| {
+        let mut spec = ClusterSpec::smoke(seed);
+        spec.azs = 1;
+        spec.coredns_replicas = 3;
+        spec.duration = Duration::from_secs(20);
+        spec.kernel = netmodel::Kernel::new(5, 10);
+        spec.pods[0].names = vec![("x{n}.example.com.".into(), 1)];
+        spec.faults = vec![(Duration::ZERO, Fault::UpstreamSlow { az: 0, delay: Duration::from_millis(delay_ms) })];
+        run(spec).expect("runs")
+    };
+    let fast = run_with(500);
+    assert_eq!((fast.net.dropped_race, fast.net.dropped_unnat), (0, 0), "5.10 resolves the clash; {hint}");
+    let slow = run_with(1500);
+    assert!(slow.net.dropped_unnat > 0, "{:?}; {hint}", slow.net);
+    assert!(slow.lookups.iter().any(|l| l.latency() >= Duration::from_secs(5)), "{hint}");
+}

@@ -273,6 +273,15 @@ impl Engine {
         if self.nodes[self.pods[pod].node].down {
             return;
         }
+        // Every library takes an answer only from the nameserver it asked: glibc, Go and c-ares
+        // connect their UDP sockets (the kernel drops other sources), musl and evdns compare the
+        // source with their nameservers; a TCP segment from an unknown address gets a reset. An
+        // answer whose conntrack entry went away on its way back keeps the replica's own address
+        // and is lost (sources.md#stale-udp-conntrack).
+        if pkt.src.port() != 53 || !self.pods[pod].rc.nameservers.contains(&pkt.src.ip()) {
+            self.net.dropped_unnat += 1;
+            return;
+        }
         for (id, socket) in self.port_lookups(pod, pkt.dst.port()) {
             if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
                 l.model.handle_answer(self.now, socket, pkt.transport, &pkt.payload);
