@@ -507,6 +507,23 @@ impl Conntrack {
         doomed.len()
     }
 
+    /// The reconciler's delete (kube-proxy 1.32+): the service's entries whose reply does not come
+    /// from a serving endpoint (pointing at a deleted pod, or not DNATed at all).
+    pub fn delete_stale(&mut self, vip: SocketAddr, serving: &[SocketAddr], proto: Proto) -> usize {
+        let doomed: Vec<Tuple> = self
+            .entries()
+            .filter(|e| e.orig.proto == proto && e.orig.dst == vip && !serving.contains(&e.reply.src))
+            .map(|e| e.orig)
+            .collect();
+        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst == vip && !serving.contains(&c.1)));
+        for t in &doomed {
+            if self.remove_entry(t) {
+                self.counters.deleted += 1;
+            }
+        }
+        doomed.len()
+    }
+
     /// Non-ASSURED entries (what early drop can evict).
     pub fn unassured(&self) -> usize {
         self.entries.values().filter(|e| !e.assured).count()

@@ -4,8 +4,11 @@
 //! choice, made independently for every new flow (so two packets racing through conntrack may pick
 //! different backends: race 3). A service with no endpoints REJECTs.
 //!
-//! kube-proxy applies endpoint changes after a sync delay, and on removal of a UDP endpoint runs
-//! `conntrack -D --orig-dst VIP --dst-nat IP -p udp`, which may be late or never happen (missing
+//! kube-proxy applies endpoint changes after a sync delay, then cleans UDP conntrack entries the way
+//! its version does (sources.md#kube-proxy-cleanup): up to 1.31 on events (a removed endpoint's
+//! entries, all of a service's entries when it gets its first endpoint, all of them on a restart);
+//! from 1.32 a reconciler that deletes the entries of a service not pointing at a serving endpoint,
+//! skipping services with no endpoints until 1.37. Either may be late or never happen (missing
 //! binary, kubernetes#91216; the Preply postmortem).
 
 use std::collections::BTreeMap;
@@ -58,25 +61,82 @@ pub enum Cleanup {
     Never,
 }
 
+/// A kube-proxy release `MAJOR.MINOR`, for what its conntrack cleanup does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeProxyVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KubeProxyVersion {
+    pub const fn new(major: u32, minor: u32) -> KubeProxyVersion {
+        KubeProxyVersion { major, minor }
+    }
+
+    /// `1.32`, `v1.32` or `v1.32.4` (the patch release does not change the cleanup).
+    pub fn parse(s: &str) -> Result<KubeProxyVersion, String> {
+        let bad = || format!("kube-proxy version `{s}`: expected MAJOR.MINOR such as \"1.32\" or v1.32.4");
+        let mut parts = s.trim().trim_start_matches('v').split('.');
+        let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let minor = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        if parts.next().is_some_and(|p| p.parse::<u32>().is_err()) || parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(KubeProxyVersion { major, minor })
+    }
+
+    /// The conntrack reconciler (kubernetes#127318, 1.32) instead of cleanup on events.
+    pub fn reconciles(self) -> bool {
+        self >= KubeProxyVersion::new(1, 32)
+    }
+
+    /// The reconciler skipped services with no serving endpoints until kubernetes#139629 (1.37), so
+    /// a service scaled to zero kept its entries to the deleted pods (kubernetes#139628).
+    pub fn skips_services_without_endpoints(self) -> bool {
+        self.reconciles() && self < KubeProxyVersion::new(1, 37)
+    }
+}
+
+impl std::fmt::Display for KubeProxyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KubeProxyConfig {
     /// Delay from an endpoint change to rules in the kernel (sync period / propagation).
     pub sync_delay: Duration,
     pub cleanup: Cleanup,
+    pub version: KubeProxyVersion,
 }
 
 impl Default for KubeProxyConfig {
     fn default() -> Self {
         // Propagation of about 1 s on a healthy control plane; `--iptables-sync-period` (30 s) is the
-        // upper bound for periodic syncs (sources.md#stale-udp-conntrack).
-        KubeProxyConfig { sync_delay: Duration::from_secs(1), cleanup: Cleanup::OnSync }
+        // upper bound for periodic syncs (sources.md#stale-udp-conntrack). 1.31: the last release
+        // cleaning on events, what the incidents up to 2024 ran.
+        KubeProxyConfig { sync_delay: Duration::from_secs(1), cleanup: Cleanup::OnSync, version: KubeProxyVersion::new(1, 31) }
     }
 }
 
 #[derive(Debug, Clone)]
 enum Pending {
-    Rules { proto: Proto, vip: SocketAddr, endpoints: Vec<SocketAddr> },
-    Cleanup { proto: Proto, vip: SocketAddr, ip: IpAddr },
+    Rules {
+        proto: Proto,
+        vip: SocketAddr,
+        endpoints: Vec<SocketAddr>,
+    },
+    Cleanup {
+        proto: Proto,
+        vip: SocketAddr,
+        ip: IpAddr,
+    },
+    /// The reconciler's pass over one service (1.32+), with the endpoints serving when it runs.
+    Reconcile {
+        proto: Proto,
+        vip: SocketAddr,
+    },
 }
 
 /// kube-proxy on one node: queues endpoint changes and applies them to the node's rules and conntrack.
@@ -115,8 +175,27 @@ impl KubeProxy {
                     let was_empty = old.is_empty();
                     let removed: Vec<IpAddr> = old.iter().filter(|e| !endpoints.contains(e)).map(|e| e.ip()).collect();
                     let now_nonempty = !endpoints.is_empty();
+                    let changed = {
+                        let (mut a, mut b) = (old.clone(), endpoints.clone());
+                        a.sort_unstable();
+                        b.sort_unstable();
+                        a != b
+                    };
                     rules.set(proto, vip, endpoints);
-                    if proto == Proto::Udp {
+                    if proto != Proto::Udp {
+                        // UDP only: TCP flows to a gone endpoint are reset, not black-holed.
+                    } else if self.cfg.version.reconciles() {
+                        // ConntrackCleanupRequired: the reconciler runs after UDP endpoints change.
+                        match self.cfg.cleanup {
+                            _ if !changed => {}
+                            Cleanup::OnSync => self.reconcile(proto, vip, rules, ct),
+                            Cleanup::Late(d) => {
+                                self.seq += 1;
+                                self.pending.push((at + d, self.seq, Pending::Reconcile { proto, vip }));
+                            }
+                            Cleanup::Never => {}
+                        }
+                    } else {
                         for ip in removed {
                             match self.cfg.cleanup {
                                 Cleanup::OnSync => {
@@ -141,6 +220,37 @@ impl KubeProxy {
                     ct.delete_nat(vip, ip, proto);
                     self.cleanups_run += 1;
                 }
+                Pending::Reconcile { proto, vip } => self.reconcile(proto, vip, rules, ct),
+            }
+        }
+    }
+
+    /// The reconciler's pass over one service: its entries not pointing at a serving endpoint go
+    /// (`CleanStaleEntries`), unless it has none and this release skips such services.
+    fn reconcile(&mut self, proto: Proto, vip: SocketAddr, rules: &Rules, ct: &mut Conntrack) {
+        let serving = rules.endpoints(proto, vip).unwrap_or_default();
+        if serving.is_empty() && self.cfg.version.skips_services_without_endpoints() {
+            return;
+        }
+        ct.delete_stale(vip, serving, proto);
+        self.cleanups_run += 1;
+    }
+
+    /// kube-proxy restarts and syncs every service at once. Up to 1.31 every service looks newly
+    /// active and all their UDP entries are deleted (kubernetes#122740); the reconciler keeps the
+    /// entries that point at serving endpoints.
+    pub fn restart(&mut self, rules: &Rules, ct: &mut Conntrack) {
+        if self.cfg.cleanup == Cleanup::Never {
+            return;
+        }
+        let services: Vec<(Proto, SocketAddr, bool)> =
+            rules.services.iter().filter(|((p, _), _)| *p == Proto::Udp).map(|((p, v), e)| (*p, *v, e.is_empty())).collect();
+        for (proto, vip, empty) in services {
+            if self.cfg.version.reconciles() {
+                self.reconcile(proto, vip, rules, ct);
+            } else if !empty {
+                ct.delete_dst(vip.ip(), proto);
+                self.cleanups_run += 1;
             }
         }
     }
@@ -150,7 +260,7 @@ impl KubeProxy {
 mod tests {
     use super::*;
     use crate::Kernel;
-    use crate::conntrack::{Config, Tuple, Verdict};
+    use crate::conntrack::{Config, Entry, Tuple, Verdict};
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("addr")
@@ -175,6 +285,74 @@ mod tests {
     }
 
     #[test]
+    fn versions_parse_as_people_write_them() {
+        assert_eq!(KubeProxyVersion::parse("1.32"), Ok(KubeProxyVersion::new(1, 32)));
+        assert_eq!(KubeProxyVersion::parse("v1.36.2"), Ok(KubeProxyVersion::new(1, 36)));
+        for bad in ["1", "one.two", "1.32.x", "1.32.1.1", ""] {
+            assert!(KubeProxyVersion::parse(bad).expect_err(bad).contains("MAJOR.MINOR"), "{bad}");
+        }
+        let v = |m| KubeProxyVersion::new(1, m);
+        assert_eq!([v(31), v(32), v(36), v(37)].map(KubeProxyVersion::reconciles), [false, true, true, true]);
+        assert_eq!([v(31), v(32), v(36), v(37)].map(KubeProxyVersion::skips_services_without_endpoints), [false, true, true, false]);
+    }
+
+    /// A client on one port (one-way, or a resolver keeping its socket) with an entry to `a`; the
+    /// service then loses every endpoint. Returns where its entry points afterwards (None: deleted).
+    fn after_scale_to_zero(version: KubeProxyVersion) -> Option<SocketAddr> {
+        let vip = sa("10.96.0.10:53");
+        let a = sa("10.244.0.2:53");
+        let mut rules = Rules::default();
+        let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 15), 1000));
+        let mut kp = KubeProxy::new(KubeProxyConfig { version, ..KubeProxyConfig::default() });
+        rules.set(Proto::Udp, vip, vec![a]);
+        let t = Tuple::udp(sa("10.0.0.5:40000"), vip);
+        let mut rng = fastrand::Rng::with_seed(1);
+        ct.confirm(Duration::ZERO, ct.begin(t, a), None, &mut rng);
+        kp.endpoints_changed(Duration::ZERO, Proto::Udp, vip, vec![]);
+        for s in 1..20u64 {
+            let now = Duration::from_secs(s);
+            kp.poll(now, &mut rules, &mut ct);
+            // The sender keeps the entry alive, as kubernetes#139628's statsd clients did.
+            if let Some((o, _)) = ct.lookup(now, &t) {
+                ct.touch(now, o, false);
+            }
+        }
+        ct.lookup(Duration::from_secs(20), &t).and_then(|(o, _)| ct.get(&o)).map(Entry::nat_target)
+    }
+
+    #[test]
+    fn a_service_scaled_to_zero_keeps_its_stale_entries_only_on_1_32_to_1_36() {
+        let a = sa("10.244.0.2:53");
+        // 1.31: the removed endpoint's entries are deleted; new packets meet the REJECT rule.
+        assert_eq!(after_scale_to_zero(KubeProxyVersion::new(1, 31)), None);
+        // 1.32-1.36: the reconciler skips a service with no endpoints: black-holed to the old pod.
+        assert_eq!(after_scale_to_zero(KubeProxyVersion::new(1, 32)), Some(a));
+        assert_eq!(after_scale_to_zero(KubeProxyVersion::new(1, 36)), Some(a));
+        // 1.37 (kubernetes#139629): processed with an empty set, so deleted.
+        assert_eq!(after_scale_to_zero(KubeProxyVersion::new(1, 37)), None);
+    }
+
+    #[test]
+    fn a_restart_deletes_every_service_entry_up_to_1_31_and_only_stale_ones_since() {
+        let vip = sa("10.96.0.10:53");
+        let (a, gone) = (sa("10.244.0.2:53"), sa("10.244.9.9:53"));
+        for (version, left) in [(KubeProxyVersion::new(1, 31), 0), (KubeProxyVersion::new(1, 32), 1)] {
+            let mut rules = Rules::default();
+            rules.set(Proto::Udp, vip, vec![a]);
+            let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 15), 1000));
+            let mut rng = fastrand::Rng::with_seed(1);
+            let to_a = Tuple::udp(sa("10.0.0.5:40000"), vip);
+            let to_gone = Tuple::udp(sa("10.0.0.5:40001"), vip);
+            ct.confirm(Duration::ZERO, ct.begin(to_a, a), None, &mut rng);
+            ct.confirm(Duration::ZERO, ct.begin(to_gone, gone), None, &mut rng);
+            let mut kp = KubeProxy::new(KubeProxyConfig { version, ..KubeProxyConfig::default() });
+            kp.restart(&rules, &mut ct);
+            assert_eq!(ct.len(), left, "{version}");
+            assert!(ct.lookup(Duration::ZERO, &to_gone).is_none(), "{version}: the entry to a gone endpoint goes either way");
+        }
+    }
+
+    #[test]
     fn a_stale_entry_keeps_a_flow_on_a_deleted_pod_until_cleanup() {
         let vip = sa("10.96.0.10:53");
         let (a, b) = (sa("10.244.0.2:53"), sa("10.244.1.2:53"));
@@ -183,7 +361,7 @@ mod tests {
         {
             let mut rules = Rules::default();
             let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(5, 10), 1000));
-            let mut kp = KubeProxy::new(KubeProxyConfig { sync_delay: Duration::from_secs(1), cleanup });
+            let mut kp = KubeProxy::new(KubeProxyConfig { sync_delay: Duration::from_secs(1), cleanup, ..KubeProxyConfig::default() });
             rules.set(Proto::Udp, vip, vec![a]);
             let t = Tuple::udp(sa("10.0.0.5:40000"), vip);
             let mut rng = fastrand::Rng::with_seed(1);

@@ -211,6 +211,13 @@ pub enum Fault {
     /// time, and once it is ready an old one is deleted gracefully (out of the endpoints, then its
     /// 5 s lameduck).
     RollReplicas,
+    /// The CoreDNS Deployment is scaled to this many replicas (`kubectl scale`, or a bad rollout
+    /// scaling it to zero): extra replicas deleted at once (the newest first), missing ones created,
+    /// in the endpoints once ready.
+    ScaleReplicas(usize),
+    /// kube-proxy restarts on every node (a DaemonSet rollout, an upgrade): its first sync cleans
+    /// conntrack as its version does (kubernetes#122740; sources.md#kube-proxy-cleanup).
+    KubeProxyRestart,
     /// i.i.d. loss of UDP packets between the nodes and an AZ's cloud resolver, both ways (0.0
     /// repairs it). TCP is reliable: its retransmissions are not modelled.
     UpstreamLoss {

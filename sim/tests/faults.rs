@@ -200,3 +200,28 @@ fn a_race_3_loser_loses_an_answer_slower_than_its_one_second_clash_entry() {
     assert!(slow.net.dropped_unnat > 0, "{:?}; {hint}", slow.net);
     assert!(slow.lookups.iter().any(|l| l.latency() >= Duration::from_secs(5)), "{hint}");
 }
+
+#[test]
+fn a_kube_proxy_restart_loses_in_flight_answers_up_to_1_31_and_not_since() {
+    // kubernetes#122740: up to 1.31 the first sync after a restart deletes every service UDP entry,
+    // so answers on their way back are not un-NATed; 1.32's reconciler keeps entries to serving pods.
+    let seed = seed_or(9);
+    let hint = replay("a_kube_proxy_restart_loses_in_flight_answers_up_to_1_31_and_not_since", seed);
+    let run_with = |minor: u32| {
+        let mut spec = ClusterSpec::smoke(seed);
+        spec.azs = 1;
+        spec.duration = Duration::from_secs(20);
+        spec.race.p_cpu_split = 0.0;
+        spec.kube_proxy.version = netmodel::dnat::KubeProxyVersion::new(1, minor);
+        spec.pods[0].names = vec![("x{n}.example.com.".into(), 1)];
+        spec.faults = vec![
+            (Duration::ZERO, Fault::UpstreamSlow { az: 0, delay: Duration::from_millis(1500) }),
+            (Duration::from_secs(10), Fault::KubeProxyRestart),
+        ];
+        run(spec).expect("runs")
+    };
+    let old = run_with(31);
+    assert!(old.net.dropped_unnat > 0, "{:?}; {hint}", old.net);
+    let new = run_with(32);
+    assert_eq!(new.net.dropped_unnat, 0, "{hint}");
+}

@@ -184,6 +184,16 @@ fn the_version_is_required_and_checked() {
 }
 
 #[test]
+fn a_kube_proxy_version_is_a_quoted_release() {
+    let sc = load("version: 1\nkube_proxy:\n  version: v1.32.4\n").expect("loads");
+    assert_eq!(sc.spec.kube_proxy.version, netmodel::dnat::KubeProxyVersion::new(1, 32));
+    let e = err("version: 1\nkube_proxy:\n  version: 1.30\n");
+    assert!(e.starts_with("test.yaml:3:") && e.contains("is a number; write it quoted"), "{e}");
+    let e = err("version: 1\nkube_proxy:\n  version: latest\n");
+    assert!(e.contains("expected MAJOR.MINOR"), "{e}");
+}
+
+#[test]
 fn a_broken_corefile_names_its_own_line() {
     let e = err("version: 1\ncoredns:\n  corefile: |\n    .:53 {\n        forward\n    }\n");
     assert!(e.starts_with("test.yaml:3:3: ") && e.contains("coredns.corefile):2:"), "{e}");
@@ -254,7 +264,8 @@ fn the_readme_example_file_is_valid() {
     std::fs::write(dir.join("internet.zone"), sim::spec::DEFAULT_INTERNET).expect("zone");
     std::fs::write(dir.join("cluster.yaml.scenario"), block).expect("write");
     let sc = sim::file::load(&dir.join("cluster.yaml.scenario"), &[]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 14));
+    assert_eq!((sc.spec.nodes, sc.spec.pods[0].count, sc.spec.faults.len()), (6, 100, 16));
+    assert_eq!(sc.spec.kube_proxy.version, netmodel::dnat::KubeProxyVersion::new(1, 33));
     assert!(sc.spec.cluster_state.is_some() && sc.spec.node_local.is_some());
     assert_eq!(sc.expect.unfinished_max, Some(0));
     let _ = std::fs::remove_dir_all(&dir);

@@ -234,22 +234,7 @@ impl Engine {
                 let at = self.now + Duration::from_secs_f64(-u.ln() / rate);
                 self.push(at, Ev::AppRequest { pod });
             }
-            Ev::Scale { replicas } => {
-                let alive: Vec<InstId> =
-                    (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();
-                if alive.len() > replicas {
-                    for &i in &alive[replicas..] {
-                        self.insts[i].alive = false;
-                    }
-                    self.report.events.push((self.now, format!("autoscaler: {} → {replicas} replicas", alive.len())));
-                    self.endpoints_changed();
-                } else if alive.len() < replicas {
-                    for _ in alive.len()..replicas {
-                        self.spawn_replica();
-                    }
-                    self.report.events.push((self.now, format!("autoscaler: {} → {replicas} replicas", alive.len())));
-                }
-            }
+            Ev::Scale { replicas } => self.scale_to(replicas, "autoscaler"),
         }
     }
 }

@@ -33,6 +33,12 @@ impl Engine {
                     *d = delay;
                 }
             }
+            Fault::ScaleReplicas(n) => self.scale_to(n, "kubectl scale"),
+            Fault::KubeProxyRestart => {
+                for n in &mut self.nodes {
+                    n.kube_proxy.restart(&n.rules, &mut n.ct);
+                }
+            }
             Fault::RollReplicas => {
                 let old: Vec<InstId> =
                     (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();

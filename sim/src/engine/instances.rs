@@ -55,6 +55,25 @@ impl Engine {
         self.push(self.now + REPLICA_STARTUP, Ev::ReplicaReady { inst });
     }
 
+    /// The Deployment now wants `replicas`: the newest extra replicas are deleted at once, missing
+    /// ones created (ready after start-up).
+    pub(super) fn scale_to(&mut self, replicas: usize, by: &str) {
+        let alive: Vec<InstId> =
+            (0..self.insts.len()).filter(|&i| self.insts[i].kind == InstKind::ClusterDns && self.insts[i].alive).collect();
+        if alive.len() > replicas {
+            for &i in &alive[replicas..] {
+                self.insts[i].alive = false;
+            }
+            self.report.events.push((self.now, format!("{by}: {} → {replicas} replicas", alive.len())));
+            self.endpoints_changed();
+        } else if alive.len() < replicas {
+            for _ in alive.len()..replicas {
+                self.spawn_replica();
+            }
+            self.report.events.push((self.now, format!("{by}: {} → {replicas} replicas", alive.len())));
+        }
+    }
+
     /// A replica is deleted gracefully: out of the endpoints at once, serving through its lameduck,
     /// then gone (sources.md#coredns-health-ready).
     pub(super) fn terminate(&mut self, inst: InstId) {

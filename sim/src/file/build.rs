@@ -69,6 +69,7 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     let k = raw.kube_proxy.unwrap_or_default();
     spec.kube_proxy.sync_delay = k.sync_delay.unwrap_or(spec.kube_proxy.sync_delay);
     spec.kube_proxy.cleanup = k.conntrack_cleanup.map_or(spec.kube_proxy.cleanup, |c| c.0);
+    spec.kube_proxy.version = k.version.map_or(spec.kube_proxy.version, |v| v.0);
     spec.conntrack_max_per_core = k.conntrack_max_per_core.unwrap_or(spec.conntrack_max_per_core);
     spec.conntrack_min = k.conntrack_min.unwrap_or(spec.conntrack_min);
     spec.proxy = match (k.mode.unwrap_or(Mode::Iptables), k.ipvs) {

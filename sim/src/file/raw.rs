@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use netmodel::Kernel;
-use netmodel::dnat::Cleanup;
+use netmodel::dnat::{Cleanup, KubeProxyVersion};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
@@ -80,6 +80,8 @@ pub(super) struct RawKubeProxy {
     pub(super) sync_delay: Option<Duration>,
     /// `on-sync`, `never`, or a delay such as `30s`.
     pub(super) conntrack_cleanup: Option<CleanupName>,
+    /// The release, `"1.32"`: how conntrack entries are cleaned (events up to 1.31, the reconciler since).
+    pub(super) version: Option<KubeProxyVersionName>,
     pub(super) conntrack_max_per_core: Option<usize>,
     pub(super) conntrack_min: Option<usize>,
     pub(super) ipvs: Option<RawIpvs>,
@@ -269,6 +271,11 @@ pub(super) struct KernelName(pub(super) Kernel);
 #[serde(try_from = "String", into = "String")]
 pub(super) struct CleanupName(pub(super) Cleanup);
 
+/// A kube-proxy release `"1.32"` (quoted, or YAML reads 1.30 as the number 1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_yaml_ng::Value", into = "String")]
+pub(super) struct KubeProxyVersionName(pub(super) KubeProxyVersion);
+
 /// `java`, `java-security-manager`, or `{positive: 30s | forever, negative: 10s}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "serde_yaml_ng::Value", into = "serde_yaml_ng::Value")]
@@ -298,6 +305,8 @@ pub(super) struct RawFault {
     pub(super) node_down: Option<usize>,
     pub(super) az_burst_loss: Option<RawBurst>,
     pub(super) roll_replicas: Option<bool>,
+    pub(super) scale_replicas: Option<usize>,
+    pub(super) kube_proxy_restart: Option<bool>,
     pub(super) upstream_loss: Option<RawAzLoss>,
     pub(super) link_loss: Option<RawLinkLoss>,
     #[serde(with = "humantime_serde::option")]
@@ -362,6 +371,25 @@ impl TryFrom<serde_yaml_ng::Value> for KernelName {
     }
 }
 
+impl TryFrom<serde_yaml_ng::Value> for KubeProxyVersionName {
+    type Error = String;
+    fn try_from(v: serde_yaml_ng::Value) -> Result<KubeProxyVersionName, String> {
+        match &v {
+            serde_yaml_ng::Value::String(s) => KubeProxyVersion::parse(s).map(KubeProxyVersionName),
+            serde_yaml_ng::Value::Number(n) => Err(format!(
+                "kube-proxy version {n} is a number; write it quoted, as \"MAJOR.MINOR\" (e.g. \"1.30\"), so YAML keeps the digits"
+            )),
+            _ => Err("expected a kube-proxy version \"MAJOR.MINOR\", e.g. \"1.32\"".into()),
+        }
+    }
+}
+
+impl From<KubeProxyVersionName> for String {
+    fn from(v: KubeProxyVersionName) -> String {
+        v.0.to_string()
+    }
+}
+
 impl TryFrom<String> for CleanupName {
     type Error = String;
     fn try_from(s: String) -> Result<CleanupName, String> {
@@ -402,7 +430,7 @@ impl TryFrom<serde_yaml_ng::Value> for ClientCacheName {
     }
 }
 
-pub(super) const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, upstream_loss, node_local_down, node_local_up, roll_node_local, node_down, roll_replicas, apiserver_restart, az_loss, az_burst_loss, link_loss, service_ip, cluster_nodes";
+pub(super) const FAULT_KEYS: &str = "kill_replica, upstream_blackhole, upstream_repair, upstream_slow, upstream_loss, node_local_down, node_local_up, roll_node_local, node_down, roll_replicas, scale_replicas, kube_proxy_restart, apiserver_restart, az_loss, az_burst_loss, link_loss, service_ip, cluster_nodes";
 
 impl TryFrom<RawFault> for FaultAt {
     type Error = String;
@@ -417,6 +445,12 @@ impl TryFrom<RawFault> for FaultAt {
         match r.roll_replicas {
             Some(true) => found.push(Fault::RollReplicas),
             Some(false) => return Err("roll_replicas: write `roll_replicas: true`, or leave the fault out".into()),
+            None => {}
+        }
+        found.extend(r.scale_replicas.map(Fault::ScaleReplicas));
+        match r.kube_proxy_restart {
+            Some(true) => found.push(Fault::KubeProxyRestart),
+            Some(false) => return Err("kube_proxy_restart: write `kube_proxy_restart: true`, or leave the fault out".into()),
             None => {}
         }
         match r.apiserver_restart {
@@ -517,6 +551,8 @@ impl From<FaultAt> for RawFault {
             Fault::UpstreamSlow { az, delay } => r.upstream_slow = Some(RawSlow { az, delay }),
             Fault::NodeDown(n) => r.node_down = Some(n),
             Fault::RollReplicas => r.roll_replicas = Some(true),
+            Fault::ScaleReplicas(n) => r.scale_replicas = Some(n),
+            Fault::KubeProxyRestart => r.kube_proxy_restart = Some(true),
             Fault::AzBurstLoss { az, loss, burst } => r.az_burst_loss = Some(RawBurst { az, loss, burst }),
             Fault::UpstreamLoss { az, loss } => r.upstream_loss = Some(RawAzLoss { az, loss }),
             Fault::LinkLoss { a, b, loss } => r.link_loss = Some(RawLinkLoss { a, b, loss }),

@@ -9,8 +9,8 @@ use crate::client::{Family, Hints};
 use crate::spec::{Autoscaler, ClusterSpec, CoreDnsMemory, Library, MemoryModel, NodeLocal, ProxyMode};
 
 use super::raw::{
-    CleanupName, ClientCacheName, FaultAt, KernelName, Mode, RawAutoscaler, RawCluster, RawCoreDns, RawCoreDnsMemory, RawEni, RawFile,
-    RawHints, RawIpvs, RawKubeProxy, RawLatency, RawLiveness, RawMemory, RawNodeLocal, RawPods, RawRace, RawUpstream,
+    CleanupName, ClientCacheName, FaultAt, KernelName, KubeProxyVersionName, Mode, RawAutoscaler, RawCluster, RawCoreDns, RawCoreDnsMemory,
+    RawEni, RawFile, RawHints, RawIpvs, RawKubeProxy, RawLatency, RawLiveness, RawMemory, RawNodeLocal, RawPods, RawRace, RawUpstream,
 };
 use super::{Expect, FORMAT_VERSION, Scenario};
 
@@ -65,6 +65,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         },
         sync_delay: differs(s.kube_proxy.sync_delay, d.kube_proxy.sync_delay),
         conntrack_cleanup: differs(s.kube_proxy.cleanup, d.kube_proxy.cleanup).map(CleanupName),
+        version: differs(s.kube_proxy.version, d.kube_proxy.version).map(KubeProxyVersionName),
         conntrack_max_per_core: differs(s.conntrack_max_per_core, d.conntrack_max_per_core),
         conntrack_min: differs(s.conntrack_min, d.conntrack_min),
         ipvs,
