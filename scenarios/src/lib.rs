@@ -29,6 +29,7 @@ pub mod s17;
 pub mod s18;
 pub mod s19;
 pub mod s20;
+pub mod s21;
 
 /// The line a failing scenario prints so a person can replay it.
 pub fn replay(file: &str, test: &str, seed: u64) -> String {
@@ -171,5 +172,6 @@ pub fn incidents() -> Vec<Incident> {
         s18::incident(),
         s19::incident(),
         s20::incident(),
+        s21::incident(),
     ]
 }
