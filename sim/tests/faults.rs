@@ -225,3 +225,27 @@ fn a_kube_proxy_restart_loses_in_flight_answers_up_to_1_31_and_not_since() {
     let new = run_with(32);
     assert_eq!(new.net.dropped_unnat, 0, "{hint}");
 }
+
+#[test]
+fn without_a_lameduck_a_rolling_update_strands_the_queries_kube_proxy_still_sends_to_the_old_pod() {
+    // The Corefile's `health { lameduck 5s }` keeps a deleted replica answering until every node's
+    // kube-proxy has moved its traffic away; without it the process exits at once and queries DNATed
+    // to it before the sync are lost (glibc waits 5 s).
+    let seed = seed_or(10);
+    let hint = replay("without_a_lameduck_a_rolling_update_strands_the_queries_kube_proxy_still_sends_to_the_old_pod", seed);
+    let run_with = |corefile: String| {
+        let mut spec = ClusterSpec::smoke(seed);
+        spec.coredns_replicas = 3;
+        spec.duration = Duration::from_secs(40);
+        spec.corefile = corefile;
+        spec.pods[0].names = vec![("web".into(), 1)];
+        spec.faults = vec![(Duration::from_secs(5), Fault::RollReplicas)];
+        run(spec).expect("runs")
+    };
+    let with = run_with(sim::spec::KUBEADM_COREFILE.to_string());
+    assert!(with.latency_ms(1.0) < 1000.0, "{hint}");
+    let without = sim::spec::KUBEADM_COREFILE.replace("health {\n       lameduck 5s\n    }", "health");
+    assert_ne!(without, sim::spec::KUBEADM_COREFILE);
+    let r = run_with(without);
+    assert!(r.lookups.iter().any(|l| l.latency() >= Duration::from_secs(5)), "max {} ms; {hint}", r.latency_ms(1.0));
+}

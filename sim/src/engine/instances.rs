@@ -16,8 +16,6 @@ use super::{Engine, Ev, Inst, InstId, InstKind, NodeId, Owner, Packet, from_res,
 /// From pod creation to a passing readiness probe for a new replica [unverified: 2 s; the
 /// kubeadm manifest probes /ready every 10 s, the first probe can pass sooner].
 pub(super) const REPLICA_STARTUP: Duration = Duration::from_secs(2);
-/// kubeadm's Corefile: `health { lameduck 5s }`.
-const LAMEDUCK: Duration = Duration::from_secs(5);
 
 impl Engine {
     pub(super) fn ready_endpoints(&self) -> Vec<SocketAddr> {
@@ -82,7 +80,10 @@ impl Engine {
         let ip = i.ip;
         self.report.events.push((self.now, format!("replica {ip} terminating")));
         self.endpoints_changed();
-        self.push(self.now + LAMEDUCK, Ev::ReplicaExit { inst });
+        // `health { lameduck D }`: CoreDNS keeps serving D after SIGTERM, then exits; without it at
+        // once (kubeadm's Corefile says 5s; sources.md#coredns-health-ready).
+        let lameduck = self.insts[inst].server.config().servers.iter().filter_map(|s| s.health.as_ref()).map(|h| h.lameduck).max();
+        self.push(self.now + lameduck.unwrap_or(Duration::ZERO), Ev::ReplicaExit { inst });
     }
 
     /// A replica's memory by the scenario's model.
