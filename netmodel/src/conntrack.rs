@@ -507,6 +507,16 @@ impl Conntrack {
         doomed.len()
     }
 
+    /// Points a flow's replies at a new destination (IPVS rescheduled it).
+    pub fn retarget(&mut self, orig: Tuple, to: SocketAddr) {
+        let Some(e) = self.entries.get_mut(&Key::of(&orig)) else { return };
+        let old = e.reply;
+        e.reply = Tuple { proto: orig.proto, src: to, dst: orig.src };
+        let new = e.reply;
+        self.replies.remove(&Key::of(&old));
+        self.replies.insert(Key::of(&new), orig);
+    }
+
     /// The reconciler's delete (kube-proxy 1.32+): the service's entries whose reply does not come
     /// from a serving endpoint (pointing at a deleted pod, or not DNATed at all).
     pub fn delete_stale(&mut self, vip: SocketAddr, serving: &[SocketAddr], proto: Proto) -> usize {

@@ -1,13 +1,22 @@
 //! kube-proxy's IPVS mode: the kernel's IPVS connection table (separate from conntrack) and
 //! kube-proxy's graceful termination (sources.md#ipvs).
 //!
-//! Model (sources.md#ipvs "Model"): one entry per (proto, client ip:port, VIP) pinning it to a real
-//! server (RS); every packet refreshes it for `udp_timeout` (300 s, `--ipvs-udp-timeout`). When the RS
-//! is gone:
-//! - `expire_nodest_conn = 0`, or `conn_reuse_mode = 0` with a reused port on kernel < 5.9: every packet
-//!   on the entry is dropped and refreshes it (so a busy port never recovers);
-//! - `expire_nodest_conn = 1` on kernel < 5.9: the first packet is dropped and the entry removed;
-//! - kernel ≥ 5.9 with `expire_nodest_conn = 1` (35dfb013149f): entries go with the RS, nothing dropped.
+//! Model, after `ip_vs_in` (`net/netfilter/ipvs/ip_vs_core.c`): IPVS sees every packet to a virtual
+//! service. One connection per (proto, client ip:port, VIP) pins it to a real server (RS); every
+//! forwarded packet restarts its timer (`udp_timeout`, 300 s unless `--ipvs-udp-timeout`). When the
+//! RS is gone (unavailable):
+//! - the packet is dropped without restarting the timer (`__ip_vs_conn_put`), so with
+//!   `expire_nodest_conn = 0` the flow is black-holed until the connection times out, counted from
+//!   its last forwarded packet;
+//! - with `expire_nodest_conn = 1` the connection is expired too: that packet is lost, the next one
+//!   is scheduled anew;
+//! - kernel ≥ 5.9 with `expire_nodest_conn = 1` (04231e52d355): deleting the RS expires its
+//!   connections from delayed work, so nothing is dropped.
+//!
+//! `conn_reuse_mode` acts only on a packet that opens a connection (`is_new_conn`: a TCP SYN), never
+//! on UDP: a SYN from a reused port on a connection whose RS is inhibited (weight 0) is rescheduled
+//! when `expire_nodest_conn` is set and `conn_reuse_mode` is not 0 (from 5.16, c95c07836fa4, also
+//! when it is 0); otherwise it stays on the old RS (kubernetes#81775).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -132,7 +141,7 @@ impl Ipvs {
     }
 
     /// Removes weight-0 RS nobody uses any more (v2), and with kernel ≥ 5.9 + expire_nodest_conn the
-    /// entries of deleted RS (35dfb013149f).
+    /// entries of deleted RS (04231e52d355).
     fn gc(&mut self, now: Duration, vip: SocketAddr) {
         self.conns.retain(|_, c| c.expires > now);
         let Some(dests) = self.services.get(&vip) else { return };
@@ -148,8 +157,8 @@ impl Ipvs {
         }
     }
 
-    /// A packet from `client` to `vip`. `reused_port` says the client socket is new although an entry
-    /// for its address exists (Linux reused the ephemeral port).
+    /// A packet from `client` to `vip`. `reused_port` says the packet opens a new connection (a TCP
+    /// SYN) from a port an old connection still holds; it changes nothing for UDP.
     pub fn forward(
         &mut self,
         now: Duration,
@@ -167,20 +176,28 @@ impl Ipvs {
         let key = (proto, client, vip);
         if let Some(c) = self.conns.get(&key).copied() {
             if c.expires > now {
-                if dests.iter().any(|d| d.addr == c.dest) {
-                    self.conns.insert(key, Conn { dest: c.dest, expires: now + timeout });
-                    return Verdict::To(c.dest);
+                match dests.iter().find(|d| d.addr == c.dest) {
+                    Some(d) => {
+                        let new_conn = proto == Proto::Tcp && reused_port;
+                        let resched = new_conn
+                            && d.weight == 0
+                            && self.cfg.expire_nodest_conn
+                            && (self.cfg.conn_reuse_mode != 0 || self.cfg.kernel.at_least(5, 16));
+                        if !resched {
+                            self.conns.insert(key, Conn { dest: c.dest, expires: now + timeout });
+                            return Verdict::To(c.dest);
+                        }
+                    }
+                    None => {
+                        // The RS is unavailable: dropped, the timer not restarted.
+                        self.counters.nodest_drops += 1;
+                        if self.cfg.expire_nodest_conn {
+                            self.conns.remove(&key);
+                            self.counters.expired_nodest += 1;
+                        }
+                        return Verdict::NoDest;
+                    }
                 }
-                // The RS is gone.
-                let reuse_pins = self.cfg.conn_reuse_mode == 0 && reused_port && !self.cfg.kernel.at_least(5, 9);
-                self.counters.nodest_drops += 1;
-                if self.cfg.expire_nodest_conn && !reuse_pins {
-                    self.conns.remove(&key);
-                    self.counters.expired_nodest += 1;
-                } else {
-                    self.conns.insert(key, Conn { dest: c.dest, expires: now + timeout });
-                }
-                return Verdict::NoDest;
             }
             self.conns.remove(&key);
         }
@@ -222,7 +239,8 @@ mod tests {
     #[test]
     fn graceful_termination_and_expire_nodest_conn_by_era() {
         let k = Kernel::new(4, 19);
-        // v1, expire_nodest_conn 0: blackholed for as long as the port stays busy.
+        // v1, expire_nodest_conn 0: every packet on the stale connection is dropped (below: until it
+        // times out).
         let v1 = Config { expire_nodest_conn: false, conn_reuse_mode: 1, graceful: Graceful::V1, ..Config::kube_proxy(k) };
         assert!(stale(v1, false).iter().all(|v| *v == Verdict::NoDest));
         // v2: the RS stays at weight 0 and keeps receiving the pinned client: traffic to the dead pod.
@@ -231,10 +249,45 @@ mod tests {
         // expire_nodest_conn 1 on < 5.9: one drop, then rescheduled to a live RS.
         let v3 = Config::kube_proxy(k);
         assert_eq!(stale(v3, false), [Verdict::NoDest, Verdict::To(sa(B)), Verdict::To(sa(B)), Verdict::To(sa(B))]);
-        // ...unless conn_reuse_mode 0 pins a reused port: never recovers.
-        assert!(stale(v3, true).iter().all(|v| *v == Verdict::NoDest));
+        // conn_reuse_mode 0 (what kube-proxy sets below 5.9) changes nothing for UDP.
+        assert_eq!(stale(v3, true), stale(v3, false));
         // Kernel 5.9+: entries go with the RS; nothing dropped.
         assert!(stale(Config::kube_proxy(Kernel::new(5, 10)), true).iter().all(|v| *v == Verdict::To(sa(B))));
+    }
+
+    #[test]
+    fn a_dropped_packet_does_not_restart_the_timer_so_a_busy_port_recovers_at_the_timeout() {
+        // ip_vs_in: "don't restart its timer, and silently drop the packet".
+        let cfg = Config { expire_nodest_conn: false, graceful: Graceful::V1, ..Config::kube_proxy(Kernel::new(4, 19)) };
+        let mut ipvs = Ipvs::new(cfg);
+        let mut rng = fastrand::Rng::with_seed(1);
+        ipvs.set_endpoints(Duration::ZERO, sa(VIP), &[sa(A)]);
+        let c = sa("10.0.0.5:40000");
+        ipvs.forward(Duration::ZERO, Proto::Udp, c, sa(VIP), false, &mut rng);
+        ipvs.set_endpoints(Duration::from_secs(1), sa(VIP), &[sa(B)]);
+        // A packet every second: all dropped up to 300 s after the last forwarded one, then rescheduled.
+        let verdicts: Vec<Verdict> =
+            (2..=301).map(|s| ipvs.forward(Duration::from_secs(s), Proto::Udp, c, sa(VIP), false, &mut rng)).collect();
+        assert!(verdicts[..298].iter().all(|v| *v == Verdict::NoDest), "{:?}", &verdicts[290..]);
+        assert_eq!(verdicts[298..], [Verdict::To(sa(B)), Verdict::To(sa(B))]);
+    }
+
+    #[test]
+    fn a_reused_tcp_port_leaves_an_inhibited_server_only_when_conn_reuse_mode_allows() {
+        // kubernetes#81775: with conn_reuse_mode 0 a SYN from a reused port stays on the weight-0 RS
+        // (before 5.16); with 1, or from 5.16, it is rescheduled. Not a SYN: stays either way.
+        for (reuse_mode, kernel, moves) in [(0, Kernel::new(5, 4), false), (1, Kernel::new(5, 4), true), (0, Kernel::new(5, 16), true)] {
+            let cfg = Config { conn_reuse_mode: reuse_mode, graceful: Graceful::V2, ..Config::kube_proxy(kernel) };
+            let mut ipvs = Ipvs::new(cfg);
+            let mut rng = fastrand::Rng::with_seed(1);
+            ipvs.set_endpoints(Duration::ZERO, sa(VIP), &[sa(A)]);
+            let c = sa("10.0.0.5:40000");
+            ipvs.forward(Duration::ZERO, Proto::Tcp, c, sa(VIP), true, &mut rng);
+            ipvs.set_endpoints(Duration::from_secs(1), sa(VIP), &[sa(B)]);
+            assert_eq!(ipvs.forward(Duration::from_secs(2), Proto::Tcp, c, sa(VIP), false, &mut rng), Verdict::To(sa(A)));
+            let syn = ipvs.forward(Duration::from_secs(3), Proto::Tcp, c, sa(VIP), true, &mut rng);
+            assert_eq!(syn, Verdict::To(if moves { sa(B) } else { sa(A) }), "conn_reuse_mode {reuse_mode}, {kernel}");
+        }
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Source: the talk; kubernetes#71514 (lbernail), #81775, #76664, #93297; sources.md#ipvs, sources.md#incident-s6.
 //! Root cause: an IPVS UDP entry (client ip:port → VIP) lives 300 s after its last packet and pins
 //! the port to one real server; a busy client reuses ports within that time. With graceful
-//! termination v1 and expire_nodest_conn 0, packets on entries of the deleted pod are dropped and
-//! refresh them; with expire_nodest_conn 1 before 5.9 one packet per entry is lost; from 5.9 the
-//! entries go with the real server.
+//! termination v1 and expire_nodest_conn 0, packets on entries of the deleted pod are dropped (without
+//! restarting the entry's timer, so each entry black-holes its port until 300 s after its last
+//! forwarded packet); with expire_nodest_conn 1 before 5.9 one packet per entry is lost; from 5.9 the
+//! entries go with the real server. `conn_reuse_mode` plays no part: it acts on TCP SYNs only.
 //! Guaranteed now: failures that go on long after the delete in the 2018 setup, one-off losses with
 //! expire_nodest_conn 1 on 4.19, none on 5.10, and a 30 s UDP timeout shortening the stale window.
 

@@ -175,13 +175,34 @@ impl Engine {
                 }
             } else {
                 n.ct.touch(now, orig, is_reply);
+                // IPVS sees every packet to a virtual service, not only a flow's first: it restarts
+                // its connection's timer, or drops the packet when the real server is gone
+                // (sources.md#ipvs).
+                if !is_reply && let Some(ipvs) = &mut n.ipvs {
+                    match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, new_tcp, &mut self.rng) {
+                        ipvs::Verdict::To(d) => {
+                            if d != to {
+                                // Rescheduled (its old connection expired): IPVS NATs and un-NATs
+                                // with its own connection; the model keeps the flow's one reply mapping.
+                                n.ct.retarget(orig, d);
+                                to = d;
+                            }
+                        }
+                        ipvs::Verdict::NotService => {}
+                        ipvs::Verdict::NoDest | ipvs::Verdict::NoBackend => {
+                            self.net.dropped_ipvs += 1;
+                            return;
+                        }
+                    }
+                }
             }
             to
         } else {
             // A new flow: DNAT decision, then insertion.
             let chosen = if let Some(ipvs) = &mut n.ipvs {
-                // A new conntrack flow is a new socket: if IPVS still has an entry for its address, the port was reused.
-                match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, true, &mut self.rng) {
+                // A TCP SYN opens a connection (`is_new_conn`); for UDP IPVS keeps whatever
+                // connection still holds the port.
+                match ipvs.forward(now, proto(pkt.transport), pkt.src, pkt.dst, new_tcp, &mut self.rng) {
                     ipvs::Verdict::To(d) => Some(d),
                     ipvs::Verdict::NotService => None,
                     ipvs::Verdict::NoDest | ipvs::Verdict::NoBackend => {
