@@ -249,3 +249,24 @@ fn without_a_lameduck_a_rolling_update_strands_the_queries_kube_proxy_still_send
     let r = run_with(without);
     assert!(r.lookups.iter().any(|l| l.latency() >= Duration::from_secs(5)), "max {} ms; {hint}", r.latency_ms(1.0));
 }
+
+#[test]
+fn the_nodes_running_cluster_dns_carry_a_conntrack_entry_for_every_client_flow_they_serve() {
+    // A query DNATed on the client's node is forwarded to the replica's node, whose conntrack tracks
+    // it too (and the replica's own upstream flows): the DNS nodes' tables fill first.
+    let seed = seed_or(11);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.nodes = 4;
+    spec.coredns_replicas = 1;
+    spec.duration = Duration::from_secs(20);
+    spec.race.p_cpu_split = 0.0;
+    let r = run(spec).expect("runs");
+    let peak = |n: usize| r.series.iter().map(|s| s.conntrack[n]).max().unwrap_or(0);
+    let peaks: Vec<usize> = (0..4).map(peak).collect();
+    let (dns, others) = (peaks[0], peaks[1..].iter().copied().max().unwrap_or(0));
+    assert!(
+        dns > 2 * others,
+        "the replica is on node 0: {peaks:?}; {}",
+        replay("the_nodes_running_cluster_dns_carry_a_conntrack_entry_for_every_client_flow_they_serve", seed)
+    );
+}

@@ -247,13 +247,42 @@ impl Engine {
             self.net.dropped_dead += 1;
             return;
         };
-        if pkt.transport == Transport::Udp && self.lost(node, self.insts[inst].node) {
+        let server_node = self.insts[inst].node;
+        if pkt.transport == Transport::Udp && self.lost(node, server_node) {
             self.net.dropped_loss += 1;
+            return;
+        }
+        // The replica's node tracks the flow too (forwarded to its pod, already DNATed): DNS nodes
+        // carry an entry per client flow besides their own upstream flows (sources.md#conntrack-table-size).
+        if server_node != node && !self.track_on(server_node, Tuple { proto: proto(pkt.transport), src: pkt.src, dst: target }) {
+            self.net.dropped_table_full += 1;
             return;
         }
         let at = now + self.latency(node, self.insts[inst].node) + self.tcp_delay(&pkt, now);
         let pkt = Packet { dst: target, ..pkt };
         self.push(at, Ev::Query { inst, pkt, client_node: Some(node) });
+    }
+
+    /// A packet of an un-NATed flow through `node`'s conntrack: refreshes its entry or inserts one;
+    /// false when a full table refuses it.
+    pub(super) fn track_on(&mut self, node: NodeId, t: Tuple) -> bool {
+        let now = self.now;
+        let ct = &mut self.nodes[node].ct;
+        if let Some((orig, is_reply)) = ct.lookup(now, &t) {
+            ct.touch(now, orig, is_reply);
+            return true;
+        }
+        let pending = ct.begin(t, t.dst);
+        matches!(ct.confirm(now, pending, None, &mut self.rng), Verdict::Accept { .. })
+    }
+
+    /// A reply through `node`'s conntrack: refreshes the entry it belongs to, if there is one.
+    pub(super) fn track_reply_on(&mut self, node: NodeId, reply: Tuple) {
+        let now = self.now;
+        let ct = &mut self.nodes[node].ct;
+        if let Some((orig, true)) = ct.lookup(now, &reply) {
+            ct.touch(now, orig, true);
+        }
     }
 
     /// Extra delay before a TCP message: the handshake of a new (or expired) connection.
@@ -347,6 +376,9 @@ impl Engine {
         if !self.insts[inst].alive {
             return;
         }
+        // The answer passes the instance's node's conntrack (un-SNAT), refreshing the flow's entry.
+        let (node, local) = (self.insts[inst].node, SocketAddr::new(self.insts[inst].ip, frame.node_addr.port()));
+        self.track_reply_on(node, Tuple { proto: proto(transport), src: up, dst: local });
         if transport == Transport::Tcp {
             // The ACK of the response is a packet the ENI sends too.
             self.eni(self.insts[inst].node, 1);
@@ -372,6 +404,10 @@ impl Engine {
         };
         let dest_node = self.owner_node(owner);
         let now = self.now;
+        let server_node = self.insts[inst].node;
+        if client_node.is_some_and(|cn| cn != server_node) {
+            self.track_reply_on(server_node, Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst });
+        }
         let src = match client_node {
             Some(cn) => {
                 let ct = &mut self.nodes[cn].ct;
