@@ -479,3 +479,32 @@ fn cluster_answers_are_memoised_and_never_outlive_a_state_change() {
     let a = parse(&drain(&mut srv).pop().expect("answer"));
     assert_eq!(a.answers[0].data, RData::A(A::new(10, 96, 12, 8)));
 }
+
+#[test]
+fn identical_questions_in_flight_share_an_upstream_exchange_unless_coalescing_is_off() {
+    let corefile = ".:53 {\n    forward . 192.0.2.1\n}\n";
+    for coalesce in [true, false] {
+        let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None).expect("parses");
+        let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid");
+        cfg.coalesce = coalesce;
+        let mut srv = Server::new(Arc::new(cfg), Arc::new(ClusterState::default()), 42);
+        let mut out = Vec::new();
+        for id in 1..=3 {
+            srv.handle_query(Duration::ZERO, client(Transport::Udp), &query(id, "www.example.org.", RecordType::A), &mut out);
+        }
+        let sent: Vec<Transmit> = drain(&mut srv).into_iter().filter(|t| matches!(t.dest, Dest::Upstream { .. })).collect();
+        assert_eq!(sent.len(), if coalesce { 1 } else { 3 }, "coalesce {coalesce}");
+        // Every client gets its answer either way.
+        let mut answered = 0;
+        for t in &sent {
+            let Dest::Upstream { addr, transport } = t.dest else { continue };
+            srv.handle_upstream(Duration::from_millis(1), addr, transport, &answer(&t.payload, 1, false));
+        }
+        for t in drain(&mut srv) {
+            if matches!(t.dest, Dest::Client(_)) {
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, 3, "coalesce {coalesce}");
+    }
+}

@@ -285,6 +285,50 @@ impl Autoscaler {
     }
 }
 
+/// The DNS server a replica runs. Every replica runs the ndots resolver; `CoreDns` switches off
+/// what ndots does that CoreDNS never did, so a failing side measures CoreDNS. Covered so far: no
+/// merging of identical in-flight questions (each client query is its own upstream query; CoreDNS's
+/// `forward` has no singleflight). Not yet: CoreDNS's cache, autopath and buffer-size behaviour;
+/// its memory is the separate `MemoryModel::CoreDns`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerProfile {
+    #[default]
+    Ndots,
+    /// CoreDNS, with the release as written (`coredns-1.6.7`), when known.
+    CoreDns(Option<String>),
+}
+
+impl ServerProfile {
+    /// `ndots`, `coredns` or `coredns-MAJOR.MINOR[.PATCH]`.
+    pub fn parse(s: &str) -> Result<ServerProfile, String> {
+        match s {
+            "ndots" => Ok(ServerProfile::Ndots),
+            "coredns" => Ok(ServerProfile::CoreDns(None)),
+            _ => match s.strip_prefix("coredns-") {
+                Some(v) if v.split('.').count() >= 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) => {
+                    Ok(ServerProfile::CoreDns(Some(v.to_string())))
+                }
+                _ => Err(format!("server `{s}`: expected `ndots`, `coredns` or `coredns-VERSION` such as coredns-1.6.7")),
+            },
+        }
+    }
+
+    /// Whether identical in-flight questions share one upstream exchange.
+    pub fn coalesces(&self) -> bool {
+        *self == ServerProfile::Ndots
+    }
+}
+
+impl std::fmt::Display for ServerProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerProfile::Ndots => f.write_str("ndots"),
+            ServerProfile::CoreDns(None) => f.write_str("coredns"),
+            ServerProfile::CoreDns(Some(v)) => write!(f, "coredns-{v}"),
+        }
+    }
+}
+
 /// How a replica's memory is counted against its limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MemoryModel {
@@ -360,6 +404,8 @@ pub struct ClusterSpec {
     pub conntrack_max_per_core: usize,
     pub conntrack_min: usize,
     pub coredns_replicas: usize,
+    /// The server the cluster DNS replicas run: ndots, or CoreDNS as it behaved.
+    pub server: ServerProfile,
     /// node-local-dns on every node, if deployed.
     pub node_local: Option<NodeLocal>,
     /// Memory limit of the CoreDNS replicas (None: unlimited).
@@ -412,6 +458,7 @@ impl ClusterSpec {
             kernel: Kernel::new(5, 15),
             proxy: ProxyMode::Iptables,
             kube_proxy: KubeProxyConfig::default(),
+            server: ServerProfile::Ndots,
             conntrack_max_per_core: 32768,
             conntrack_min: 131072,
             coredns_replicas: 2,

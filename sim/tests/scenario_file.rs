@@ -184,6 +184,18 @@ fn the_version_is_required_and_checked() {
 }
 
 #[test]
+fn the_replicas_server_is_ndots_or_coredns_by_release() {
+    use sim::spec::ServerProfile;
+    assert_eq!(load("version: 1\n").expect("loads").spec.server, ServerProfile::Ndots);
+    let sc = load("version: 1\ncoredns:\n  server: coredns-1.6.7\n").expect("loads");
+    assert_eq!(sc.spec.server, ServerProfile::CoreDns(Some("1.6.7".into())));
+    assert_eq!(sc.spec.server.to_string(), "coredns-1.6.7");
+    assert!(!sc.spec.server.coalesces());
+    let e = err("version: 1\ncoredns:\n  server: bind9\n");
+    assert!(e.starts_with("test.yaml:3:") && e.contains("expected `ndots`, `coredns` or `coredns-VERSION`"), "{e}");
+}
+
+#[test]
 fn a_kube_proxy_version_is_a_quoted_release() {
     let sc = load("version: 1\nkube_proxy:\n  version: v1.32.4\n").expect("loads");
     assert_eq!(sc.spec.kube_proxy.version, netmodel::dnat::KubeProxyVersion::new(1, 32));

@@ -56,6 +56,9 @@ pub const PLUGIN_ORDER: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub servers: Vec<ServerConfig>,
+    /// Identical questions in flight share one upstream exchange (ndots; on by default). CoreDNS
+    /// never merges them: the simulator turns this off where a replica stands for CoreDNS.
+    pub coalesce: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,7 +224,7 @@ impl Config {
                 }
             }
         }
-        Ok(Config { servers })
+        Ok(Config { servers, coalesce: true })
     }
 }
 

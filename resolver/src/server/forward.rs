@@ -22,7 +22,8 @@ impl Server {
         let (qname, qtype, qclass, cd) = (task.current.clone(), task.qtype, task.qclass, task.cd);
         // Coalesce identical in-flight queries into one upstream exchange. A waiter costs no upstream
         // query; their number per exchange is bounded so memory stays bounded.
-        if let Some(&xid) = self.coalesce.get(&(bi, fi, key.clone()))
+        if self.cfg.coalesce
+            && let Some(&xid) = self.coalesce.get(&(bi, fi, key.clone()))
             && let Some(XKind::Query { waiters, .. }) = self.exchanges.get_mut(&xid).map(|x| &mut x.kind)
         {
             if waiters.len() >= MAX_WAITERS {
@@ -75,7 +76,9 @@ impl Server {
             client_tcp,
         };
         self.exchanges.insert(xid, x);
-        self.coalesce.insert((bi, fi, key), xid);
+        if self.cfg.coalesce {
+            self.coalesce.insert((bi, fi, key), xid);
+        }
         self.next_attempt(now, xid);
     }
 

@@ -112,7 +112,14 @@ impl Engine {
             let seed = spec.seed ^ (0x5eed_0000 + r as u64);
             insts.push(Inst {
                 relist_until: Some(Duration::ZERO),
-                ..Inst::new(InstKind::ClusterDns, *node, *ip, server_for(&corefile, az, state.clone(), seed)?, corefile, seed)
+                ..Inst::new(
+                    InstKind::ClusterDns,
+                    *node,
+                    *ip,
+                    server_for(&corefile, az, spec.server.coalesces(), state.clone(), seed)?,
+                    corefile,
+                    seed,
+                )
             });
         }
         let mut nodes = nodes;
@@ -131,7 +138,8 @@ impl Engine {
                     InstKind::NodeLocal,
                     i,
                     NODE_LOCAL_IP,
-                    server_for(&corefile, n.az, state.clone(), seed)?,
+                    // node-local-dns runs ndots here (node-cache's CoreDNS is not modelled yet).
+                    server_for(&corefile, n.az, true, state.clone(), seed)?,
                     corefile,
                     seed,
                 ));
@@ -228,9 +236,10 @@ pub(crate) fn node_resolv_conf(az: usize) -> String {
 }
 
 /// A resolver as it starts on a node of `az`: its Corefile's files are the node's, never the host's.
-pub(super) fn server_for(corefile: &str, az: usize, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
+pub(super) fn server_for(corefile: &str, az: usize, coalesce: bool, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
     let rc = node_resolv_conf(az);
-    let cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
+    let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
+    cfg.coalesce = coalesce;
     Ok(Server::new(Arc::new(cfg), state, seed))
 }

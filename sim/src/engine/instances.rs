@@ -41,7 +41,7 @@ impl Engine {
         let seed = self.spec.seed ^ (0x5eed_0000 + self.replica_ips.len() as u64);
         let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
         // The Corefile parsed when the cluster was built, so it parses again.
-        let Ok(server) = server_for(&corefile, self.nodes[node].az, self.state.clone(), seed) else { return };
+        let Ok(server) = server_for(&corefile, self.nodes[node].az, self.spec.server.coalesces(), self.state.clone(), seed) else { return };
         self.insts.push(Inst {
             alive: false,
             relist_until: Some(self.now + relist),
@@ -142,7 +142,8 @@ impl Engine {
             i.relist_until = Some(now + relist);
         }
         i.seed = i.seed.wrapping_add(0x9e37_79b9);
-        match server_for(&i.corefile, self.nodes[i.node].az, self.state.clone(), i.seed) {
+        let coalesce = i.kind != InstKind::ClusterDns || self.spec.server.coalesces();
+        match server_for(&i.corefile, self.nodes[i.node].az, coalesce, self.state.clone(), i.seed) {
             Ok(s) => i.server = s,
             Err(_) => return,
         }

@@ -102,6 +102,9 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
 
     let d = raw.coredns.unwrap_or_default();
     spec.coredns_replicas = d.replicas.unwrap_or(spec.coredns_replicas);
+    if let Some(server) = &d.server {
+        spec.server = crate::spec::ServerProfile::parse(server).map_err(|e| err_at(&["coredns", "server"], e))?;
+    }
     spec.corefile = match (d.corefile, d.corefile_file) {
         (Some(_), Some(_)) => {
             return Err(err_at(

@@ -108,6 +108,8 @@ pub(super) struct RawIpvs {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawCoreDns {
     pub(super) replicas: Option<usize>,
+    /// `ndots` (the default), `coredns` or `coredns-1.6.7`: the server the replicas run.
+    pub(super) server: Option<String>,
     pub(super) corefile: Option<String>,
     pub(super) corefile_file: Option<PathBuf>,
     pub(super) memory: Option<RawMemory>,

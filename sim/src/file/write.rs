@@ -100,6 +100,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
     });
     let coredns = RawCoreDns {
         replicas: differs(s.coredns_replicas, d.coredns_replicas),
+        server: differs(s.server.to_string(), d.server.to_string()),
         corefile: differs(s.corefile.clone(), d.corefile.clone()),
         corefile_file: None,
         memory,
