@@ -1,5 +1,7 @@
 //! S8 topology: 2 nodes with a CoreDNS replica each (2 ENIs), 60 glibc pods looking up external
 //! names; the AWS resolver allows 1024 packets/s per ENI (sources.md#incident-s8, sources.md#cloud-resolver-limits).
+//! The replicas behave as CoreDNS (`ServerProfile::CoreDns`): every query a pod sends that misses the
+//! cache is its own upstream query, as CoreDNS's `forward` has no merging of identical questions.
 
 use crate::*;
 
@@ -13,6 +15,7 @@ pub fn spec(seed: u64, lookups_per_sec: f64, names: &[&str], edit: fn(&str) -> S
     let mut spec = cluster(seed, 2, 2, 60, lookups_per_sec / 60.0, names, 10);
     spec.azs = 1;
     spec.corefile = edit(&spec.corefile);
+    spec.server = sim::spec::ServerProfile::CoreDns(None);
     spec
 }
 
