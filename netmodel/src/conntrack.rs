@@ -481,30 +481,12 @@ impl Conntrack {
     /// `conntrack -D --orig-dst VIP --dst-nat TARGET_IP -p udp` (kube-proxy ClearEntriesForNAT, sources.md#stale-udp-conntrack).
     /// Returns how many entries went.
     pub fn delete_nat(&mut self, vip: SocketAddr, target_ip: std::net::IpAddr, proto: Proto) -> usize {
-        let doomed: Vec<Tuple> = self
-            .entries()
-            .filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip.ip() && e.reply.src.ip() == target_ip)
-            .map(|e| e.orig)
-            .collect();
-        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst.ip() == vip.ip() && c.1.ip() == target_ip));
-        for t in &doomed {
-            if self.remove_entry(t) {
-                self.counters.deleted += 1;
-            }
-        }
-        doomed.len()
+        self.delete_where(|o, to| o.proto == proto && o.dst.ip() == vip.ip() && to.ip() == target_ip)
     }
 
     /// `conntrack -D --orig-dst VIP -p udp` (ClearEntriesForIP, on a service going from 0 to ≥1 endpoints).
     pub fn delete_dst(&mut self, vip_ip: std::net::IpAddr, proto: Proto) -> usize {
-        let doomed: Vec<Tuple> = self.entries().filter(|e| e.orig.proto == proto && e.orig.dst.ip() == vip_ip).map(|e| e.orig).collect();
-        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst.ip() == vip_ip));
-        for t in &doomed {
-            if self.remove_entry(t) {
-                self.counters.deleted += 1;
-            }
-        }
-        doomed.len()
+        self.delete_where(|o, _| o.proto == proto && o.dst.ip() == vip_ip)
     }
 
     /// Points a flow's replies at a new destination (IPVS rescheduled it).
@@ -520,18 +502,20 @@ impl Conntrack {
     /// The reconciler's delete (kube-proxy 1.32+): the service's entries whose reply does not come
     /// from a serving endpoint (pointing at a deleted pod, or not DNATed at all).
     pub fn delete_stale(&mut self, vip: SocketAddr, serving: &[SocketAddr], proto: Proto) -> usize {
-        let doomed: Vec<Tuple> = self
-            .entries()
-            .filter(|e| e.orig.proto == proto && e.orig.dst == vip && !serving.contains(&e.reply.src))
-            .map(|e| e.orig)
-            .collect();
-        self.clashes.retain(|_, c| !(c.0.proto == proto && c.0.dst == vip && !serving.contains(&c.1)));
-        for t in &doomed {
+        self.delete_where(|o, to| o.proto == proto && o.dst == vip && !serving.contains(&to))
+    }
+
+    /// Deletes the entries, race-3 clash entries included, whose original tuple and NAT target
+    /// `doomed` picks (what `conntrack -D` with filters does); returns how many full entries went.
+    fn delete_where(&mut self, doomed: impl Fn(&Tuple, SocketAddr) -> bool) -> usize {
+        let gone: Vec<Tuple> = self.entries().filter(|e| doomed(&e.orig, e.nat_target())).map(|e| e.orig).collect();
+        self.clashes.retain(|_, c| !doomed(&c.0, c.1));
+        for t in &gone {
             if self.remove_entry(t) {
                 self.counters.deleted += 1;
             }
         }
-        doomed.len()
+        gone.len()
     }
 
     /// Non-ASSURED entries (what early drop can evict).
