@@ -276,12 +276,17 @@ impl Engine {
         matches!(ct.confirm(now, pending, None, &mut self.rng), Verdict::Accept { .. })
     }
 
-    /// A reply through `node`'s conntrack: refreshes the entry it belongs to, if there is one.
-    pub(super) fn track_reply_on(&mut self, node: NodeId, reply: Tuple) {
+    /// A reply through `node`'s conntrack: refreshes the entry it belongs to and returns that
+    /// entry's original tuple (what un-NAT restores), if there is one.
+    pub(super) fn track_reply_on(&mut self, node: NodeId, reply: Tuple) -> Option<Tuple> {
         let now = self.now;
         let ct = &mut self.nodes[node].ct;
-        if let Some((orig, true)) = ct.lookup(now, &reply) {
-            ct.touch(now, orig, true);
+        match ct.lookup(now, &reply) {
+            Some((orig, true)) => {
+                ct.touch(now, orig, true);
+                Some(orig)
+            }
+            _ => None,
         }
     }
 
@@ -405,29 +410,21 @@ impl Engine {
         let dest_node = self.owner_node(owner);
         let now = self.now;
         let server_node = self.insts[inst].node;
+        let reply = Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst };
         if client_node.is_some_and(|cn| cn != server_node) {
-            self.track_reply_on(server_node, Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst });
+            self.track_reply_on(server_node, reply);
         }
+        // Un-NAT through the asker's node; no entry (expired, deleted): not un-NATed, and the
+        // asker's socket ignores it.
         let src = match client_node {
-            Some(cn) => {
-                let ct = &mut self.nodes[cn].ct;
-                let reply = Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst };
-                match ct.lookup(now, &reply) {
-                    Some((orig, true)) => {
-                        ct.touch(now, orig, true);
-                        orig.dst
-                    }
-                    // No entry (expired, deleted): not un-NATed; the socket ignores it.
-                    _ => pkt.src,
-                }
-            }
+            Some(cn) => self.track_reply_on(cn, reply).map_or(pkt.src, |o| o.dst),
             None => pkt.src,
         };
-        if pkt.transport == Transport::Udp && self.lost(self.insts[inst].node, dest_node) {
+        if pkt.transport == Transport::Udp && self.lost(server_node, dest_node) {
             self.net.dropped_loss += 1;
             return;
         }
-        let at = now + self.latency(self.insts[inst].node, dest_node);
+        let at = now + self.latency(server_node, dest_node);
         self.push(at, Ev::Answer { owner, pkt: Packet { src, ..pkt } });
     }
 }
