@@ -18,7 +18,7 @@ use resolver::{ClusterState, Config, Server};
 
 use crate::client::{Call, PodAddrs, Process, ResolvConf};
 use crate::report::{NetCounters, Report, Wire};
-use crate::spec::{ClusterSpec, ProxyMode};
+use crate::spec::{ClusterSpec, ProxyMode, ServerProfile};
 
 use super::queue::COMPACT_MIN;
 use super::state::{cluster_list, dump_items};
@@ -116,7 +116,7 @@ impl Engine {
                     InstKind::ClusterDns,
                     *node,
                     *ip,
-                    server_for(&corefile, az, spec.server.coalesces(), state.clone(), seed)?,
+                    server_for(&corefile, az, profile(&spec, InstKind::ClusterDns), state.clone(), seed)?,
                     corefile,
                     seed,
                 )
@@ -138,8 +138,7 @@ impl Engine {
                     InstKind::NodeLocal,
                     i,
                     NODE_LOCAL_IP,
-                    // node-local-dns runs ndots here (node-cache's CoreDNS is not modelled yet).
-                    server_for(&corefile, n.az, true, state.clone(), seed)?,
+                    server_for(&corefile, n.az, profile(&spec, InstKind::NodeLocal), state.clone(), seed)?,
                     corefile,
                     seed,
                 ));
@@ -235,11 +234,26 @@ pub(crate) fn node_resolv_conf(az: usize) -> String {
     format!("nameserver {}\n", upstream_ip(az))
 }
 
+/// The server an instance runs: the scenario's for the cluster DNS replicas; node-local-dns runs
+/// ndots (node-cache's CoreDNS is not modelled yet).
+pub(super) fn profile(spec: &ClusterSpec, kind: InstKind) -> &ServerProfile {
+    match kind {
+        InstKind::ClusterDns => &spec.server,
+        InstKind::NodeLocal => &ServerProfile::Ndots,
+    }
+}
+
 /// A resolver as it starts on a node of `az`: its Corefile's files are the node's, never the host's.
-pub(super) fn server_for(corefile: &str, az: usize, coalesce: bool, state: Arc<ClusterState>, seed: u64) -> Result<Server, SimError> {
+pub(super) fn server_for(
+    corefile: &str,
+    az: usize,
+    profile: &ServerProfile,
+    state: Arc<ClusterState>,
+    seed: u64,
+) -> Result<Server, SimError> {
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
     let rc = node_resolv_conf(az);
     let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
-    cfg.coalesce = coalesce;
+    cfg.coalesce = profile.coalesces();
     Ok(Server::new(Arc::new(cfg), state, seed))
 }
