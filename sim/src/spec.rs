@@ -146,8 +146,14 @@ impl Default for Latency {
     }
 }
 
-/// The insertion-race parameters (sources.md#incident-catalogue conventions): `W_race` 20 µs, `p_cpu_split` 0.5,
-/// and how often a same-target race is race 2 rather than race 1 [unverified; tunable].
+/// The insertion-race parameters (sources.md#conntrack-race). A race needs two packets of one flow,
+/// so only libraries sending A and AAAA from one socket are exposed (two sockets are two flows).
+/// `window` (20 µs): how close the second packet must follow the first [unverified].
+/// `p_cpu_split` (0.5): the chance such a one-thread pair (glibc's `sendmmsg`, musl's and c-ares'
+/// sequential sends) is processed on two CPUs at once; `kernel-check` measures 0 on this machine's
+/// kernel through a veth, production reports say busy nodes do it [assumption, swept in
+/// ARCHITECTURE.md]. `p_reply_tuple_taken` (0.5): how often a same-target race is race 2 rather
+/// than race 1, which only kernels before 5.0 tell apart [unverified].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RaceParams {
     pub window: Duration,

@@ -16,6 +16,8 @@ use netmodel::{Kernel, Proto};
 use crate::sh;
 
 const NS: &str = "ndots-kcheck";
+/// Pairs sent per send path in the race measurement.
+const PAIRS: u32 = 2000;
 
 /// The hidden helper run inside the namespace: `__udp serve PORT [silent]` answers every datagram
 /// with its own port number (or never); `__udp send SRC VIP` sends one and prints the answer.
@@ -44,6 +46,8 @@ pub fn helper(args: &[String]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        [cmd, path, n] if cmd == "pairs" => crate::race::pairs(path, n),
+        [cmd, ip, port] if cmd == "echo" => crate::race::echo(ip, port),
         _ => ExitCode::from(2),
     }
 }
@@ -150,6 +154,12 @@ pub fn check() -> ExitCode {
     }
     let result = run_cases();
     let _ = sh(&["ip", "netns", "del", NS]);
+    // The insertion race by send path (race.rs), in namespaces of its own.
+    let result = result.and_then(|ok| {
+        let kernel = this_kernel().ok_or("cannot read the kernel version")?;
+        let rows = crate::race::measure(PAIRS)?;
+        Ok(crate::race::compare(kernel, &rows) && ok)
+    });
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -16,7 +16,9 @@
 //!   with nightly and libFuzzer (installs cargo-fuzz if missing), seeded from the checked-in corpus;
 //!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
 //! - `kernel-check`: netmodel's conntrack beside the real kernel's for the same packets (see
-//!   `kernel.rs`); root, network namespaces, iptables and conntrack.
+//!   `kernel.rs`), then the insertion race by send path (threads, `sendmmsg`, sequential sends, two
+//!   sockets) through a veth, beside the model (`race.rs`); root, network namespaces, iptables and
+//!   conntrack.
 //! - `client-check [CASE...]`: the client-library models beside real glibc, musl and Go on the wire
 //!   (see `clients.rs`); root, network namespaces, gcc, musl-gcc, go.
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
@@ -27,6 +29,7 @@ use std::time::Instant;
 
 mod clients;
 mod kernel;
+mod race;
 mod rss;
 mod soak;
 #[cfg(test)]
