@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 pub use sim::client::Hints;
-pub use sim::spec::{ClusterSpec, Fault, PodGroup, ProxyMode};
+pub use sim::spec::{ClusterSpec, Fault, PodGroup, ProxyMode, ServerProfile};
 pub use sim::{Report, run};
 
 pub mod s01;
@@ -55,6 +55,11 @@ pub fn cluster(seed: u64, nodes: usize, replicas: usize, pods: usize, rate: f64,
 }
 
 /// Lookups of `name` in a report.
+/// The same cluster with CoreDNS (of `version`, when a source names one) on the cluster DNS replicas.
+pub fn on_coredns(version: Option<&str>, spec: ClusterSpec) -> ClusterSpec {
+    ClusterSpec { server: ServerProfile::CoreDns(version.map(str::to_string)), ..spec }
+}
+
 pub fn lookups<'a>(r: &'a Report, name: &'a str) -> impl Iterator<Item = &'a sim::report::LookupRecord> {
     r.lookups.iter().filter(move |l| l.name == name)
 }

@@ -24,7 +24,7 @@ fn peak_mib(r: &Report) -> u64 {
 fn every_coredns_replica_is_oom_killed_by_the_relist_and_crash_loops() {
     let seed = seed(4);
     let hint = replay(FILE, "every_coredns_replica_is_oom_killed_by_the_relist_and_crash_loops", seed);
-    let r = run(spec(seed, "verified", coredns(), 170)).expect("runs");
+    let r = run(on_coredns(None, spec(seed, "verified", coredns(), 170))).expect("runs");
     // Before the restart: steady, under the limit, all lookups fine.
     assert!(r.series.iter().take(19).all(|s| s.replicas == 2 && s.memory_max < 170 << 20), "{hint}");
     assert!(r.lookups.iter().filter(|l| l.end < Duration::from_secs(20)).all(|l| l.ok), "{hint}");
@@ -41,9 +41,9 @@ fn every_coredns_replica_is_oom_killed_by_the_relist_and_crash_loops() {
 fn pods_insecure_without_autopath_or_a_larger_limit_survive() {
     let seed = seed(4);
     let hint = replay(FILE, "pods_insecure_without_autopath_or_a_larger_limit_survive", seed);
-    let insecure = run(spec(seed, "insecure", coredns(), 170)).expect("runs");
+    let insecure = run(on_coredns(None, spec(seed, "insecure", coredns(), 170))).expect("runs");
     assert_eq!(insecure.net.restarts, 0, "{hint}");
-    let big = run(spec(seed, "verified", coredns(), 400)).expect("runs");
+    let big = run(on_coredns(None, spec(seed, "verified", coredns(), 400))).expect("runs");
     assert_eq!(big.net.restarts, 0, "{hint}");
     assert!(peak_mib(&big) > 170, "it needed more than 170Mi: {} MiB; {hint}", peak_mib(&big));
 }
@@ -54,6 +54,6 @@ fn ndots_autopath_stays_inside_the_limit_through_the_relist() {
     let hint = replay(FILE, "ndots_autopath_stays_inside_the_limit_through_the_relist", seed);
     let r = run(spec(seed, "verified", MemoryModel::Ndots, 170)).expect("runs");
     assert_eq!(r.net.restarts, 0, "{hint}");
-    assert!(peak_mib(&r) < 20, "peak {} MiB for 100,000 pods; {hint}", peak_mib(&r));
+    assert!(peak_mib(&r) < 20, "peak {} MiB for 45,000 pods; {hint}", peak_mib(&r));
     assert_eq!(r.success_rate(), 1.0, "{hint}");
 }

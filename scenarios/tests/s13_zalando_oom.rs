@@ -17,7 +17,7 @@ const FILE: &str = "s13_zalando_oom";
 fn held_queries_oom_kill_every_replica_at_100mi() {
     let seed = seed(13);
     let hint = replay(FILE, "held_queries_oom_kill_every_replica_at_100mi", seed);
-    let r = run(spec(seed, false, coredns(), 100)).expect("runs");
+    let r = run(on_coredns(None, spec(seed, false, coredns(), 100))).expect("runs");
     assert!(r.net.restarts >= 2, "{} OOM kills; {hint}", r.net.restarts);
     assert!(r.series.iter().any(|s| s.replicas == 0), "a total outage; {hint}");
 }
@@ -27,8 +27,8 @@ fn max_concurrent_a_larger_limit_or_ndots_memory_survive() {
     let seed = seed(13);
     let hint = replay(FILE, "max_concurrent_a_larger_limit_or_ndots_memory_survive", seed);
     for (label, s) in [
-        ("max_concurrent 1000", spec(seed, true, coredns(), 100)),
-        ("2000Mi", spec(seed, false, coredns(), 2000)),
+        ("CoreDNS 1.7.0, max_concurrent 1000", on_coredns(Some("1.7.0"), spec(seed, true, coredns(), 100))),
+        ("2000Mi", on_coredns(None, spec(seed, false, coredns(), 2000))),
         ("ndots memory", spec(seed, false, MemoryModel::Ndots, 100)),
     ] {
         let r = run(s).expect("runs");

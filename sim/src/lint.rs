@@ -185,12 +185,13 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
         for k in find(b, "kubernetes") {
             let verified = k.block.iter().any(|d| d.name.text == "pods" && d.args.first().is_some_and(|a| a.text == "verified"));
             if verified {
-                // CoreDNS watches every pod with `pods verified` (sources.md#coredns-plugins, sources.md#incident-s4, sources.md#incident-s13); the
-                // memory coefficients are the simulator's CoreDnsMemory defaults [unverified].
+                // CoreDNS watches every pod with `pods verified` (sources.md#coredns-plugins, sources.md#incident-s4); the
+                // memory coefficients are CoreDnsMemory's, from CoreDNS's published figures (sources.md#coredns-memory).
                 let m = crate::spec::CoreDnsMemory::default();
+                let steady = |p: usize| m.base + m.watched(p as u64, inp.cluster_objects.unwrap_or(0) as u64, true);
                 let msg = match (inp.cluster_pods, inp.cluster_objects) {
-                    (Some(p), o) => {
-                        let steady = m.base + p as u64 * m.per_watched_pod + o.unwrap_or(0) as u64 * m.per_object;
+                    (Some(p), _) => {
+                        let steady = steady(p);
                         let relist = m.base + 2 * (steady - m.base);
                         format!(
                             "`pods verified` makes every replica watch all {p} pods: about {} MiB steady and {} MiB while the informers relist after an apiserver restart, against a limit of {} MiB{}",
@@ -202,16 +203,13 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                     }
                     (None, _) => "`pods verified` makes every replica watch every pod in the cluster: memory grows with the cluster and doubles while the informers relist after an apiserver restart (give --cluster-state for an estimate)".into(),
                 };
-                let over = inp.cluster_pods.is_some_and(|p| {
-                    let steady = m.base + p as u64 * m.per_watched_pod + inp.cluster_objects.unwrap_or(0) as u64 * m.per_object;
-                    m.base + 2 * (steady - m.base) > inp.memory_limit
-                });
+                let over = inp.cluster_pods.is_some_and(|p| m.base + 2 * (steady(p) - m.base) > inp.memory_limit);
                 out.push(Finding {
                     id: "pods-verified-memory",
                     severity: if over { Severity::Error } else { Severity::Warning },
                     at: at(k),
                     message: msg,
-                    source: "docs/sources.md#coredns-plugins, S4 (docs/sources.md#incident-s4), S13 (docs/sources.md#incident-s13)",
+                    source: "docs/sources.md#coredns-memory, S4 (docs/sources.md#incident-s4)",
                     fix:
                         "use `pods insecure` (or disabled); CoreDNS's autopath needs verified, ndots' autopath does not (24 bytes per pod)"
                             .into(),

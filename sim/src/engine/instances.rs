@@ -107,8 +107,7 @@ impl Engine {
                     .iter()
                     .filter_map(|s| s.kubernetes.as_ref())
                     .any(|k| k.pods == resolver::config::PodsMode::Verified);
-                let objects = 2 * state.services.len() as u64;
-                let watched = objects * m.per_object + if verified { state.pods.len() as u64 * m.per_watched_pod } else { 0 };
+                let watched = m.watched(state.pods.len() as u64, state.services.len() as u64, verified);
                 m.base
                     + watched * if relisting { 2 } else { 1 }
                     + i.server.in_flight() as u64 * m.per_inflight
