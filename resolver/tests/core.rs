@@ -508,3 +508,32 @@ fn identical_questions_in_flight_share_an_upstream_exchange_unless_coalescing_is
         assert_eq!(answered, 3, "coalesce {coalesce}");
     }
 }
+
+#[test]
+fn a_shared_forward_table_refuses_across_blocks_when_full_and_frees_a_slot_per_answer() {
+    // dnsmasq's one table for every forward (kube-dns in the simulator): cluster names to kubedns and
+    // other names upstream take slots from the same 2.
+    let corefile = "cluster.local:53 {\n    forward . 127.0.0.1:10053\n}\n.:53 {\n    forward . 192.0.2.1\n}\n";
+    let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None).expect("parses");
+    let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid");
+    cfg.forward_table = Some(2);
+    let mut srv = Server::new(Arc::new(cfg), Arc::new(ClusterState::default()), 42);
+    let mut out = Vec::new();
+    let names = ["a.example.org.", "web.default.svc.cluster.local.", "b.example.org."];
+    for (id, name) in names.iter().enumerate() {
+        srv.handle_query(Duration::ZERO, client(Transport::Udp), &query(id as u16 + 1, name, RecordType::A), &mut out);
+    }
+    let all = drain(&mut srv);
+    let sent: Vec<&Transmit> = all.iter().filter(|t| matches!(t.dest, Dest::Upstream { .. })).collect();
+    assert_eq!(sent.len(), 2, "two slots, one per block");
+    let refused: Vec<Message> = all.iter().filter(|t| matches!(t.dest, Dest::Client(_))).map(parse).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].metadata.response_code, hickory_proto::op::ResponseCode::Refused);
+    assert_eq!(refused[0].queries[0].name().to_ascii(), "b.example.org.");
+    // One answer frees one slot: the next name is forwarded again.
+    let Dest::Upstream { addr, transport } = sent[0].dest else { unreachable!() };
+    srv.handle_upstream(Duration::from_millis(1), addr, transport, &answer(&sent[0].payload, 1, false));
+    drain(&mut srv);
+    srv.handle_query(Duration::from_millis(2), client(Transport::Udp), &query(9, "c.example.org.", RecordType::A), &mut out);
+    assert_eq!(drain(&mut srv).iter().filter(|t| matches!(t.dest, Dest::Upstream { .. })).count(), 1);
+}

@@ -59,6 +59,12 @@ pub struct Config {
     /// Identical questions in flight share one upstream exchange (ndots; on by default). CoreDNS
     /// never merges them: the simulator turns this off where a replica stands for CoreDNS.
     pub coalesce: bool,
+    /// One table of forwards shared by every `forward` of every block, REFUSED when full: dnsmasq's
+    /// 150 (`FTABSIZ`), where the simulator runs kube-dns. CoreDNS and ndots have none (`None`).
+    pub forward_table: Option<usize>,
+    /// How long a forwarded query is tried before SERVFAIL: CoreDNS's 5 s (`FORWARD_DEADLINE`);
+    /// dnsmasq holds a forward 10 s (`TIMEOUT`), where the simulator runs kube-dns.
+    pub forward_deadline: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,7 +230,7 @@ impl Config {
                 }
             }
         }
-        Ok(Config { servers, coalesce: true })
+        Ok(Config { servers, coalesce: true, forward_table: None, forward_deadline: FORWARD_DEADLINE })
     }
 }
 

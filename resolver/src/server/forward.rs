@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cache::{self};
-use crate::config::{FORWARD_DEADLINE, Policy};
+use crate::config::Policy;
 use crate::wire::{self, Layout};
 
 use super::{CacheFill, Dest, Exchange, FILLS_MAX, MAX_WAITERS, Now, Server, TimerKind, Transmit, Transport, XKind};
@@ -39,6 +39,10 @@ impl Server {
         {
             return self.refuse(now, tid);
         }
+        if self.cfg.forward_table.is_some_and(|max| self.fwd_table >= max) {
+            return self.refuse(now, tid);
+        }
+        self.fwd_table += 1;
         self.blocks[bi].fwd_inflight[fi] += 1;
         let f = &self.blocks[bi].cfg.forward[fi];
         let mut order = f.to.clone();
@@ -65,7 +69,7 @@ impl Server {
             upstream: f.to[0],
             transport: Transport::Udp,
             id: 0,
-            deadline: now + FORWARD_DEADLINE,
+            deadline: now + self.cfg.forward_deadline,
             read_timeout: f.read_timeout,
             attempt: 0,
             max_fails: f.max_fails,
@@ -189,6 +193,7 @@ impl Server {
             && let Some(slot) = self.blocks.get_mut(block).and_then(|b| b.fwd_inflight.get_mut(fwd))
         {
             *slot = slot.saturating_sub(1);
+            self.fwd_table = self.fwd_table.saturating_sub(1);
         }
     }
 

@@ -223,6 +223,8 @@ pub struct Server {
     free: Vec<usize>,
     exchanges: BTreeMap<u64, Exchange>,
     next_xid: u64,
+    /// Forwards in flight across all blocks (for `Config::forward_table`).
+    fwd_table: usize,
     /// (upstream, DNS id) → exchange.
     wire_ids: BTreeMap<(SocketAddr, u16), u64>,
     /// (block, forward, cache key) → exchange, for coalescing identical in-flight queries.
@@ -302,6 +304,7 @@ impl Server {
             free: Vec::new(),
             exchanges: BTreeMap::new(),
             next_xid: 1,
+            fwd_table: 0,
             wire_ids: BTreeMap::new(),
             coalesce: BTreeMap::new(),
             health: BTreeMap::new(),
@@ -383,6 +386,8 @@ impl Server {
             .collect();
         self.cfg = cfg;
         self.generation += 1;
+        // Like each block's `max_concurrent` count, the shared table starts again with the config.
+        self.fwd_table = 0;
         self.memo.clear();
         // Old-generation exchanges may no longer be coalesced onto.
         self.coalesce.clear();
