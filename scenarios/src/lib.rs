@@ -54,11 +54,12 @@ pub fn cluster(seed: u64, nodes: usize, replicas: usize, pods: usize, rate: f64,
     spec
 }
 
-/// Lookups of `name` in a report.
 /// The same cluster with CoreDNS (of `version`, when a source names one) on the cluster DNS replicas.
 pub fn on_coredns(version: Option<&str>, spec: ClusterSpec) -> ClusterSpec {
     ClusterSpec { server: ServerProfile::CoreDns(version.map(str::to_string)), ..spec }
 }
+
+/// Lookups of `name` in a report.
 
 pub fn lookups<'a>(r: &'a Report, name: &'a str) -> impl Iterator<Item = &'a sim::report::LookupRecord> {
     r.lookups.iter().filter(move |l| l.name == name)

@@ -1,39 +1,23 @@
-//! S15 topology: kube-dns as it ran before CoreDNS, its dnsmasq holding at most 150 forwards
-//! (`--dns-forward-max`, sources.md#kube-dns, sources.md#incident-s15) and its sidecar's health check failing while
-//! dnsmasq is at the limit; one replica (as small clusters ran kube-dns), 40 glibc pods looking up new external names (180/s), the
-//! cloud resolver turning slow (1.5 s) at 5 s. Mitigated: CoreDNS's kubeadm Corefile
-//! (`max_concurrent 1000`) with a health check that does not depend on the forwards.
+//! S15 topology: kube-dns as it ran before CoreDNS (`server: kube-dns`): dnsmasq holding at most 150
+//! forwards in one table for cluster names (to kubedns) and external names alike, and the sidecar's
+//! probe through dnsmasq deciding its liveness (sources.md#kube-dns, sources.md#incident-s15); one
+//! replica (as small clusters ran kube-dns), 40 glibc pods looking up new external names (180/s),
+//! the cloud resolver turning slow (1.5 s) at 5 s. Mitigated: CoreDNS's kubeadm Corefile
+//! (`max_concurrent 1000`, cluster names never forwarded) with a health check that does not depend
+//! on the forwards.
 
 use std::time::Duration;
 
 use crate::*;
 
-/// dnsmasq's behaviour in ndots' terms: the same forward limit, a 1,000-entry cache without negative
-/// caching (`--cache-size=1000 --no-negcache`; CoreDNS's minimum capacity is 1,024).
-pub const KUBE_DNS_COREFILE: &str = ".:53 {
-    errors
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-    }
-    forward . /etc/resolv.conf {
-       max_concurrent 150
-    }
-    cache 30 {
-       success 1024
-       disable denial
-    }
-}
-";
-
 pub fn spec(seed: u64, kube_dns: bool) -> ClusterSpec {
-    let mut spec = cluster(seed, 2, 1, 40, 6.0, &["img-{n}.example.com.", "web"], 60);
+    let mut spec = cluster(seed, 2, 1, 40, 6.0, &["img-{n}.example.com.", "web"], 120);
     // Three new external names for each cluster name: 180 forwarded lookups/s, 360 queries/s.
     spec.pods[0].names = vec![("img-{n}.example.com.".into(), 3), ("web".into(), 1)];
     spec.azs = 1;
     spec.eni_limit = None;
     if kube_dns {
-        spec.corefile = KUBE_DNS_COREFILE.to_string();
+        spec.server = ServerProfile::KubeDns;
         spec.liveness = Some(sim::spec::Liveness::KUBE_DNS);
     }
     spec.faults = vec![(Duration::from_secs(5), Fault::UpstreamSlow { az: 0, delay: Duration::from_millis(1500) })];

@@ -130,7 +130,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
             "dropped_blackhole": n.dropped_blackhole, "dropped_fragments": n.dropped_fragments, "dropped_loss": n.dropped_loss,
             "dropped_unnat": n.dropped_unnat,
             "rejected": n.rejected, "upstream_packets": n.upstream_packets, "upstream_queries": n.upstream_queries,
-            "tcp_connections": n.tcp_connections, "restarts": n.restarts,
+            "tcp_connections": n.tcp_connections, "restarts": n.restarts, "probes": n.probes, "probes_failed": n.probes_failed,
         },
         "conntrack_max": r.conntrack_max,
         "events": r.events.iter().filter(|(_, e)| !is_race(e)).map(|(t, e)| json!({"t_s": t.as_secs_f64(), "event": e})).collect::<Vec<_>>(),

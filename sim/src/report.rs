@@ -265,6 +265,10 @@ pub struct NetCounters {
     /// conntrack entry was gone (deleted by kube-proxy, expired) so nothing un-NATed them, and the
     /// libraries accept answers only from the nameserver they asked (kubernetes#45976).
     pub dropped_unnat: u64,
+    /// The sidecar's probe queries (`liveness`): sent, and failed (an error, no records, no answer
+    /// within 2 s).
+    pub probes: u64,
+    pub probes_failed: u64,
 }
 
 /// Counters of one simulated second, what the report's per-second series show.

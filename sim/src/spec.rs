@@ -244,12 +244,11 @@ pub enum Fault {
     },
 }
 
-/// kube-dns's liveness coupling (sources.md#kube-dns, sources.md#incident-s15): dnsmasq refuses new forwards at
-/// `--dns-forward-max` (150, the Corefile's `max_concurrent` here); the sidecar's health query is one
-/// of them, so a probe fails when forwards were refused since the last one, and after
-/// `failure_threshold` failures `period` apart the kubelet restarts the container
-/// (CrashLoopBackOff). The probe settings are the Kubernetes defaults (10 s, 3 failures)
-/// [unverified for the kube-dns manifest].
+/// The kubelet's liveness check of each replica (sources.md#kube-dns, sources.md#incident-s15): every
+/// `period` it reads the health the sidecar's probe query last found (a real query through the
+/// replica's port 53 every 5 s; `engine/kube_dns.rs`) and restarts the container after
+/// `failure_threshold` failures in a row (CrashLoopBackOff), then waits out the 60 s initial delay.
+/// kube-dns's manifest: the default 10 s period, failureThreshold 5.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Liveness {
     pub period: Duration,
@@ -257,7 +256,7 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub const KUBE_DNS: Liveness = Liveness { period: Duration::from_secs(10), failure_threshold: 3 };
+    pub const KUBE_DNS: Liveness = Liveness { period: Duration::from_secs(10), failure_threshold: 5 };
 }
 
 /// cluster-proportional-autoscaler, linear mode (sources.md#dns-autoscaler): replicas =
@@ -302,19 +301,23 @@ pub enum ServerProfile {
     Ndots,
     /// CoreDNS, with the release as written (`coredns-1.6.7`), when known.
     CoreDns(Option<String>),
+    /// kube-dns: dnsmasq (before 2.83) in front of kubedns, one table of 150 forwards, the
+    /// sidecar's probe through dnsmasq (sources.md#kube-dns; the simulator's `engine/kube_dns.rs`).
+    KubeDns,
 }
 
 impl ServerProfile {
-    /// `ndots`, `coredns` or `coredns-MAJOR.MINOR[.PATCH]`.
+    /// `ndots`, `coredns`, `coredns-MAJOR.MINOR[.PATCH]` or `kube-dns`.
     pub fn parse(s: &str) -> Result<ServerProfile, String> {
         match s {
             "ndots" => Ok(ServerProfile::Ndots),
+            "kube-dns" => Ok(ServerProfile::KubeDns),
             "coredns" => Ok(ServerProfile::CoreDns(None)),
             _ => match s.strip_prefix("coredns-") {
                 Some(v) if v.split('.').count() >= 2 && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) => {
                     Ok(ServerProfile::CoreDns(Some(v.to_string())))
                 }
-                _ => Err(format!("server `{s}`: expected `ndots`, `coredns` or `coredns-VERSION` such as coredns-1.6.7")),
+                _ => Err(format!("server `{s}`: expected `ndots`, `coredns`, `coredns-VERSION` such as coredns-1.6.7, or `kube-dns`")),
             },
         }
     }
@@ -331,6 +334,7 @@ impl std::fmt::Display for ServerProfile {
             ServerProfile::Ndots => f.write_str("ndots"),
             ServerProfile::CoreDns(None) => f.write_str("coredns"),
             ServerProfile::CoreDns(Some(v)) => write!(f, "coredns-{v}"),
+            ServerProfile::KubeDns => f.write_str("kube-dns"),
         }
     }
 }
@@ -397,11 +401,14 @@ pub struct NodeLocal {
     /// iptables mode: also bind the kube-dns ClusterIP, so pods need no change. Otherwise pods point
     /// at 169.254.20.10.
     pub bind_kube_dns: bool,
+    /// What each node's cache runs: node-cache embeds CoreDNS (`coredns`, the default: no merging of
+    /// identical in-flight questions); `ndots` where ndots replaces it.
+    pub server: ServerProfile,
 }
 
 impl NodeLocal {
     pub fn template() -> NodeLocal {
-        NodeLocal { corefile: NODE_LOCAL_COREFILE.to_string(), bind_kube_dns: true }
+        NodeLocal { corefile: NODE_LOCAL_COREFILE.to_string(), bind_kube_dns: true, server: ServerProfile::CoreDns(None) }
     }
 }
 
@@ -458,6 +465,9 @@ pub struct ClusterSpec {
     /// A liveness probe on the cluster DNS replicas that fails while forwards are refused at the
     /// concurrency limit (kube-dns's sidecar checking dnsmasq), restarting the container.
     pub liveness: Option<Liveness>,
+    /// From a new replica's creation to its passing readiness probe, when it joins the endpoints
+    /// [unverified: 2 s; the kubeadm manifest probes /ready every 10 s, the first can pass sooner].
+    pub replica_startup: Duration,
     /// How long the control plane takes to notice a dead node (kube-controller-manager
     /// `--node-monitor-grace-period`: 40 s [unverified for releases after 1.31, which may use 50 s]).
     pub node_monitor_grace: Duration,
@@ -514,6 +524,7 @@ impl ClusterSpec {
             faults: Vec::new(),
             trace_queries: false,
             node_monitor_grace: Duration::from_secs(40),
+            replica_startup: Duration::from_secs(2),
             liveness: None,
         }
     }

@@ -184,7 +184,7 @@ fn the_version_is_required_and_checked() {
 }
 
 #[test]
-fn the_replicas_server_is_ndots_or_coredns_by_release() {
+fn the_replicas_server_is_ndots_coredns_by_release_or_kube_dns() {
     use sim::spec::ServerProfile;
     assert_eq!(load("version: 1\n").expect("loads").spec.server, ServerProfile::Ndots);
     let sc = load("version: 1\ncoredns:\n  server: coredns-1.6.7\n").expect("loads");
@@ -192,7 +192,11 @@ fn the_replicas_server_is_ndots_or_coredns_by_release() {
     assert_eq!(sc.spec.server.to_string(), "coredns-1.6.7");
     assert!(!sc.spec.server.coalesces());
     let e = err("version: 1\ncoredns:\n  server: bind9\n");
-    assert!(e.starts_with("test.yaml:3:") && e.contains("expected `ndots`, `coredns` or `coredns-VERSION`"), "{e}");
+    assert!(e.starts_with("test.yaml:3:") && e.contains("expected `ndots`, `coredns`, `coredns-VERSION`"), "{e}");
+    assert!(e.contains("or `kube-dns`"), "{e}");
+    let kd = load("version: 1\ncoredns:\n  server: kube-dns\n").expect("loads");
+    assert_eq!((kd.spec.server.clone(), kd.spec.server.to_string()), (ServerProfile::KubeDns, "kube-dns".to_string()));
+    assert!(!kd.spec.server.coalesces(), "dnsmasq before 2.83 forwards identical queries independently");
 }
 
 #[test]

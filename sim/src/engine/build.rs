@@ -212,6 +212,9 @@ impl Engine {
         e.push(Duration::from_secs(1), Ev::Sample);
         if let Some(l) = e.spec.liveness {
             e.push(l.period, Ev::Liveness);
+            // The sidecar staggers its first probe at random within its period.
+            let first = Duration::from_micros(e.rng.u64(..super::kube_dns::PROBE_EVERY.as_micros() as u64));
+            e.push(first, Ev::Probe);
         }
         for i in 0..e.insts.len() {
             e.drain_inst(i);
@@ -234,12 +237,12 @@ pub(crate) fn node_resolv_conf(az: usize) -> String {
     format!("nameserver {}\n", upstream_ip(az))
 }
 
-/// The server an instance runs: the scenario's for the cluster DNS replicas; node-local-dns runs
-/// ndots (node-cache's CoreDNS is not modelled yet).
+/// The server an instance runs: the scenario's for the cluster DNS replicas and for node-local-dns
+/// (node-cache's CoreDNS unless it says `ndots`).
 pub(super) fn profile(spec: &ClusterSpec, kind: InstKind) -> &ServerProfile {
-    match kind {
-        InstKind::ClusterDns => &spec.server,
-        InstKind::NodeLocal => &ServerProfile::Ndots,
+    match (kind, &spec.node_local) {
+        (InstKind::NodeLocal, Some(nl)) => &nl.server,
+        _ => &spec.server,
     }
 }
 
@@ -251,9 +254,15 @@ pub(super) fn server_for(
     state: Arc<ClusterState>,
     seed: u64,
 ) -> Result<Server, SimError> {
+    // kube-dns has no Corefile: its dnsmasq and kubedns as server blocks (kube_dns.rs).
+    let corefile = if *profile == ServerProfile::KubeDns { super::KUBE_DNS_COREFILE } else { corefile };
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
     let rc = node_resolv_conf(az);
     let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
     cfg.coalesce = profile.coalesces();
+    if *profile == ServerProfile::KubeDns {
+        cfg.forward_table = Some(super::FORWARD_TABLE);
+        cfg.forward_deadline = super::kube_dns::FORWARD_TIMEOUT;
+    }
     Ok(Server::new(Arc::new(cfg), state, seed))
 }

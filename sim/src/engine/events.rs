@@ -5,7 +5,6 @@ use std::time::Duration;
 use crate::report::Wire;
 use crate::spec::Fault;
 
-use super::instances::REPLICA_STARTUP;
 use super::{Engine, Frame, InstId, InstKind, NodeId, Owner, Packet, PodId, to_res};
 
 #[derive(Debug)]
@@ -50,8 +49,10 @@ pub(super) enum Ev {
     FromUpstreamLate {
         frame: Frame,
     },
-    /// The replicas' liveness probes run.
+    /// The kubelet checks the replicas' liveness.
     Liveness,
+    /// kube-dns's sidecar sends its probe query.
+    Probe,
     /// The control plane notices a node that went down.
     NodeNotReady {
         node: NodeId,
@@ -108,6 +109,9 @@ impl Engine {
             Ev::Answer { owner, pkt } => match owner {
                 Owner::Pod(p) => self.at_pod(p, pkt),
                 Owner::Inst(i) => {
+                    if self.probe_answer(i, &pkt) {
+                        return;
+                    }
                     if self.insts[i].alive {
                         self.insts[i].server.handle_upstream(self.now, pkt.src, to_res(pkt.transport), &pkt.payload);
                         self.drain_inst(i);
@@ -129,32 +133,8 @@ impl Engine {
                 None => self.upstream_answer(frame),
             },
             Ev::FromUpstreamLate { frame } => self.upstream_answer(frame),
-            Ev::Liveness => {
-                let Some(l) = self.spec.liveness else { return };
-                for inst in 0..self.insts.len() {
-                    let i = &mut self.insts[inst];
-                    if i.kind != InstKind::ClusterDns || !i.alive {
-                        continue;
-                    }
-                    // The sidecar's probe query needs a forward too: it fails if forwards were refused
-                    // for being over the limit since the last probe.
-                    let refused: u64 = i.server.metrics.blocks.iter().map(|b| b.forward_max_concurrent_rejects).sum();
-                    if refused > i.probe_refused {
-                        i.probe_failures += 1;
-                    } else {
-                        i.probe_failures = 0;
-                    }
-                    i.probe_refused = refused;
-                    if i.probe_failures >= l.failure_threshold {
-                        i.probe_failures = 0;
-                        self.crash(
-                            inst,
-                            format!("liveness probe failed {} times: forwards refused at the concurrency limit", l.failure_threshold),
-                        );
-                    }
-                }
-                self.push(self.now + l.period, Ev::Liveness);
-            }
+            Ev::Liveness => self.liveness(),
+            Ev::Probe => self.probe_all(),
             Ev::ReplicaReady { inst } => {
                 if let Some(i) = self.insts.get_mut(inst) {
                     i.alive = true;
@@ -174,7 +154,7 @@ impl Engine {
                     return;
                 }
                 self.spawn_replica();
-                self.push(self.now + REPLICA_STARTUP, Ev::RollNext { old });
+                self.push(self.now + self.spec.replica_startup, Ev::RollNext { old });
             }
             Ev::RollNext { mut old } => {
                 let first = old.remove(0);

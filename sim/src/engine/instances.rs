@@ -13,10 +13,6 @@ use crate::spec::MemoryModel;
 use super::build::{pod_ip, profile, server_for};
 use super::{Engine, Ev, Inst, InstId, InstKind, NodeId, Owner, Packet, from_res, to_res, upstream_ip};
 
-/// From pod creation to a passing readiness probe for a new replica [unverified: 2 s; the
-/// kubeadm manifest probes /ready every 10 s, the first probe can pass sooner].
-pub(super) const REPLICA_STARTUP: Duration = Duration::from_secs(2);
-
 impl Engine {
     pub(super) fn ready_endpoints(&self) -> Vec<SocketAddr> {
         self.insts
@@ -27,7 +23,7 @@ impl Engine {
     }
 
     /// A new CoreDNS replica on the node with the fewest (a new pod IP, in the cluster state at once);
-    /// it joins the endpoints when its readiness probe passes, `REPLICA_STARTUP` later.
+    /// it joins the endpoints when its readiness probe passes, `ClusterSpec::replica_startup` later.
     pub(super) fn spawn_replica(&mut self) {
         let node = (0..self.nodes.len())
             .filter(|&n| !self.nodes[n].down)
@@ -53,7 +49,7 @@ impl Engine {
         let inst = self.insts.len() - 1;
         self.replica_by_ip.insert(ip, inst);
         self.report.events.push((self.now, format!("replica {ip} created on node {node}")));
-        self.push(self.now + REPLICA_STARTUP, Ev::ReplicaReady { inst });
+        self.push(self.now + self.spec.replica_startup, Ev::ReplicaReady { inst });
     }
 
     /// The Deployment now wants `replicas`: the newest extra replicas are deleted at once, missing
@@ -161,10 +157,11 @@ impl Engine {
 
     /// The process died (the loop plugin halted it, or the OOM killer): CrashLoopBackOff (10 s,
     /// doubling, at most 5 min).
-    pub(super) fn crash(&mut self, inst: InstId, why: String) {
+    /// The instance's process dies; the kubelet restarts it after its back-off. Returns when.
+    pub(super) fn crash(&mut self, inst: InstId, why: String) -> Duration {
         let i = &mut self.insts[inst];
         if !i.alive {
-            return;
+            return self.now;
         }
         i.alive = false;
         let backoff = Duration::from_secs(10u64.saturating_mul(1 << i.restarts.min(5)).min(300));
@@ -176,6 +173,7 @@ impl Engine {
         if was_replica {
             self.endpoints_changed();
         }
+        self.now + backoff
     }
 
     pub(super) fn at_inst(&mut self, inst: InstId, pkt: Packet, client_node: Option<NodeId>) {
@@ -278,7 +276,8 @@ impl Engine {
         }
         if let Some(why) = self.insts[inst].server.halted() {
             let why = why.to_string();
-            return self.crash(inst, why);
+            self.crash(inst, why);
+            return;
         }
         let r = &mut self.insts[inst];
         let next = r.server.poll_timeout();

@@ -20,6 +20,7 @@ mod events;
 mod faults;
 mod frame;
 mod instances;
+mod kube_dns;
 mod network;
 mod pods;
 mod queue;
@@ -47,6 +48,7 @@ use queue::Scheduled;
 
 pub(crate) use build::node_resolv_conf;
 pub use frame::{Frame, upstream_ip};
+pub(crate) use kube_dns::{FORWARD_TABLE, KUBE_DNS_COREFILE};
 
 /// The kube-dns ClusterIP.
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
@@ -141,9 +143,8 @@ struct Inst {
     unnoticed: bool,
     /// Deleted and out of the endpoints, still answering until its lameduck ends.
     terminating: bool,
-    /// Consecutive failed liveness probes, and the refused forwards counted at the last probe.
-    probe_failures: u32,
-    probe_refused: u64,
+    /// The sidecar's probe and the kubelet's liveness count (kube-dns).
+    probe: kube_dns::Probe,
 }
 
 impl Inst {
@@ -163,8 +164,7 @@ impl Inst {
             relist_until: None,
             unnoticed: false,
             terminating: false,
-            probe_failures: 0,
-            probe_refused: 0,
+            probe: kube_dns::Probe::default(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub(super) fn cluster_list(
             "metadata": {"name": format!("{name}-sim"), "namespace": "kube-system", "labels": {"kubernetes.io/service-name": name}},
             "endpoints": endpoints, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}));
     }
+    // The apiserver's Service, which every cluster has (kube-dns's sidecar probes its SRV records).
+    items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}));
     // Application services the workloads look up: `web` and `api` in every namespace.
     for (i, ns) in namespaces.iter().enumerate() {
         for (j, svc) in ["web", "api"].iter().enumerate() {
@@ -82,7 +85,8 @@ pub(super) fn cluster_list(
 }
 
 /// The objects of a `kubectl get ... -o yaml|json` dump that join the simulated state: everything
-/// but kube-dns's own Services and EndpointSlices, which the simulator owns.
+/// but kube-dns's own Services and EndpointSlices and the `kubernetes` Service, which the simulator
+/// owns.
 pub(super) fn dump_items(text: &str) -> Result<Vec<serde_json::Value>, SimError> {
     let doc: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| SimError::Spec(format!("cluster state dump: {e}")))?;
     let items = match doc.get("items").and_then(|i| i.as_array()) {
@@ -94,10 +98,11 @@ pub(super) fn dump_items(text: &str) -> Result<Vec<serde_json::Value>, SimError>
         let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = o["metadata"]["name"].as_str().unwrap_or_default();
         let svc = o["metadata"]["labels"]["kubernetes.io/service-name"].as_str().unwrap_or_default();
-        ns == "kube-system"
-            && ((kind == "Service" && name.starts_with("kube-dns"))
-                || (kind == "EndpointSlice" && svc.starts_with("kube-dns"))
-                || (kind == "Endpoints" && name.starts_with("kube-dns")))
+        (ns == "default" && kind == "Service" && name == "kubernetes")
+            || ns == "kube-system"
+                && ((kind == "Service" && name.starts_with("kube-dns"))
+                    || (kind == "EndpointSlice" && svc.starts_with("kube-dns"))
+                    || (kind == "Endpoints" && name.starts_with("kube-dns")))
     };
     Ok(items.into_iter().filter(|o| !owned(o)).collect())
 }

@@ -102,6 +102,7 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
 
     let d = raw.coredns.unwrap_or_default();
     spec.coredns_replicas = d.replicas.unwrap_or(spec.coredns_replicas);
+    spec.replica_startup = d.startup.unwrap_or(spec.replica_startup);
     if let Some(server) = &d.server {
         spec.server = crate::spec::ServerProfile::parse(server).map_err(|e| err_at(&["coredns", "server"], e))?;
     }
@@ -176,6 +177,18 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
             (None, None) => nl.corefile,
         };
         nl.bind_kube_dns = n.bind_kube_dns.unwrap_or(nl.bind_kube_dns);
+        if let Some(server) = &n.server {
+            nl.server = match crate::spec::ServerProfile::parse(server) {
+                Ok(crate::spec::ServerProfile::KubeDns) => {
+                    return Err(err_at(
+                        &["node_local", "server"],
+                        "node-local-dns runs `coredns` (node-cache) or `ndots`, not kube-dns".into(),
+                    ));
+                }
+                Ok(p) => p,
+                Err(e) => return Err(err_at(&["node_local", "server"], e)),
+            };
+        }
         spec.node_local = Some(nl);
     }
 

@@ -108,7 +108,7 @@ pub(super) struct RawIpvs {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawCoreDns {
     pub(super) replicas: Option<usize>,
-    /// `ndots` (the default), `coredns` or `coredns-1.6.7`: the server the replicas run.
+    /// `ndots` (the default), `coredns`, `coredns-1.6.7` or `kube-dns`: the server the replicas run.
     pub(super) server: Option<String>,
     pub(super) corefile: Option<String>,
     pub(super) corefile_file: Option<PathBuf>,
@@ -116,6 +116,9 @@ pub(super) struct RawCoreDns {
     pub(super) autoscaler: Option<RawAutoscaler>,
     /// kube-dns's sidecar liveness coupling: `{}` for its defaults.
     pub(super) liveness: Option<RawLiveness>,
+    /// A new replica's creation to ready.
+    #[serde(with = "humantime_serde::option")]
+    pub(super) startup: Option<Duration>,
 }
 
 #[skip_serializing_none]
@@ -170,6 +173,7 @@ pub(super) struct RawNodeLocal {
     pub(super) corefile: Option<String>,
     pub(super) corefile_file: Option<PathBuf>,
     pub(super) bind_kube_dns: Option<bool>,
+    pub(super) server: Option<String>,
 }
 
 #[skip_serializing_none]

@@ -105,6 +105,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         corefile_file: None,
         memory,
         autoscaler,
+        startup: differs(s.replica_startup, d.replica_startup),
         liveness: s.liveness.map(|l| {
             let k = crate::spec::Liveness::KUBE_DNS;
             RawLiveness { period: differs(l.period, k.period), failure_threshold: differs(l.failure_threshold, k.failure_threshold) }
@@ -116,6 +117,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
             corefile: differs(n.corefile.clone(), dn.corefile),
             corefile_file: None,
             bind_kube_dns: differs(n.bind_kube_dns, dn.bind_kube_dns),
+            server: differs(n.server.clone(), dn.server).map(|s| s.to_string()),
         }
     });
     let upstream = RawUpstream {
