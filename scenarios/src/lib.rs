@@ -60,7 +60,6 @@ pub fn on_coredns(version: Option<&str>, spec: ClusterSpec) -> ClusterSpec {
 }
 
 /// Lookups of `name` in a report.
-
 pub fn lookups<'a>(r: &'a Report, name: &'a str) -> impl Iterator<Item = &'a sim::report::LookupRecord> {
     r.lookups.iter().filter(move |l| l.name == name)
 }
