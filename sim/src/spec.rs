@@ -153,17 +153,21 @@ impl Default for Latency {
 /// sequential sends) is processed on two CPUs at once; `kernel-check` measures 0 on this machine's
 /// kernel through a veth, production reports say busy nodes do it [assumption, swept in
 /// ARCHITECTURE.md]. `p_reply_tuple_taken` (0.5): how often a same-target race is race 2 rather
-/// than race 1, which only kernels before 5.0 tell apart [unverified].
+/// than race 1, which only kernels before 5.0 tell apart [unverified]. `p_nfqueue` (0.65): the
+/// chance such a pair races when a policy agent queues new flows to user space before conntrack
+/// confirms them, which replaces `p_cpu_split` there; `kernel-check` measures 0.64-0.68 for glibc's
+/// `sendmmsg` with a consumer that accepts at once [measured; a slower agent holds longer].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RaceParams {
     pub window: Duration,
     pub p_cpu_split: f64,
     pub p_reply_tuple_taken: f64,
+    pub p_nfqueue: f64,
 }
 
 impl Default for RaceParams {
     fn default() -> Self {
-        RaceParams { window: Duration::from_micros(20), p_cpu_split: 0.5, p_reply_tuple_taken: 0.5 }
+        RaceParams { window: Duration::from_micros(20), p_cpu_split: 0.5, p_reply_tuple_taken: 0.5, p_nfqueue: 0.65 }
     }
 }
 
@@ -439,8 +443,9 @@ pub struct ClusterSpec {
     /// IP fragments between the nodes and the cloud resolver are dropped (sources.md#incident-s18): a UDP
     /// answer over the 1500-byte MTU (1472 bytes of DNS payload) never arrives.
     pub drop_fragments: bool,
-    /// A network-policy agent NFQUEUEs new flows on kernels without the 2024 nfnetlink_queue fix:
-    /// insertion races drop again on any kernel (sources.md#incident-s20).
+    /// A network-policy agent NFQUEUEs the first packets of new flows: a one-socket pair races in
+    /// conntrack `race.p_nfqueue` of the time, and on kernels before 6.12 (8af79d3edb5f) the loser is
+    /// dropped whatever else the kernel fixed (sources.md#incident-s20).
     pub nfqueue: bool,
     /// The cluster-proportional-autoscaler (dns-autoscaler), if it manages the replicas.
     pub autoscaler: Option<Autoscaler>,

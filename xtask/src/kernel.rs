@@ -48,6 +48,7 @@ pub fn helper(args: &[String]) -> ExitCode {
         }
         [cmd, path, n] if cmd == "pairs" => crate::race::pairs(path, n),
         [cmd, ip, port] if cmd == "echo" => crate::race::echo(ip, port),
+        [cmd, num] if cmd == "nfqueue" => crate::race::nfqueue(num),
         _ => ExitCode::from(2),
     }
 }

@@ -17,8 +17,8 @@
 //!   new inputs go to `target/fuzz/corpus/`, crashes to `target/fuzz/artifacts/`.
 //! - `kernel-check`: netmodel's conntrack beside the real kernel's for the same packets (see
 //!   `kernel.rs`), then the insertion race by send path (threads, `sendmmsg`, sequential sends, two
-//!   sockets) through a veth, beside the model (`race.rs`); root, network namespaces, iptables and
-//!   conntrack.
+//!   sockets, `sendmmsg` through a policy agent's NFQUEUE) through a veth, beside the model
+//!   (`race.rs`); root, network namespaces, iptables and conntrack.
 //! - `client-check [CASE...]`: the client-library models beside real glibc, musl and Go on the wire
 //!   (see `clients.rs`); root, network namespaces, gcc, musl-gcc, go.
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config

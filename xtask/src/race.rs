@@ -12,7 +12,10 @@
 //! - `threads`: two threads, one socket, released together (the kernel selftest `udpclash.c`);
 //! - `sendmmsg`: one thread, both datagrams in one `sendmmsg` (glibc's default);
 //! - `sequential`: one thread, two `sendto` calls on one socket (musl, c-ares);
-//! - `sockets`: two sockets, two threads (Go's native resolver; `single-request-reopen`).
+//! - `sockets`: two sockets, two threads (Go's native resolver; `single-request-reopen`);
+//! - `nfqueue`: glibc's `sendmmsg` with a network-policy agent queueing new flows to user space
+//!   before conntrack confirms them (iptables `NFQUEUE` in the node's INPUT, a consumer that accepts
+//!   each packet: the kernel selftest `nft_queue.sh`'s udp race, e306e3739d9a).
 //!
 //! `KRACE_LOAD=K` runs K more senders of the same path at once (a busy node's softirq).
 
@@ -40,16 +43,18 @@ pub enum Path {
     Sendmmsg,
     Sequential,
     Sockets,
+    Nfqueue,
 }
 
 impl Path {
-    const ALL: [Path; 4] = [Path::Threads, Path::Sendmmsg, Path::Sequential, Path::Sockets];
+    const ALL: [Path; 5] = [Path::Threads, Path::Sendmmsg, Path::Sequential, Path::Sockets, Path::Nfqueue];
     fn name(self) -> &'static str {
         match self {
             Path::Threads => "threads",
             Path::Sendmmsg => "sendmmsg",
             Path::Sequential => "sequential",
             Path::Sockets => "sockets",
+            Path::Nfqueue => "nfqueue",
         }
     }
     fn parse(s: &str) -> Option<Path> {
@@ -109,7 +114,7 @@ fn one_pair(path: Path, to: SocketAddr, i: u32) -> std::io::Result<[Option<u16>;
                 }
             });
         }
-        Path::Sendmmsg => {
+        Path::Sendmmsg | Path::Nfqueue => {
             let SocketAddr::V4(v4) = to else { return Err(std::io::Error::other("IPv4 only")) };
             let addr = SockaddrIn::from(v4);
             let iovs: Vec<[std::io::IoSlice; 1]> = q.iter().map(|q| [std::io::IoSlice::new(q.as_bytes())]).collect();
@@ -146,6 +151,26 @@ pub fn echo(ip: &str, port: &str) -> ExitCode {
         let mut answer = b[..n].to_vec();
         answer.extend_from_slice(format!(" {port}").as_bytes());
         let _ = s.send_to(&answer, from);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The NFQUEUE number the policy agent's rule sends new flows to.
+const QUEUE: u16 = 7;
+
+/// `__udp nfqueue NUM`, run in the node namespace: a policy agent that accepts every packet queued
+/// to NUM, one at a time, as it arrives.
+pub fn nfqueue(num: &str) -> ExitCode {
+    let Ok(num) = num.parse::<u16>() else { return ExitCode::from(2) };
+    let Ok(mut q) = nfq::Queue::open() else { return ExitCode::FAILURE };
+    if q.bind(num).is_err() {
+        return ExitCode::FAILURE;
+    }
+    while let Ok(mut msg) = q.recv() {
+        msg.set_verdict(nfq::Verdict::Accept);
+        if q.verdict(msg).is_err() {
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }
@@ -227,8 +252,18 @@ fn setup(servers: &mut Vec<Child>) -> Result<(), String> {
         c.args(["netns", "exec", NODE]).arg(&exe).args(["__udp", "echo", NODE_IP, &backend.to_string()]);
         servers.push(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?);
     }
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", NODE]).arg(&exe).args(["__udp", "nfqueue", &QUEUE.to_string()]);
+    servers.push(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?);
     std::thread::sleep(Duration::from_millis(300));
     Ok(())
+}
+
+/// The policy agent's rule: the packets of new flows to the backends go to the queue before
+/// conntrack confirms them (INPUT runs before the confirm at the end of LOCAL_IN).
+fn queue_rule(op: &str) -> Result<String, String> {
+    let q = QUEUE.to_string();
+    in_netns(NODE, &["iptables", op, "INPUT", "-p", "udp", "-m", "conntrack", "--ctstate", "NEW", "-j", "NFQUEUE", "--queue-num", &q])
 }
 
 fn measure_path(path: Path, n: u32) -> Result<Measured, String> {
@@ -240,19 +275,34 @@ fn measure_path(path: Path, n: u32) -> Result<Measured, String> {
     for _ in 0..load {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", POD, &exe, "__udp", "pairs", path.name(), &n.to_string()]);
-        loaders.push(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?);
+        loaders.push(c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?);
+    }
+    if path == Path::Nfqueue {
+        queue_rule("-A")?;
     }
     let before = stats()?;
-    let out = in_netns(POD, &[&exe, "__udp", "pairs", path.name(), &n.to_string()])?;
+    let out = in_netns(POD, &[&exe, "__udp", "pairs", path.name(), &n.to_string()]);
     let after = stats()?;
-    for c in &mut loaders {
-        let _ = c.wait();
+    if path == Path::Nfqueue {
+        queue_rule("-D")?;
     }
-    let w: Vec<u32> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let [_same, split, lost] = w[..] else { return Err(format!("pairs printed {out:?}")) };
+    let out = out?;
+    // The table counts every sender's overlaps, so every sender's pairs count.
+    let mut outs = vec![out];
+    for c in loaders {
+        let o = c.wait_with_output().map_err(|e| e.to_string())?;
+        outs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+    }
+    let (mut split, mut lost) = (0, 0);
+    for out in &outs {
+        let w: Vec<u32> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let [_same, s, l] = w[..] else { return Err(format!("pairs printed {out:?}")) };
+        split += s;
+        lost += l;
+    }
     Ok(Measured {
         path: path.name(),
-        pairs: n,
+        pairs: n * outs.len() as u32,
         clashes: after.clash_resolve - before.clash_resolve,
         dropped: after.insert_failed - before.insert_failed,
         split,
@@ -269,7 +319,7 @@ pub fn compare(kernel: netmodel::Kernel, rows: &[Measured]) -> bool {
         rows.first().map_or(0, |r| r.pairs)
     );
     println!(
-        "{:<11} {:>10} {:>9} {:>8} {:>13} {:>12}  simulator's overlap for this path",
+        "{:<11} {:>10} {:>9} {:>8} {:>13} {:>12}  simulator's chance of an overlap for this path",
         "path", "overlapped", "resolved", "dropped", "split k/model", "lost k/model"
     );
     let mut ok = true;
@@ -282,6 +332,11 @@ pub fn compare(kernel: netmodel::Kernel, rows: &[Measured]) -> bool {
         let sim_says = match r.path {
             "threads" => "not used: no modelled library sends from two threads".to_string(),
             "sockets" => "none: two flows (Go native, single-request-reopen)".to_string(),
+            "nfqueue" => format!(
+                "p_nfqueue {} (measured here {:.2})",
+                sim::spec::RaceParams::default().p_nfqueue,
+                overlapped as f64 / f64::from(r.pairs.max(1))
+            ),
             _ => format!("p_cpu_split {assumed} (assumption: production reports; measured here {overlapped}/{})", r.pairs),
         };
         println!(
@@ -306,7 +361,7 @@ pub fn compare(kernel: netmodel::Kernel, rows: &[Measured]) -> bool {
 /// (the overlap itself is the machine's scheduling, not the table's): (split, lost).
 pub fn model(kernel: netmodel::Kernel, path: &str, pairs: u32, overlapped: u64, seed: u64) -> (u32, u32) {
     use netmodel::conntrack::{Config, Conntrack, Race, Tuple, Verdict};
-    let mut ct = Conntrack::new(Config::for_kernel(kernel, 1 << 20));
+    let mut ct = Conntrack::new(Config { nfqueue: path == "nfqueue", ..Config::for_kernel(kernel, 1 << 20) });
     let mut rng = fastrand::Rng::with_seed(seed);
     let reply_tuple_taken = sim::spec::RaceParams::default().p_reply_tuple_taken;
     let service: SocketAddr = SERVICE.parse().expect("service");

@@ -138,6 +138,22 @@ fn the_insertion_race_drops_by_kernel_version() {
 }
 
 #[test]
+fn a_queued_race_drops_until_the_6_12_nfqueue_fix() {
+    // A policy agent's NFQUEUE: the loser is dropped before 8af79d3edb5f (6.12) even where the kernel
+    // resolves the same race without a queue, and resolved from 6.12 (kernel-check measures 6.18).
+    for (k, drops) in [(Kernel::new(5, 15), true), (Kernel::new(6, 6), true), (Kernel::new(6, 12), false), (Kernel::new(6, 18), false)] {
+        let mut ct = Conntrack::new(Config { nfqueue: true, ..Config::for_kernel(k, 1000) });
+        let t = Tuple::udp(sa("10.0.0.5:40000"), sa("10.96.0.10:53"));
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (a, b) = (ct.begin(t, sa("10.244.0.2:53")), ct.begin(t, sa("10.244.0.2:53")));
+        assert_eq!(ct.confirm(secs(0.0), a, None, &mut rng), Verdict::Accept { to: sa("10.244.0.2:53") });
+        let v = ct.confirm(secs(0.00001), b, Some(Race::SameTarget), &mut rng);
+        assert_eq!(v == Verdict::InsertFailed, drops, "kernel {k}: {v:?}");
+        assert_eq!(ct.counters.insert_failed, u64::from(drops), "kernel {k}");
+    }
+}
+
+#[test]
 fn a_full_table_early_drops_unassured_entries_then_drops_new_flows() {
     let mut ct = Conntrack::new(Config::for_kernel(Kernel::new(4, 19), 2));
     let mut rng = fastrand::Rng::with_seed(1);

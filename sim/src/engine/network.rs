@@ -146,13 +146,11 @@ impl Engine {
         let target = if let Some((orig, is_reply)) = n.ct.lookup(now, &tuple) {
             let e = n.ct.get(&orig).cloned().expect("lookup found it");
             let mut to = e.nat_target();
-            // The second packet of a new UDP flow within the race window, on another CPU: the
-            // insertion race (sources.md#conntrack-race).
-            if !is_reply
-                && pkt.transport == Transport::Udp
-                && now.saturating_sub(e.created) < race.window
-                && self.rng.f64() < race.p_cpu_split
-            {
+            // The second packet of a new UDP flow within the race window, on another CPU or while
+            // a policy agent holds the first in its queue: the insertion race
+            // (sources.md#conntrack-race).
+            let p_race = if self.spec.nfqueue { race.p_nfqueue } else { race.p_cpu_split };
+            if !is_reply && pkt.transport == Transport::Udp && now.saturating_sub(e.created) < race.window && self.rng.f64() < p_race {
                 let mine = match (&mut n.ipvs, n.rules.choose(proto(pkt.transport), pkt.dst, &mut self.rng)) {
                     (None, Some(Choice::Dnat(ep))) => ep,
                     _ => to,

@@ -214,6 +214,7 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     spec.race.window = r.window.unwrap_or(spec.race.window);
     spec.race.p_cpu_split = r.p_cpu_split.unwrap_or(spec.race.p_cpu_split);
     spec.race.p_reply_tuple_taken = r.p_reply_tuple_taken.unwrap_or(spec.race.p_reply_tuple_taken);
+    spec.race.p_nfqueue = r.p_nfqueue.unwrap_or(spec.race.p_nfqueue);
 
     for (i, p) in raw.pods.into_iter().enumerate() {
         let idx = i.to_string();

@@ -216,6 +216,7 @@ pub(super) struct RawRace {
     pub(super) window: Option<Duration>,
     pub(super) p_cpu_split: Option<f64>,
     pub(super) p_reply_tuple_taken: Option<f64>,
+    pub(super) p_nfqueue: Option<f64>,
 }
 
 #[skip_serializing_none]

@@ -135,6 +135,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         window: differs(s.race.window, d.race.window),
         p_cpu_split: differs(s.race.p_cpu_split, d.race.p_cpu_split),
         p_reply_tuple_taken: differs(s.race.p_reply_tuple_taken, d.race.p_reply_tuple_taken),
+        p_nfqueue: differs(s.race.p_nfqueue, d.race.p_nfqueue),
     };
     let pods = s
         .pods
