@@ -211,6 +211,56 @@ fn truncated_udp_answers_are_retried_over_tcp_and_truncated_per_client() {
     assert_eq!(m.answers[0].ttl, 29, "cache 30 caps the TTL, and it counts down");
 }
 
+/// A server whose `forward` behaves as CoreDNS's (the simulator's `coredns` profile): the client's
+/// EDNS size goes upstream and a truncated answer goes back to the client unless `prefer_udp`.
+fn coredns_server(corefile: &str) -> Server {
+    let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None).expect("parses");
+    let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid");
+    cfg.coalesce = false;
+    cfg.tcp_on_truncation = false;
+    for b in &mut cfg.servers {
+        b.forward_client_edns = true;
+    }
+    Server::new(Arc::new(cfg), Arc::new(ClusterState::parse(STATE, "state").expect("state")), 42)
+}
+
+fn with_edns(mut q: Vec<u8>, size: u16) -> Vec<u8> {
+    let mut m = Message::from_vec(&q).expect("parses");
+    let mut e = hickory_proto::op::Edns::new();
+    e.set_max_payload(size);
+    m.set_edns(e);
+    q = m.to_vec().expect("encode");
+    q
+}
+
+#[test]
+fn coredns_forward_sends_the_clients_edns_and_passes_truncation_back() {
+    let mut srv = coredns_server(".:53 {\n forward . 10.0.0.1\n cache 30\n}");
+    let mut out = Vec::new();
+    // No EDNS from the client: none upstream. 4096 from the client: 4096 upstream.
+    srv.handle_query(s(0.0), client(Transport::Udp), &query(5, "big.example.", RecordType::A), &mut out);
+    let q = drain(&mut srv).pop().expect("upstream query");
+    assert!(parse(&q).edns.is_none(), "no OPT when the client sent none");
+    srv.handle_query(s(0.0), client(Transport::Udp), &with_edns(query(6, "other.example.", RecordType::A), 4096), &mut out);
+    let q2 = drain(&mut srv).pop().expect("upstream query");
+    assert_eq!(parse(&q2).edns.as_ref().map(|e| e.max_payload()), Some(4096));
+    // A truncated upstream answer is the client's answer: no TCP retry, not cached.
+    srv.handle_upstream(s(0.01), up("10.0.0.1:53"), Transport::Udp, &answer(&q.payload, 0, true));
+    let a = drain(&mut srv);
+    assert_eq!(a.len(), 1, "one transmit, to the client: {:?}", a.iter().map(to_upstream).collect::<Vec<_>>());
+    assert!(to_upstream(&a[0]).is_none());
+    assert!(parse(&a[0]).metadata.truncation, "TC passed on");
+    srv.handle_query(s(0.5), client(Transport::Udp), &query(7, "big.example.", RecordType::A), &mut out);
+    assert!(drain(&mut srv).iter().any(|t| to_upstream(t).is_some()), "a truncated answer is never cached");
+    // With prefer_udp, CoreDNS asks again over TCP.
+    let mut pu = coredns_server(".:53 {\n forward . 10.0.0.1 {\n  prefer_udp\n }\n}");
+    pu.handle_query(s(0.0), client(Transport::Udp), &query(8, "big.example.", RecordType::A), &mut out);
+    let q = drain(&mut pu).pop().expect("upstream query");
+    pu.handle_upstream(s(0.01), up("10.0.0.1:53"), Transport::Udp, &answer(&q.payload, 0, true));
+    let retry = drain(&mut pu).pop().expect("retry");
+    assert_eq!(to_upstream(&retry), Some((up("10.0.0.1:53"), Transport::Tcp)));
+}
+
 #[test]
 fn answers_with_the_wrong_id_question_or_source_are_ignored() {
     let mut srv = server(".:53 {\n forward . 10.0.0.1\n}");

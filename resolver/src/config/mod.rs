@@ -65,6 +65,11 @@ pub struct Config {
     /// How long a forwarded query is tried before SERVFAIL: CoreDNS's 5 s (`FORWARD_DEADLINE`);
     /// dnsmasq holds a forward 10 s (`TIMEOUT`), where the simulator runs kube-dns.
     pub forward_deadline: std::time::Duration,
+    /// An upstream's truncated UDP answer is asked again over TCP by the server (ndots). CoreDNS's
+    /// forward does so only with `prefer_udp` and otherwise passes the truncated answer on, so the
+    /// client retries over TCP (sources.md#coredns-forward); the simulator turns this off where a
+    /// replica stands for CoreDNS. Not Corefile syntax.
+    pub tcp_on_truncation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +89,10 @@ pub struct ServerConfig {
     /// Largest UDP answer we send to an EDNS client (bufsize plugin; default 1232, range 512–4096).
     /// ndots applies 1232 even without the plugin: DNS Flag Day 2020 (sources.md#incident-s18).
     pub bufsize: u16,
+    /// Forwarded queries carry the client's EDNS buffer size (no OPT when the client sent none), as
+    /// CoreDNS forwards the request it got; ndots advertises its own `bufsize` (false). The simulator
+    /// sets it where a replica stands for CoreDNS without the `bufsize` plugin. Not Corefile syntax.
+    pub forward_client_edns: bool,
     pub reload: Option<ReloadConfig>,
     pub loadbalance: bool,
     pub loop_detect: bool,
@@ -185,6 +194,7 @@ impl Config {
                 ready: None,
                 prometheus: None,
                 bufsize: 1232,
+                forward_client_edns: false,
                 reload: None,
                 loadbalance: false,
                 loop_detect: false,
@@ -230,7 +240,7 @@ impl Config {
                 }
             }
         }
-        Ok(Config { servers, coalesce: true, forward_table: None, forward_deadline: FORWARD_DEADLINE })
+        Ok(Config { servers, coalesce: true, forward_table: None, forward_deadline: FORWARD_DEADLINE, tcp_on_truncation: true })
     }
 }
 

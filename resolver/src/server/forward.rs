@@ -20,6 +20,8 @@ impl Server {
         cache::key(&mut key, &task.current, task.qtype, task.qclass, dnssec_ok, task.cd);
         let client_tcp = task.client.is_some_and(|c| c.transport == Transport::Tcp);
         let (qname, qtype, qclass, cd) = (task.current.clone(), task.qtype, task.qclass, task.cd);
+        let block = &self.blocks[bi].cfg;
+        let edns = if block.forward_client_edns { task.edns.map(|e| e.udp_size.max(512)) } else { Some(block.bufsize) };
         // Coalesce identical in-flight queries into one upstream exchange. A waiter costs no upstream
         // query; their number per exchange is bounded so memory stays bounded.
         if self.cfg.coalesce
@@ -60,7 +62,7 @@ impl Server {
         let xid = self.next_xid;
         self.next_xid += 1;
         let x = Exchange {
-            kind: XKind::Query { block: bi, fwd: fi, key: key.clone(), waiters: vec![tid], qname, qtype, qclass, dnssec_ok, cd },
+            kind: XKind::Query { block: bi, fwd: fi, key: key.clone(), waiters: vec![tid], qname, qtype, qclass, dnssec_ok, cd, edns },
             generation: self.generation,
             order,
             cursor: 0,
@@ -140,9 +142,8 @@ impl Server {
         let attempt = x.attempt;
         let read_timeout = x.read_timeout;
         let payload = match &x.kind {
-            XKind::Query { qname, qtype, qclass, dnssec_ok, cd, block, .. } => {
-                let bufsize = self.blocks.get(*block).map_or(1232, |b| b.cfg.bufsize);
-                build_query(id, qname, *qtype, *qclass, Some((bufsize, *dnssec_ok)), *cd)
+            XKind::Query { qname, qtype, qclass, dnssec_ok, cd, edns, .. } => {
+                build_query(id, qname, *qtype, *qclass, edns.map(|size| (size, *dnssec_ok)), *cd)
             }
             // Health probe: `. IN NS`, RD=1 (sources.md#coredns-forward).
             XKind::Probe { .. } => build_query(id, &[0], wire::TYPE_NS, wire::CLASS_IN, None, false),
@@ -281,8 +282,9 @@ impl Server {
                 if let Some(u) = self.metrics.upstreams.get_mut(&from) {
                     u.responses[usize::from(rcode)] += 1;
                 }
-                if wire::flags::tc(msg) && transport == Transport::Udp {
-                    // Truncated over UDP: ask the same upstream again over TCP.
+                if wire::flags::tc(msg) && transport == Transport::Udp && (self.cfg.tcp_on_truncation || x.prefer_udp) {
+                    // Truncated over UDP: ask the same upstream again over TCP (CoreDNS: only with
+                    // prefer_udp; otherwise the truncated answer goes to the client, uncached).
                     return self.send_exchange(now, xid, from, Transport::Tcp);
                 }
                 let Ok(mut layout) = wire::layout(msg) else { return };

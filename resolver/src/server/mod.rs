@@ -172,6 +172,8 @@ enum XKind {
         qclass: u16,
         dnssec_ok: bool,
         cd: bool,
+        /// The EDNS buffer size the upstream query advertises (`None`: no OPT record).
+        edns: Option<u16>,
     },
     /// A health probe, and the probing it belongs to (`probe_keys`).
     Probe { key: u64 },
