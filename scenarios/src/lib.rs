@@ -42,9 +42,12 @@ pub fn seed(default: u64) -> u64 {
 }
 
 /// A cluster of `nodes` nodes and `replicas` CoreDNS replicas whose `pods` glibc pods each look up
-/// `names` at `rate` per second, for `secs` simulated seconds.
+/// `names` at `rate` per second, for `secs` simulated seconds. The replicas run CoreDNS (the
+/// `coredns` profile: what the incidents' clusters ran); a side whose mitigation is ndots says so
+/// with `on_ndots`.
 pub fn cluster(seed: u64, nodes: usize, replicas: usize, pods: usize, rate: f64, names: &[&str], secs: u64) -> ClusterSpec {
     let mut spec = ClusterSpec::smoke(seed);
+    spec.server = ServerProfile::CoreDns(None);
     spec.nodes = nodes;
     spec.azs = nodes.min(3);
     spec.coredns_replicas = replicas;
@@ -57,6 +60,11 @@ pub fn cluster(seed: u64, nodes: usize, replicas: usize, pods: usize, rate: f64,
 /// The same cluster with CoreDNS (of `version`, when a source names one) on the cluster DNS replicas.
 pub fn on_coredns(version: Option<&str>, spec: ClusterSpec) -> ClusterSpec {
     ClusterSpec { server: ServerProfile::CoreDns(version.map(str::to_string)), ..spec }
+}
+
+/// The same cluster with ndots on the cluster DNS replicas (where ndots is the mitigation).
+pub fn on_ndots(spec: ClusterSpec) -> ClusterSpec {
+    ClusterSpec { server: ServerProfile::Ndots, ..spec }
 }
 
 /// Lookups of `name` in a report.

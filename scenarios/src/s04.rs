@@ -37,7 +37,7 @@ pub fn incident() -> Incident {
         source: "talk (CoreDNS getting OOM-killed); kubernetes#139117",
         seed: 4,
         failure: Case { label: "CoreDNS, 170Mi", spec: |s| on_coredns(None, spec(s, "verified", coredns(), 170)) },
-        mitigation: Case { label: "ndots autopath, 170Mi", spec: |s| spec(s, "verified", MemoryModel::Ndots, 170) },
+        mitigation: Case { label: "ndots autopath, 170Mi", spec: |s| on_ndots(spec(s, "verified", MemoryModel::Ndots, 170)) },
         measure: |r| {
             let peak = r.series.iter().map(|s| s.memory_max).max().unwrap_or(0) >> 20;
             format!("{} OOM restarts, peak {peak} MiB, {:.0}% lookups ok", r.net.restarts, 100.0 * r.success_rate())

@@ -38,7 +38,7 @@ pub fn incident() -> Incident {
         title: "kube-dns: dnsmasq's 150 concurrent forwards and the sidecar's restarts",
         source: "sources.md#kube-dns, sources.md#incident-s15 (kubernetes#45976, kubespray#922)",
         seed: 15,
-        failure: Case { label: "kube-dns, dns-forward-max 150", spec: |s| spec(s, true) },
+        failure: Case { label: "kube-dns (dnsmasq's default of 150 concurrent forwards)", spec: |s| spec(s, true) },
         mitigation: Case { label: "CoreDNS, max_concurrent 1000", spec: |s| spec(s, false) },
         measure: |r| {
             format!(

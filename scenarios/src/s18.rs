@@ -33,7 +33,7 @@ pub fn incident() -> Incident {
         source: "DNS Flag Day 2020; CoreDNS bufsize; sources.md#incident-s18",
         seed: 18,
         failure: Case { label: "bufsize 4096", spec: |s| spec(s, Some(4096), glibc()) },
-        mitigation: Case { label: "bufsize 1232 (ndots default)", spec: |s| spec(s, None, glibc()) },
+        mitigation: Case { label: "bufsize 1232", spec: |s| spec(s, Some(1232), glibc()) },
         measure: |r| {
             format!(
                 "{:.0}% lookups ok, {} fragmented answers lost, p99 {:.0} ms",

@@ -52,7 +52,7 @@ fn pods_insecure_without_autopath_or_a_larger_limit_survive() {
 fn ndots_autopath_stays_inside_the_limit_through_the_relist() {
     let seed = seed(4);
     let hint = replay(FILE, "ndots_autopath_stays_inside_the_limit_through_the_relist", seed);
-    let r = run(spec(seed, "verified", MemoryModel::Ndots, 170)).expect("runs");
+    let r = run(on_ndots(spec(seed, "verified", MemoryModel::Ndots, 170))).expect("runs");
     assert_eq!(r.net.restarts, 0, "{hint}");
     assert!(peak_mib(&r) < 20, "peak {} MiB for 45,000 pods; {hint}", peak_mib(&r));
     assert_eq!(r.success_rate(), 1.0, "{hint}");

@@ -29,7 +29,7 @@ fn max_concurrent_a_larger_limit_or_ndots_memory_survive() {
     for (label, s) in [
         ("CoreDNS 1.7.0, max_concurrent 1000", on_coredns(Some("1.7.0"), spec(seed, true, coredns(), 100))),
         ("2000Mi", on_coredns(None, spec(seed, false, coredns(), 2000))),
-        ("ndots memory", spec(seed, false, MemoryModel::Ndots, 100)),
+        ("ndots", on_ndots(spec(seed, false, MemoryModel::Ndots, 100))),
     ] {
         let r = run(s).expect("runs");
         assert_eq!(r.net.restarts, 0, "{label}; {hint}");

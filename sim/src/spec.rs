@@ -294,11 +294,11 @@ impl Autoscaler {
     }
 }
 
-/// The DNS server a replica runs. Every replica runs the ndots resolver; `CoreDns` switches off
-/// what ndots does that CoreDNS never did, so a failing side measures CoreDNS. Covered so far: no
-/// merging of identical in-flight questions (each client query is its own upstream query; CoreDNS's
-/// `forward` has no singleflight). Not yet: CoreDNS's cache, autopath and buffer-size behaviour;
-/// its memory is the separate `MemoryModel::CoreDns`.
+/// The DNS server a replica runs. Every replica runs the ndots resolver; `CoreDns` turns off what
+/// ndots does that CoreDNS never did and sets what its release did, so a failing side measures
+/// CoreDNS (the simulator's `engine/coredns.rs`: no merging, the client's EDNS forwarded, truncated
+/// answers passed on, SERVFAIL caching and the minimum TTL by release, Corefile syntax the release
+/// lacked refused); its memory is the separate `MemoryModel::CoreDns`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ServerProfile {
     #[default]
@@ -324,11 +324,6 @@ impl ServerProfile {
                 _ => Err(format!("server `{s}`: expected `ndots`, `coredns`, `coredns-VERSION` such as coredns-1.6.7, or `kube-dns`")),
             },
         }
-    }
-
-    /// Whether identical in-flight questions share one upstream exchange.
-    pub fn coalesces(&self) -> bool {
-        *self == ServerProfile::Ndots
     }
 }
 

@@ -252,14 +252,33 @@ pub(super) fn server_for(
     seed: u64,
 ) -> Result<Server, SimError> {
     // kube-dns has no Corefile: its dnsmasq and kubedns as server blocks (kube_dns.rs).
-    let corefile = if *profile == ServerProfile::KubeDns { super::KUBE_DNS_COREFILE } else { corefile };
+    let corefile = if *profile == ServerProfile::KubeDns { super::kube_dns::KUBE_DNS_COREFILE } else { corefile };
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
     let rc = node_resolv_conf(az);
     let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
-    cfg.coalesce = profile.coalesces();
-    if *profile == ServerProfile::KubeDns {
-        cfg.forward_table = Some(super::FORWARD_TABLE);
-        cfg.forward_deadline = super::kube_dns::FORWARD_TIMEOUT;
-    }
+    configure(profile, &cf, &mut cfg).map_err(SimError::Spec)?;
     Ok(Server::new(Arc::new(cfg), state, seed))
+}
+
+/// The Corefile a scenario runs when it gives none: kubeadm's, as the named CoreDNS release's
+/// deployment had it.
+pub(crate) fn default_corefile(profile: &ServerProfile) -> String {
+    match profile {
+        ServerProfile::CoreDns(version) => super::coredns::default_corefile(version.as_deref(), crate::spec::KUBEADM_COREFILE),
+        _ => crate::spec::KUBEADM_COREFILE.to_string(),
+    }
+}
+
+/// Turns the ndots configuration built from a Corefile into the server a profile names: ndots as
+/// it is, CoreDNS of a release (coredns.rs), or kube-dns's dnsmasq (kube_dns.rs). Refuses Corefile
+/// syntax the named release did not have.
+pub(crate) fn configure(profile: &ServerProfile, cf: &resolver::corefile::Corefile, cfg: &mut Config) -> Result<(), String> {
+    match profile {
+        ServerProfile::Ndots => Ok(()),
+        ServerProfile::CoreDns(version) => super::coredns::configure(version.as_deref(), cf, cfg),
+        ServerProfile::KubeDns => {
+            super::kube_dns::configure(cfg);
+            Ok(())
+        }
+    }
 }

@@ -33,7 +33,7 @@ use super::{Engine, InstId, InstKind, Packet};
 use crate::client::Transport;
 
 /// dnsmasq, kubedns and their forward table as ndots server blocks (see the module docs).
-pub(crate) const KUBE_DNS_COREFILE: &str = "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+pub(super) const KUBE_DNS_COREFILE: &str = "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     forward . 127.0.0.1:10053 {
        read_timeout 10s
     }
@@ -56,9 +56,17 @@ pub(crate) const KUBE_DNS_COREFILE: &str = "cluster.local:53 in-addr.arpa:53 ip6
 ";
 
 /// dnsmasq's table of concurrent forwards (`FTABSIZ`, "default 150").
-pub(crate) const FORWARD_TABLE: usize = 150;
+const FORWARD_TABLE: usize = 150;
 /// How long dnsmasq holds a forward without a reply (`TIMEOUT`, src/config.h).
-pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// dnsmasq's forwarding on the server built from `KUBE_DNS_COREFILE`: one table of 150 forwards
+/// shared by every forward, each held up to 10 s, identical questions each forwarded.
+pub(super) fn configure(cfg: &mut resolver::Config) {
+    cfg.coalesce = false;
+    cfg.forward_table = Some(FORWARD_TABLE);
+    cfg.forward_deadline = FORWARD_TIMEOUT;
+}
 /// The sidecar's probe period and miekg/dns's default read timeout.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);

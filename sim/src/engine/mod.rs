@@ -16,6 +16,7 @@
 //! Pods are never turmoil hosts, and nothing here grows the number of turmoil hosts.
 
 mod build;
+mod coredns;
 mod events;
 mod faults;
 mod frame;
@@ -46,9 +47,8 @@ use crate::spec::{ClusterSpec, Library};
 use events::Ev;
 use queue::Scheduled;
 
-pub(crate) use build::node_resolv_conf;
+pub(crate) use build::{configure, default_corefile, node_resolv_conf};
 pub use frame::{Frame, upstream_ip};
-pub(crate) use kube_dns::{FORWARD_TABLE, KUBE_DNS_COREFILE};
 
 /// The kube-dns ClusterIP.
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);

@@ -115,9 +115,10 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
         }
         (Some(t), None) => t,
         (None, Some(p)) => read(&["coredns", "corefile_file"], &p)?,
+        (None, None) if spec.corefile == crate::spec::KUBEADM_COREFILE => crate::engine::default_corefile(&spec.server),
         (None, None) => spec.corefile,
     };
-    check_corefile(&spec.corefile, &format!("{file} (coredns.corefile)")).map_err(|e| err_at(&["coredns", "corefile"], e))?;
+    check_corefile(&spec.corefile, &format!("{file} (coredns.corefile)"), &spec.server).map_err(|e| err_at(&["coredns", "corefile"], e))?;
     if let Some(m) = d.memory {
         let limit = match (m.limit_mib, m.limit_bytes) {
             (Some(mib), None) => mib << 20,
@@ -382,10 +383,11 @@ pub(super) fn pod_dns(
 }
 
 /// Parses a cluster DNS Corefile as the simulator will (with the files of a node: `/etc/resolv.conf`
-/// names the AZ's resolver).
-pub(super) fn check_corefile(text: &str, name: &str) -> Result<(), String> {
+/// names the AZ's resolver) for the server that runs it (a CoreDNS release refuses what it lacked).
+pub(super) fn check_corefile(text: &str, name: &str, server: &crate::spec::ServerProfile) -> Result<(), String> {
     let cf = resolver::corefile::parse_str(text, name, None, &|_| None).map_err(|e| e.to_string())?;
     let rc = crate::engine::node_resolv_conf(0);
-    resolver::Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[("/etc/resolv.conf", &rc)])).map_err(|e| e.to_string())?;
-    Ok(())
+    let mut cfg =
+        resolver::Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[("/etc/resolv.conf", &rc)])).map_err(|e| e.to_string())?;
+    crate::engine::configure(server, &cf, &mut cfg)
 }
