@@ -39,6 +39,7 @@ impl std::fmt::Display for Library {
             Library::Musl(crate::client::musl::Version(a, b, c)) => write!(f, "musl-{a}.{b}.{c}"),
             Library::Go => f.write_str("go"),
             Library::CAres(Era::V2020) => f.write_str("c-ares-2020"),
+            Library::CAres(Era::V2022) => f.write_str("c-ares-1.18"),
             Library::CAres(Era::V2023) => f.write_str("c-ares-1.28"),
             Library::CAres(Era::Current) => f.write_str("c-ares-1.34"),
             Library::Evdns(evdns::Version::V2_1) => f.write_str("evdns-2.1"),
@@ -48,8 +49,7 @@ impl std::fmt::Display for Library {
 }
 
 /// The libraries a scenario can name, for error messages.
-pub const LIBRARIES: &str =
-    "glibc[-2.X], go-cgo[-2.X] (Go's cgo resolver over that glibc), musl[-1.X.Y], go, c-ares-2020, c-ares[-1.34], evdns[-2.1|-2.2]";
+pub const LIBRARIES: &str = "glibc[-2.X], go-cgo[-2.X] (Go's cgo resolver over that glibc), musl[-1.X.Y], go, c-ares[-VERSION] (1.15 to 1.30, 1.32 and later, or 2020), evdns[-2.1|-2.2]";
 
 impl std::str::FromStr for Library {
     type Err = String;
@@ -76,9 +76,8 @@ impl std::str::FromStr for Library {
                 Library::Musl(musl::Version(a, b, c))
             }
             ("go", None) => Library::Go,
-            ("c-ares", Some("2020")) => Library::CAres(Era::V2020),
-            ("c-ares", Some("1.28")) => Library::CAres(Era::V2023),
-            ("c-ares", None | Some("1.34")) => Library::CAres(Era::Current),
+            ("c-ares", None) => Library::CAres(Era::Current),
+            ("c-ares", Some(v)) => Library::CAres(Era::for_version(v)?),
             ("evdns", Some("2.1")) => Library::Evdns(evdns::Version::V2_1),
             ("evdns", None | Some("2.2")) => Library::Evdns(evdns::Version::V2_2),
             _ => return Err(bad()),

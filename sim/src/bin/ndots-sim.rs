@@ -114,7 +114,7 @@ enum Cmd {
         name: String,
         #[arg(long, value_enum, default_value_t = Lib::Glibc)]
         lib: Lib,
-        /// Library version, e.g. 2.36 for glibc.
+        /// Library version as the distribution ships it: 2.36 for glibc, 1.2.4 for musl, 1.18.1 for c-ares (1.15 to 1.30, 1.32 and later), 2.1 or 2.2 for evdns.
         #[arg(long)]
         version: Option<String>,
         #[arg(long)]

@@ -1,11 +1,13 @@
 //! c-ares (sources.md#c-ares; c-ares ares_gethostbyname.c, ares_search.c, ares_process.c at
 //! cares-1_16_0 and HEAD).
 //!
-//! | | 2020 (1.15/1.16) | 1.2x (1.20–1.30) | current (1.34) |
-//! |---|---|---|---|
-//! | timeout, tries | 5000 ms, 4; doubles each full round of servers | 2000 ms, 3; doubles each full round | 3 tries; the dynamic timeout below |
-//! | AF_UNSPEC | `ares_gethostbyname`: the whole search for AAAA, then (on ENODATA, EBADRESP, ETIMEOUT) the whole search for A | `ares_getaddrinfo`: A and AAAA together per name | as 1.2x |
-//! | query cache | — | — | on, 3600 s max TTL (since 1.31) |
+//! | | 2020 (1.15/1.16) | 1.17–1.19 (Debian 12: 1.18.1) | 1.2x (1.20–1.30) | current (1.32+) |
+//! |---|---|---|---|---|
+//! | timeout, tries | 5000 ms, 4; doubles each full round of servers | as 2020 (measured) | 2000 ms, 3; doubles each full round | 3 tries; the dynamic timeout below |
+//! | AF_UNSPEC | `ares_gethostbyname`: the whole search for AAAA, then (on ENODATA, EBADRESP, ETIMEOUT) the whole search for A | `ares_getaddrinfo`: A and AAAA together per name (measured) | as 1.17 | as 1.17 |
+//! | query cache | — | — | — | on, 3600 s max TTL (since 1.31) |
+//!
+//! resolv.conf's `timeout:` and `attempts:` are not applied in any era (measured on 1.18.1).
 //!
 //! - One UDP socket per nameserver for the life of the channel (`ARES_OPT_UDP_MAX_QUERIES` 0 =
 //!   unlimited): a process's queries all leave from the same source port. That is what keeps a stale
@@ -37,11 +39,42 @@ use super::{Call, Family, Lookup, Outcome, PROCESS_SOCKET, Process, ResolvConf, 
 pub enum Era {
     /// c-ares 1.15/1.16, as pgbouncer ran it in 2020.
     V2020,
+    /// c-ares 1.17–1.19 (Debian 12 ships 1.18.1): `ares_getaddrinfo` sends A and AAAA together per
+    /// name, 5000 ms and 4 tries doubling each round of servers, resolv.conf's `timeout:` and
+    /// `attempts:` not applied [measured: `cargo xtask client-check` on Debian's 1.18.1; the range's
+    /// ends by the same code, unverified].
+    V2022,
     /// c-ares 1.20–1.30 (2023–mid 2024, what Envoy shipped then): 2 s and 3 tries, the old doubling
     /// timer, no query cache (sources.md#c-ares).
     V2023,
     /// c-ares 1.34.
     Current,
+}
+
+impl Era {
+    /// The behaviour of a c-ares release as people write it (`1.18.1`, `1.28`, `1.34.5`), or the
+    /// era names `2020` and `current`.
+    pub fn for_version(v: &str) -> Result<Era, String> {
+        let known = "c-ares 1.15-1.19, 1.20-1.30 or 1.32 and later (or 2020, current)";
+        match v {
+            "2020" => return Ok(Era::V2020),
+            "current" => return Ok(Era::Current),
+            "1.2x" => return Ok(Era::V2023),
+            _ => {}
+        }
+        let parts: Vec<u16> = v
+            .split('.')
+            .map(|p| p.parse::<u16>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("c-ares version `{v}`: expected a release such as 1.18.1; the model knows {known}"))?;
+        match (parts.first(), parts.get(1)) {
+            (Some(1), Some(15 | 16)) => Ok(Era::V2020),
+            (Some(1), Some(17..=19)) => Ok(Era::V2022),
+            (Some(1), Some(20..=30)) => Ok(Era::V2023),
+            (Some(1), Some(&m)) if m >= 32 => Ok(Era::Current),
+            _ => Err(format!("c-ares version `{v}`: not modelled; the model knows {known}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +86,9 @@ struct Query {
     deadline: Duration,
     sent_at: Duration,
     reply: Option<super::Reply>,
+    /// A try of this query timed out (c-ares' `error_status` becomes ETIMEOUT; it starts as
+    /// ECONNREFUSED and a discarded SERVFAIL leaves it).
+    timed_out: bool,
 }
 
 /// `qcache_max_ttl` default (c-ares docs/FEATURES.md).
@@ -87,10 +123,10 @@ impl CAres {
             (Family::Inet, _) => vec![vec![TYPE_A]],
             (Family::Inet6, _) => vec![vec![TYPE_AAAA]],
             (Family::Unspec, Era::V2020) => vec![vec![TYPE_AAAA], vec![TYPE_A]],
-            (Family::Unspec, Era::V2023 | Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
+            (Family::Unspec, Era::V2022 | Era::V2023 | Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
         };
         let (timeout, tries) = match era {
-            Era::V2020 => (Duration::from_millis(5000), 4),
+            Era::V2020 | Era::V2022 => (Duration::from_millis(5000), 4),
             Era::V2023 | Era::Current => (Duration::from_millis(2000), 3),
         };
         let mut c = CAres {
@@ -125,9 +161,18 @@ impl CAres {
                     Era::Current => {
                         self.process.cares_cache.get(&(name.clone(), qtype)).filter(|(exp, _)| *exp > now).map(|(_, r)| r.clone())
                     }
-                    Era::V2020 | Era::V2023 => None,
+                    Era::V2020 | Era::V2022 | Era::V2023 => None,
                 };
-                Query { qtype, id: self.rng.u16(..), try_count: 0, transport: Transport::Udp, deadline: now, sent_at: now, reply: cached }
+                Query {
+                    qtype,
+                    id: self.rng.u16(..),
+                    try_count: 0,
+                    transport: Transport::Udp,
+                    deadline: now,
+                    sent_at: now,
+                    reply: cached,
+                    timed_out: false,
+                }
             })
             .collect();
         for i in 0..self.queries.len() {
@@ -145,7 +190,7 @@ impl CAres {
         let n = self.servers.len() as u32;
         match self.era {
             // ares__send_query: timeplus = timeout << (try_count / nservers) before 1.32.
-            Era::V2020 | Era::V2023 => self.timeout * (1 << (try_count / n).min(8)),
+            Era::V2020 | Era::V2022 | Era::V2023 => self.timeout * (1 << (try_count / n).min(8)),
             Era::Current => {
                 let base = match self.process.cares_latency.get(&server) {
                     Some(&(answers, total)) if answers >= 3 => total / answers * 5,
@@ -179,11 +224,20 @@ impl CAres {
         });
     }
 
-    /// A try failed (timeout or a discarded rcode): the next server, or ETIMEOUT when tries run out.
-    fn next_try(&mut self, now: Duration, i: usize) {
+    /// A try failed (timeout or a discarded rcode): the next server, or the query's error when tries
+    /// run out: ETIMEOUT, or on 1.17–1.19 ECONNREFUSED when no try timed out (every server answered
+    /// SERVFAIL, NOTIMP or REFUSED), which also ends the search [measured on 1.18.1; other eras keep
+    /// ETIMEOUT, unverified].
+    fn next_try(&mut self, now: Duration, i: usize, timed_out: bool) {
         self.queries[i].try_count += 1;
+        self.queries[i].timed_out |= timed_out;
         if self.queries[i].try_count >= self.tries * self.servers.len() as u32 {
-            return self.end(now, Outcome::Again);
+            let err = if self.era == Era::V2022 && !self.queries[i].timed_out {
+                Outcome::Fail("ARES_ECONNREFUSED".into())
+            } else {
+                Outcome::Again
+            };
+            return self.end(now, err);
         }
         self.send(now, i);
     }
@@ -248,7 +302,7 @@ impl Lookup for CAres {
         }
         if reply.rcode != RCODE_NOERROR && reply.rcode != RCODE_NXDOMAIN {
             // SERVFAIL, NOTIMP, REFUSED: discarded; the next server.
-            return self.next_try(now, i);
+            return self.next_try(now, i, false);
         }
         if self.era == Era::Current {
             let q = &self.queries[i];
@@ -272,14 +326,14 @@ impl Lookup for CAres {
 
     fn handle_refused(&mut self, now: Duration, _socket: u32) {
         if let Some(i) = self.queries.iter().position(|q| q.reply.is_none()) {
-            self.next_try(now, i);
+            self.next_try(now, i, false);
         }
     }
 
     fn handle_timeout(&mut self, now: Duration) {
         while self.result.is_none() {
             let Some(i) = self.queries.iter().position(|q| q.reply.is_none() && q.deadline <= now) else { break };
-            self.next_try(now, i);
+            self.next_try(now, i, true);
         }
     }
 
@@ -307,6 +361,25 @@ impl Lookup for CAres {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn versions_as_people_write_them_map_to_eras() {
+        for (v, era) in [
+            ("1.16.1", Era::V2020),
+            ("1.18.1", Era::V2022),
+            ("1.19", Era::V2022),
+            ("1.28.1", Era::V2023),
+            ("1.34.5", Era::Current),
+            ("2020", Era::V2020),
+            ("current", Era::Current),
+        ] {
+            assert_eq!(Era::for_version(v), Ok(era), "{v}");
+        }
+        for v in ["1.31.0", "1.14", "2.0", "x"] {
+            let e = Era::for_version(v).expect_err(v);
+            assert!(e.contains("the model knows c-ares 1.15-1.19"), "{e}");
+        }
+    }
+
     use super::*;
     use crate::client::Hints;
     use crate::client::fixtures::*;

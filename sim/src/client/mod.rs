@@ -357,10 +357,8 @@ pub fn run_model(
         }
         Lib::CAres => {
             let era = match version {
-                None | Some("current") | Some("1.34") => cares::Era::Current,
-                Some("2020") | Some("1.15") | Some("1.16") => cares::Era::V2020,
-                Some("1.28") | Some("1.2x") => cares::Era::V2023,
-                Some(v) => return Err(format!("--version {v}: expected 2020 (1.15/1.16), 1.28 (1.20–1.30) or current (1.34)")),
+                None => cares::Era::Current,
+                Some(v) => cares::Era::for_version(v).map_err(|e| format!("--version {v}: {e}"))?,
             };
             let mut c = cares::CAres::new(Duration::ZERO, era, rc, call, Process::default(), 1);
             harness.run(&mut c, limit)
