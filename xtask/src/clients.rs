@@ -1,6 +1,7 @@
 //! `cargo xtask client-check`: the client-library models (`sim::client`) beside the real libraries,
 //! on the wire. Real glibc and musl (one `getaddrinfo` program, `libcheck/gai.c`, built with `gcc` and
-//! with `musl-gcc -static`) and Go (`libcheck/lookup.go`, with `GODEBUG=netdns=go` and `netdns=cgo`) run
+//! with `musl-gcc -static`), Go (`libcheck/lookup.go`, with `GODEBUG=netdns=go` and `netdns=cgo`) and
+//! Debian's c-ares (`libcheck/ares.c`, `ares_getaddrinfo`, the model at the installed release) run
 //! inside a network namespace whose resolv.conf names a recording server. The recorder, in this
 //! process, notes every packet (time, transport, source port, the qname with its case, qtype, EDNS
 //! size), applies the same fault rules as `ndots-sim lookup --drop/--delay/--servfail`, and forwards
@@ -206,7 +207,7 @@ struct Case {
     libs: &'static [Lib],
 }
 
-const ALL: &[Lib] = &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::GoCgo];
+const ALL: &[Lib] = &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::GoCgo, Lib::CAres];
 
 fn drop_rule(qname: &str, qtype: u16, count: Option<u32>) -> Rule {
     Rule::Drop { qname: qname.into(), qtype, count }
@@ -241,7 +242,7 @@ fn cases() -> Vec<Case> {
         ),
         // The trailing dot: the name as is, nothing else.
         c("trailing-dot", "www.google.com.", Family::Unspec, "", "ndots:5", V6::Off, vec![], ALL),
-        c("inet-only", "www.google.com", Family::Inet, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::Musl, Lib::Go]),
+        c("inet-only", "www.google.com", Family::Inet, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::CAres]),
         // A cluster name found on the second search domain.
         c("search-hit", "kubernetes.default", Family::Unspec, "", "ndots:5", V6::Off, vec![], ALL),
         // NODATA on a search name goes on to the next name.
@@ -268,7 +269,8 @@ fn cases() -> Vec<Case> {
             vec![drop_rule("www.google.com.", 0, None)],
             ALL,
         ),
-        // SERVFAIL for a search name: the walk goes on (glibc, Go) or stops (musl, after re-sending
+        // SERVFAIL for a search name: the walk goes on (glibc, Go) or stops (c-ares 1.18 with
+        // ECONNREFUSED once every try got SERVFAIL; musl, after re-sending
         // at once 2 × nqueries times per retry window; A only here, as which of a pair's answers
         // comes back first, and so gets the re-sends, is a race on a real machine).
         c(
@@ -289,12 +291,21 @@ fn cases() -> Vec<Case> {
             "ndots:5",
             V6::Off,
             vec![Rule::ServFail { qname: "kubernetes.default.default.svc.cluster.local.".into(), qtype: 0 }],
-            &[Lib::Glibc, Lib::Musl, Lib::Go],
+            &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::CAres],
         ),
         c("single-request", "www.google.com.", Family::Unspec, "", "ndots:5 single-request", V6::Off, vec![], &[Lib::Glibc, Lib::Go]),
         c("use-vc", "www.google.com.", Family::Unspec, "", "ndots:5 use-vc", V6::Off, vec![], &[Lib::Glibc, Lib::Go]),
         // A truncated answer: TCP (glibc, Go, musl from 1.2.4) or the truncated records (musl before).
-        c("truncated-answer", "big.example.com.", Family::Inet, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::Musl, Lib::Go]),
+        c(
+            "truncated-answer",
+            "big.example.com.",
+            Family::Inet,
+            "",
+            "ndots:5",
+            V6::Off,
+            vec![],
+            &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::CAres],
+        ),
         // glibc's getaddrinfo buffer: addresses that do not fit send the whole lookup again.
         c("nss-buffer-unspec-24", "big24.example.com.", Family::Unspec, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::GoCgo]),
         c("nss-buffer-unspec-28", "big28.example.com.", Family::Unspec, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::GoCgo]),
@@ -325,6 +336,11 @@ fn build_programs(dir: &Path) -> Vec<Program> {
     match sh(&["musl-gcc", "-O1", "-static", "-o", &path("gai-musl"), &gai]) {
         Ok(_) => out.push((Lib::Musl, vec![path("gai-musl")], vec![])),
         Err(e) => eprintln!("client-check: musl skipped: {e}"),
+    }
+    let ares = src.join("ares.c").to_string_lossy().into_owned();
+    match sh(&["gcc", "-O1", "-o", &path("ares"), &ares, "-lcares"]) {
+        Ok(_) => out.push((Lib::CAres, vec![path("ares")], vec![])),
+        Err(e) => eprintln!("client-check: c-ares skipped: {e}"),
     }
     let gocache = path("gocache");
     let go = Command::new("go")
@@ -359,6 +375,12 @@ fn versions() -> (Option<String>, Option<String>) {
     (glibc, musl)
 }
 
+/// Debian's libc-ares release (`1.18.1` from `1.18.1-3`), for the model.
+fn cares_version() -> Option<String> {
+    let v = sh(&["dpkg-query", "-W", "-f=${Version}", "libc-ares2"]).ok()?;
+    Some(v.trim().split(['-', '+', '~']).next()?.to_string())
+}
+
 /// What the application saw, as a comparable token: sorted addresses or the error's kind.
 fn result_of(lib: Lib, out: &Option<Outcome>) -> String {
     let go = matches!(lib, Lib::Go | Lib::GoCgo);
@@ -369,6 +391,9 @@ fn result_of(lib: Lib, out: &Option<Outcome>) -> String {
             v.dedup();
             v.join(" ")
         }
+        Some(Outcome::NoName) if lib == Lib::CAres => "error ARES_ENOTFOUND".into(),
+        Some(Outcome::NoData) if lib == Lib::CAres => "error ARES_ENODATA".into(),
+        Some(Outcome::Again) if lib == Lib::CAres => "error ARES_ETIMEOUT".into(),
         Some(Outcome::NoName) if go => "error notfound".into(),
         Some(Outcome::NoData) if go => "error notfound".into(),
         Some(Outcome::Again) if go => "error timeout".into(),
@@ -484,10 +509,12 @@ pub fn check(only: &[String]) -> ExitCode {
         eprintln!("client-check: skipped: needs root (network namespaces)");
         return ExitCode::SUCCESS;
     }
-    if sh(&["which", "musl-gcc"]).is_err() || sh(&["which", "go"]).is_err() {
+    if sh(&["which", "musl-gcc"]).is_err() || sh(&["which", "go"]).is_err() || !Path::new("/usr/include/ares.h").exists() {
         let _ = crate::run(
-            "apt-get install -y musl-tools golang-go",
-            Command::new("apt-get").args(["install", "-y", "-qq", "musl-tools", "golang-go"]).env("DEBIAN_FRONTEND", "noninteractive"),
+            "apt-get install -y musl-tools golang-go libc-ares-dev",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "musl-tools", "golang-go", "libc-ares-dev"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
         );
     }
     teardown();
@@ -641,6 +668,7 @@ fn run_cases(
             let version = match lib {
                 Lib::Glibc | Lib::GoCgo => glibc_v.clone(),
                 Lib::Musl => musl_v.clone(),
+                Lib::CAres => cares_version(),
                 _ => None,
             };
             let mut harness = Harness::new(&self::zone(), ".", case.rules.clone())?;
