@@ -67,6 +67,7 @@ pub(super) fn configure(cfg: &mut resolver::Config) {
     cfg.forward_table = Some(FORWARD_TABLE);
     cfg.forward_deadline = FORWARD_TIMEOUT;
 }
+
 /// The sidecar's probe period and miekg/dns's default read timeout.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
