@@ -32,8 +32,22 @@ fn export(dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+const USAGE: &str = "usage: incidents [S1 S2 ...] [--hashes] | --export DIR
+  (no arguments)  every incident as it failed and as mitigated, a table, and target/ndots-report/incidents.html
+  S1 S2 ...       only these incidents
+  --hashes        only each side's trace hash, one line each (a refactor leaves every one as it was)
+  --export DIR    write the registry as scenario files (sNN-<slug>.yaml and .fixed.yaml) into DIR";
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(bad) = args.iter().find(|a| a.starts_with('-') && !["--export", "--hashes"].contains(&a.as_str())) {
+        eprintln!("incidents: unknown option `{bad}`\n{USAGE}");
+        return ExitCode::from(2);
+    }
     if let Some(i) = args.iter().position(|a| a == "--export") {
         let Some(dir) = args.get(i + 1) else {
             eprintln!("--export DIR");
@@ -45,8 +59,16 @@ fn main() -> ExitCode {
     let hashes = args.iter().any(|a| a == "--hashes");
     args.retain(|a| !a.starts_with("--"));
     let only = args;
+    let known: Vec<&str> = incidents().iter().map(|i| i.id).collect();
+    if let Some(bad) = only.iter().find(|o| !known.iter().any(|k| k.eq_ignore_ascii_case(o))) {
+        eprintln!("incidents: no incident `{bad}`; the registry has {}", known.join(" "));
+        return ExitCode::from(2);
+    }
     let list: Vec<_> = incidents().into_iter().filter(|i| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(i.id))).collect();
-    eprintln!("running {} incidents, each as it failed and as mitigated, in the simulator with the real ndots resolver", list.len());
+    eprintln!(
+        "running {} incidents, each as it failed and as mitigated, in the simulator with the real resolver code (as CoreDNS, kube-dns or ndots)",
+        list.len()
+    );
     let t0 = Instant::now();
     let mut rows = Vec::new();
     // Incidents whose failure did not break its expectations, or whose mitigation did.
