@@ -12,11 +12,18 @@ use resolver::{Client, ClusterState, Config, Dest, Handled, Server, Transmit, Tr
 
 const STATE: &str = include_str!("../../examples/cluster-state.yaml");
 
-fn server(corefile: &str) -> Server {
+fn config(corefile: &str) -> Config {
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None).expect("parses");
-    let cfg = Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid");
+    Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid")
+}
+
+fn server_with(cfg: Config) -> Server {
     let state = ClusterState::parse(STATE, "state").expect("state");
     Server::new(Arc::new(cfg), Arc::new(state), 42)
+}
+
+fn server(corefile: &str) -> Server {
+    server_with(config(corefile))
 }
 
 fn k8s_block(extra: &str) -> String {
@@ -214,14 +221,13 @@ fn truncated_udp_answers_are_retried_over_tcp_and_truncated_per_client() {
 /// A server whose `forward` behaves as CoreDNS's (the simulator's `coredns` profile): the client's
 /// EDNS size goes upstream and a truncated answer goes back to the client unless `prefer_udp`.
 fn coredns_server(corefile: &str) -> Server {
-    let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None).expect("parses");
-    let mut cfg = Config::from_corefile(&cf, std::path::Path::new(".")).expect("valid");
+    let mut cfg = config(corefile);
     cfg.coalesce = false;
     cfg.tcp_on_truncation = false;
     for b in &mut cfg.servers {
         b.forward_client_edns = true;
     }
-    Server::new(Arc::new(cfg), Arc::new(ClusterState::parse(STATE, "state").expect("state")), 42)
+    server_with(cfg)
 }
 
 fn with_edns(mut q: Vec<u8>, size: u16) -> Vec<u8> {
