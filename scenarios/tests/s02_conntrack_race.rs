@@ -94,6 +94,21 @@ fn go_native_uses_a_socket_per_query_and_never_races() {
 }
 
 #[test]
+fn go_1_19_with_edns0_in_resolv_conf_is_a_glibc_client_and_races() {
+    // A cgo-linked Go 1.19 program does not know `options edns0` and hands every lookup to glibc
+    // (net/conf.go, checked by client-check's go/default); from 1.20 it knows the option.
+    let test = "go_1_19_with_edns0_in_resolv_conf_is_a_glibc_client_and_races";
+    let seed = seed(2);
+    let go = |v: &str| Library::GoBuild(sim::client::go_choice::GoBuild::for_version(v).expect("known"));
+    let r = run(scenarios::s02::with_library(seed, Kernel::new(4, 15), 2, "edns0", go("1.19"))).expect("runs");
+    let hint = replay(FILE, test, seed);
+    assert!(r.net.dropped_race > 0, "{hint}");
+    assert_eq!(scenarios::s02::stalled_or_waiting(&r) as u64, r.net.dropped_race, "{hint}");
+    let r = run(scenarios::s02::with_library(seed, Kernel::new(4, 15), 2, "edns0", go("1.20"))).expect("runs");
+    assert_eq!(r.net.dropped_race, 0, "Go 1.20 keeps its own resolver; {hint}");
+}
+
+#[test]
 fn go_cgo_races_like_glibc() {
     let (r, hint) = by_library("go_cgo_races_like_glibc", Library::GoCgo(sim::client::glibc::Version::CURRENT));
     assert!(r.net.dropped_race > 0, "{hint}");

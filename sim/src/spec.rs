@@ -22,14 +22,17 @@ pub enum Library {
     /// Go's cgo resolver: glibc called with AI_CANONNAME | AI_V4MAPPED | AI_ALL (sources.md#go-cgo).
     GoCgo(Version),
     Musl(crate::client::musl::Version),
-    /// Go's native resolver.
+    /// Go's native resolver (a static build, or `GODEBUG=netdns=go`).
     Go,
+    /// A cgo-linked Go program of a release, choosing its resolver per lookup as that release does
+    /// (`client::go_choice`): glibc's for unknown resolv.conf options and `.local` names.
+    GoBuild(crate::client::go_choice::GoBuild),
     CAres(crate::client::cares::Era),
     Evdns(crate::client::evdns::Version),
 }
 
 impl std::fmt::Display for Library {
-    /// The name scenario files use: `glibc-2.36`, `go-cgo-2.36`, `musl-1.2.5`, `go`, `c-ares-2020`,
+    /// The name scenario files use: `glibc-2.36`, `go-cgo-2.36`, `musl-1.2.5`, `go`, `go-1.19`, `c-ares-2020`,
     /// `c-ares-1.34`, `evdns-2.1`, `evdns-2.2`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::client::{cares::Era, evdns};
@@ -38,6 +41,7 @@ impl std::fmt::Display for Library {
             Library::GoCgo(Version(a, b)) => write!(f, "go-cgo-{a}.{b}"),
             Library::Musl(crate::client::musl::Version(a, b, c)) => write!(f, "musl-{a}.{b}.{c}"),
             Library::Go => f.write_str("go"),
+            Library::GoBuild(b) => write!(f, "go-1.{}", b.minor),
             Library::CAres(Era::V2020) => f.write_str("c-ares-2020"),
             Library::CAres(Era::V2022) => f.write_str("c-ares-1.18"),
             Library::CAres(Era::V2023) => f.write_str("c-ares-1.28"),
@@ -49,7 +53,7 @@ impl std::fmt::Display for Library {
 }
 
 /// The libraries a scenario can name, for error messages.
-pub const LIBRARIES: &str = "glibc[-2.X], go-cgo[-2.X] (Go's cgo resolver over that glibc), musl[-1.X.Y], go, c-ares[-VERSION] (1.15 to 1.30, 1.32 and later, or 2020), evdns[-2.1|-2.2]";
+pub const LIBRARIES: &str = "glibc[-2.X], go-cgo[-2.X] (Go's cgo resolver over that glibc), musl[-1.X.Y], go (Go's own resolver), go-1.X (a cgo-linked Go 1.17-1.23 build choosing as that release does), c-ares[-VERSION] (1.15 to 1.30, 1.32 and later, or 2020), evdns[-2.1|-2.2]";
 
 impl std::str::FromStr for Library {
     type Err = String;
@@ -76,10 +80,11 @@ impl std::str::FromStr for Library {
                 Library::Musl(musl::Version(a, b, c))
             }
             ("go", None) => Library::Go,
+            ("go", Some(v)) => Library::GoBuild(crate::client::go_choice::GoBuild::for_version(v)?),
             ("c-ares", None) => Library::CAres(Era::Current),
             ("c-ares", Some(v)) => Library::CAres(Era::for_version(v)?),
-            ("evdns", Some("2.1")) => Library::Evdns(evdns::Version::V2_1),
-            ("evdns", None | Some("2.2")) => Library::Evdns(evdns::Version::V2_2),
+            ("evdns", None) => Library::Evdns(evdns::Version::V2_2),
+            ("evdns", Some(v)) => Library::Evdns(evdns::Version::for_version(v)?),
             _ => return Err(bad()),
         })
     }

@@ -24,6 +24,7 @@
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
 //!   reloads (see `soak.rs`); report in `target/soak/`.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("kernel-check") => kernel::check(),
         Some("client-check") => clients::check(&args[1..]),
+        Some("client-table") => client_table(),
         Some("__udp") => kernel::helper(&args[1..]),
         Some("soak") => soak::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
@@ -57,9 +59,28 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check                  the client-library models against real glibc, musl and Go on the wire (root)"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models"
             );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Rewrites README.md's client-library table from the models (`sim::client::table`).
+fn client_table() -> ExitCode {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let result = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|readme| sim::client::table::update(&readme))
+        .and_then(|text| std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())));
+    match result {
+        Ok(()) => {
+            eprintln!("client-table: README.md updated");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("client-table: {e}");
+            ExitCode::FAILURE
         }
     }
 }

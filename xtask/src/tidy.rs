@@ -429,3 +429,10 @@ fn the_cycle_check_finds_a_cycle() {
         .collect();
     assert_eq!(cycle(&g), Some(vec!["a".to_string(), "b".to_string(), "c".to_string(), "a".to_string()]));
 }
+
+#[test]
+fn the_readme_client_table_is_what_the_models_do() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let current = sim::client::table::update(&readme).expect("table");
+    assert!(readme == current, "README.md's client-library table is stale: run `cargo xtask client-table`");
+}

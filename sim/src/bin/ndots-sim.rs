@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sim::client::harness::{Harness, Rule};
-use sim::client::{Call, Family, Hints, Lib, PodAddrs, ResolvConf};
+use sim::client::{Api, Call, Family, Hints, Lib, PodAddrs, ResolvConf};
 use sim::spec::PodGroup;
 use sim::{ClusterSpec, run};
 
@@ -114,9 +114,12 @@ enum Cmd {
         name: String,
         #[arg(long, value_enum, default_value_t = Lib::Glibc)]
         lib: Lib,
-        /// Library version as the distribution ships it: 2.36 for glibc, 1.2.4 for musl, 1.18.1 for c-ares (1.15 to 1.30, 1.32 and later), 2.1 or 2.2 for evdns.
+        /// Library version as the distribution ships it: 2.36 for glibc, 1.2.4 for musl, 1.18.1 for c-ares (1.15 to 1.30, 1.32 and later), 2.1.12 for evdns (2.0 to 2.2).
         #[arg(long)]
         version: Option<String>,
+        /// The library call: getaddrinfo (ares_getaddrinfo, evdns_getaddrinfo) or byname (ares_gethostbyname, evdns_base_resolve_ipv4/ipv6); glibc, musl and Go have only getaddrinfo.
+        #[arg(long, value_enum, default_value_t = Api::Getaddrinfo)]
+        api: Api,
         #[arg(long)]
         resolv_conf: PathBuf,
         /// RFC 1035 zone file the server answers from (origin `.`).
@@ -185,8 +188,8 @@ fn main() -> ExitCode {
             Err(e) => fail(&e.to_string()),
         },
         Cmd::Bench { nodes, pods, rate, seconds, seed } => bench(nodes, pods, rate, seconds, seed),
-        Cmd::Lookup { name, lib, version, resolv_conf, zone, family, flags, pod_addr, drop, delay, servfail, json } => {
-            match lookup(&name, lib, version, &resolv_conf, &zone, family, &flags, &pod_addr, &drop, &delay, &servfail, json) {
+        Cmd::Lookup { name, lib, version, api, resolv_conf, zone, family, flags, pod_addr, drop, delay, servfail, json } => {
+            match lookup(&name, lib, version, api, &resolv_conf, &zone, family, &flags, &pod_addr, &drop, &delay, &servfail, json) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -238,6 +241,7 @@ fn lookup(
     name: &str,
     lib: Lib,
     version: Option<String>,
+    api: Api,
     rc_path: &PathBuf,
     zone_path: &PathBuf,
     family: Fam,
@@ -297,7 +301,7 @@ fn lookup(
     let rc = ResolvConf::parse(&rc_text);
     let call = Call { name: name.to_string(), hints, pod: PodAddrs(addrs) };
     let mut harness = Harness::new(&zone_text, ".", rules).map_err(|e| format!("{}: {e}", zone_path.display()))?;
-    let (sent, outcome) = sim::client::run_model(lib, version.as_deref(), &rc, &call, &mut harness)?;
+    let (sent, outcome) = sim::client::run_model(lib, version.as_deref(), api, &rc, &call, &mut harness)?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     // Sockets numbered in order of first use.

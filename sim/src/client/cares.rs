@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use resolver::wire::{RCODE_NOERROR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA};
 
-use super::{Call, Family, Lookup, Outcome, PROCESS_SOCKET, Process, ResolvConf, Send, Transport, build_query, parse_reply};
+use super::{Api, Call, Family, Lookup, Outcome, PROCESS_SOCKET, Process, ResolvConf, Send, Transport, build_query, parse_reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Era {
@@ -52,6 +52,15 @@ pub enum Era {
 }
 
 impl Era {
+    /// The call a program of this era makes: pgbouncer's c-ares backend in 2020 called
+    /// `ares_gethostbyname`; later programs (Envoy, Node) `ares_getaddrinfo`.
+    pub fn default_api(self) -> Api {
+        match self {
+            Era::V2020 => Api::Byname,
+            Era::V2022 | Era::V2023 | Era::Current => Api::Getaddrinfo,
+        }
+    }
+
     /// The behaviour of a c-ares release as people write it (`1.18.1`, `1.28`, `1.34.5`), or the
     /// era names `2020` and `current`.
     pub fn for_version(v: &str) -> Result<Era, String> {
@@ -89,6 +98,8 @@ struct Query {
     /// A try of this query timed out (c-ares' `error_status` becomes ETIMEOUT; it starts as
     /// ECONNREFUSED and a discarded SERVFAIL leaves it).
     timed_out: bool,
+    /// The server of the first try (with `rotate`, the channel's next one).
+    first: u32,
 }
 
 /// `qcache_max_ttl` default (c-ares docs/FEATURES.md).
@@ -99,6 +110,11 @@ const MAX_TIMEOUT: Duration = Duration::from_millis(5000);
 
 pub struct CAres {
     era: Era,
+    /// `ares_gethostbyname(AF_UNSPEC)` from 1.17: one family of the sorted getaddrinfo result.
+    one_family: Option<Family>,
+    /// `rotate` (ARES_OPT_ROTATE, read from resolv.conf): each query starts at the channel's next
+    /// server (`last_server`, kept in `Process::rotate`).
+    rotate: bool,
     servers: Vec<SocketAddr>,
     names: Vec<String>,
     as_is_first: bool,
@@ -117,20 +133,31 @@ pub struct CAres {
 }
 
 impl CAres {
-    pub fn new(now: Duration, era: Era, rc: &ResolvConf, call: &Call, process: Process, seed: u64) -> CAres {
+    pub fn new(now: Duration, era: Era, api: Api, rc: &ResolvConf, call: &Call, process: Process, seed: u64) -> CAres {
         let (names, _, as_is_first) = super::glibc::names(super::glibc::Version::CURRENT, rc, &call.name);
-        let phases = match (call.hints.family, era) {
-            (Family::Inet, _) => vec![vec![TYPE_A]],
-            (Family::Inet6, _) => vec![vec![TYPE_AAAA]],
-            (Family::Unspec, Era::V2020) => vec![vec![TYPE_AAAA], vec![TYPE_A]],
-            (Family::Unspec, Era::V2022 | Era::V2023 | Era::Current) => vec![vec![TYPE_A, TYPE_AAAA]],
+        let phases = match (call.hints.family, api, era) {
+            (Family::Inet, _, _) => vec![vec![TYPE_A]],
+            (Family::Inet6, _, _) => vec![vec![TYPE_AAAA]],
+            (Family::Unspec, Api::Byname, Era::V2020) => vec![vec![TYPE_AAAA], vec![TYPE_A]],
+            (Family::Unspec, _, _) => vec![vec![TYPE_A, TYPE_AAAA]],
         };
         let (timeout, tries) = match era {
             Era::V2020 | Era::V2022 => (Duration::from_millis(5000), 4),
             Era::V2023 | Era::Current => (Duration::from_millis(2000), 3),
         };
+        // ares_gethostbyname keeps the family of the first address of ares_getaddrinfo's
+        // RFC 6724-sorted list (ares__addrinfo2hostent): IPv4 unless the pod can reach IPv6
+        // (a global IPv6 address), as IPv6 sorts first only by precedence [measured on 1.18.1].
+        let one_family = match (call.hints.family, api, era) {
+            (Family::Unspec, Api::Byname, Era::V2022 | Era::V2023 | Era::Current) => {
+                Some(if call.pod.has_global_v6() || !call.pod.has_v4() { Family::Inet6 } else { Family::Inet })
+            }
+            _ => None,
+        };
         let mut c = CAres {
             era,
+            one_family,
+            rotate: rc.rotate,
             servers: rc.servers(3),
             names,
             as_is_first,
@@ -172,11 +199,16 @@ impl CAres {
                     sent_at: now,
                     reply: cached,
                     timed_out: false,
+                    first: 0,
                 }
             })
             .collect();
         for i in 0..self.queries.len() {
             if self.queries[i].reply.is_none() {
+                if self.rotate {
+                    self.queries[i].first = (self.process.rotate % self.servers.len()) as u32;
+                    self.process.rotate = self.process.rotate.wrapping_add(1);
+                }
                 self.send(now, i);
             }
         }
@@ -203,7 +235,7 @@ impl CAres {
 
     fn send(&mut self, now: Duration, i: usize) {
         let n = self.servers.len() as u32;
-        let server = (self.queries[i].try_count % n) as usize;
+        let server = ((self.queries[i].first + self.queries[i].try_count) % n) as usize;
         let timeout = self.timeout_for(self.servers[server], self.queries[i].try_count);
         let q = &mut self.queries[i];
         q.deadline = now + timeout;
@@ -256,7 +288,15 @@ impl CAres {
 
     fn judge(&mut self, now: Duration) {
         let replies: Vec<&super::Reply> = self.queries.iter().filter_map(|q| q.reply.as_ref()).collect();
-        let addrs: Vec<IpAddr> = replies.iter().filter(|r| r.rcode == RCODE_NOERROR).flat_map(|r| r.addrs.iter().copied()).collect();
+        let mut addrs: Vec<IpAddr> = replies.iter().filter(|r| r.rcode == RCODE_NOERROR).flat_map(|r| r.addrs.iter().copied()).collect();
+        if let Some(first) = self.one_family {
+            let preferred: Vec<IpAddr> = addrs.iter().copied().filter(|a| a.is_ipv6() == (first == Family::Inet6)).collect();
+            if !preferred.is_empty() {
+                addrs = preferred;
+            } else {
+                addrs.retain(|a| a.is_ipv6() != (first == Family::Inet6));
+            }
+        }
         if !addrs.is_empty() {
             self.queries.clear();
             self.result = Some(Outcome::Addrs(addrs));
@@ -306,7 +346,7 @@ impl Lookup for CAres {
         }
         if self.era == Era::Current {
             let q = &self.queries[i];
-            let server = self.servers[(q.try_count % self.servers.len() as u32) as usize];
+            let server = self.servers[((q.first + q.try_count) % self.servers.len() as u32) as usize];
             let m = self.process.cares_latency.entry(server).or_insert((0, Duration::ZERO));
             *m = (m.0 + 1, m.1 + now.saturating_sub(q.sent_at));
             let ttl = match reply.rcode {
@@ -387,7 +427,15 @@ mod tests {
 
     #[test]
     fn every_query_leaves_from_the_channels_one_socket() {
-        let mut c = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &call("www.google.com", Hints::NULL), Process::default(), 1);
+        let mut c = CAres::new(
+            Duration::ZERO,
+            Era::Current,
+            Era::Current.default_api(),
+            &kubelet_rc(),
+            &call("www.google.com", Hints::NULL),
+            Process::default(),
+            1,
+        );
         let (sent, out) = run(&mut c, vec![]);
         assert_eq!(sent.len(), 12);
         assert!(sent.iter().all(|s| s.send.socket == PROCESS_SOCKET));
@@ -397,7 +445,15 @@ mod tests {
     #[test]
     fn the_2020_unspec_lookup_searches_aaaa_then_a() {
         // A name with A records only: the AAAA search ends in ENODATA, then the A search.
-        let mut c = CAres::new(Duration::ZERO, Era::V2020, &kubelet_rc(), &call("big.example.com", Hints::NULL), Process::default(), 1);
+        let mut c = CAres::new(
+            Duration::ZERO,
+            Era::V2020,
+            Era::V2020.default_api(),
+            &kubelet_rc(),
+            &call("big.example.com", Hints::NULL),
+            Process::default(),
+            1,
+        );
         let (sent, out) = run(&mut c, vec![]);
         let types: Vec<u16> = sent.iter().filter(|s| s.send.transport == Transport::Udp).map(|s| s.send.qtype).collect();
         assert!(types[..6].iter().all(|&t| t == TYPE_AAAA), "{types:?}");
@@ -412,6 +468,7 @@ mod tests {
         let mut old = CAres::new(
             Duration::ZERO,
             Era::V2020,
+            Api::Byname,
             &kubelet_rc(),
             &call("www.google.com.", Hints { family: Family::Inet, ..Hints::NULL }),
             Process::default(),
@@ -424,6 +481,7 @@ mod tests {
         let mut new = CAres::new(
             Duration::ZERO,
             Era::Current,
+            Api::Getaddrinfo,
             &kubelet_rc(),
             &call("www.google.com.", Hints { family: Family::Inet, ..Hints::NULL }),
             Process::default(),
@@ -437,26 +495,28 @@ mod tests {
     fn the_current_channel_caches_answers_and_learns_its_servers_latency() {
         let c = call("www.google.com.", Hints::NULL);
         let mut h = crate::client::harness::Harness::new(&zone(), ".", vec![]).expect("harness");
-        let mut first = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &c, Process::default(), 1);
+        let mut first = CAres::new(Duration::ZERO, Era::Current, Era::Current.default_api(), &kubelet_rc(), &c, Process::default(), 1);
         let (sent, out) = h.run(&mut first, Duration::from_secs(60));
         assert_eq!(sent.len(), 2);
         assert!(out.expect("done").is_ok());
         let process = first.process();
         assert_eq!(process.cares_cache.len(), 2, "A and AAAA cached");
         // Within the TTL (300 s) the same lookup sends nothing.
-        let mut again = CAres::new(Duration::from_secs(100), Era::Current, &kubelet_rc(), &c, process.clone(), 2);
+        let mut again =
+            CAres::new(Duration::from_secs(100), Era::Current, Era::Current.default_api(), &kubelet_rc(), &c, process.clone(), 2);
         assert!(again.poll_send().is_none());
         assert!(again.result().expect("answered from the cache").is_ok());
         // After it, the name goes on the wire again; the 2020 channel never caches.
-        let mut later = CAres::new(Duration::from_secs(301), Era::Current, &kubelet_rc(), &c, process.clone(), 3);
+        let mut later =
+            CAres::new(Duration::from_secs(301), Era::Current, Era::Current.default_api(), &kubelet_rc(), &c, process.clone(), 3);
         assert!(later.poll_send().is_some());
-        let mut old = CAres::new(Duration::from_secs(100), Era::V2020, &kubelet_rc(), &c, process, 4);
+        let mut old = CAres::new(Duration::from_secs(100), Era::V2020, Era::V2020.default_api(), &kubelet_rc(), &c, process, 4);
         assert!(old.poll_send().is_some());
         // Three answers at 2 ms each: the timeout becomes 5 × 2 ms, raised to the 250 ms floor.
         let mut p = Process::default();
         p.cares_latency.insert("10.96.0.10:53".parse().expect("addr"), (3, Duration::from_millis(6)));
         let c4 = call("nothere.example.", Hints { family: Family::Inet, ..Hints::NULL });
-        let mut fast = CAres::new(Duration::ZERO, Era::Current, &kubelet_rc(), &c4, p, 5);
+        let mut fast = CAres::new(Duration::ZERO, Era::Current, Era::Current.default_api(), &kubelet_rc(), &c4, p, 5);
         let drop = vec![Rule::Drop { qname: "nothere.example.".into(), qtype: 0, count: None }];
         let mut h = crate::client::harness::Harness::new(&zone(), ".", drop).expect("harness");
         let (sent, _) = h.run(&mut fast, Duration::from_secs(60));

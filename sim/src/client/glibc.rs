@@ -348,7 +348,8 @@ impl Glibc {
         let name = self.names[self.idx].clone();
         let q = &mut self.queries[i];
         q.sent = true;
-        let edns = if self.transport == Transport::Udp { self.edns } else { None };
+        // The query is built once (res_nmkquery, with its OPT record) and sent as it is over either transport.
+        let edns = self.edns;
         let payload = build_query(q.id, &name, q.qtype, edns);
         self.sends.push_back(Send { socket: self.socket, transport: self.transport, server, qname: name, qtype: q.qtype, edns, payload });
     }

@@ -57,6 +57,8 @@ struct Lane {
     deadline: Duration,
     done: Option<LaneResult>,
     started: bool,
+    /// The first server of this lane's `tryOneName` (`serverOffset`, with `rotate`).
+    offset: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +84,9 @@ pub struct Go {
     sends: VecDeque<Send>,
     closed: VecDeque<u32>,
     rng: fastrand::Rng,
-    rotate_base: usize,
+    /// `rotate`: each `tryOneName` (a lane of a name) starts one server further (`dnsConfig.soffset`).
+    rotate: bool,
+    soffset: usize,
     result: Option<Outcome>,
 }
 
@@ -108,7 +112,8 @@ impl Go {
             sends: VecDeque::new(),
             closed: VecDeque::new(),
             rng: fastrand::Rng::with_seed(seed),
-            rotate_base: if rc.rotate { process.rotate } else { 0 },
+            rotate: rc.rotate,
+            soffset: process.rotate,
             result: None,
         };
         if g.names.is_empty() {
@@ -132,6 +137,7 @@ impl Go {
                 deadline: now,
                 done: None,
                 started: false,
+                offset: 0,
             })
             .collect();
         let n = if self.sequential { 1 } else { self.lanes.len() };
@@ -144,7 +150,11 @@ impl Go {
     fn exchange(&mut self, now: Duration, i: usize, tcp: bool) {
         let socket = self.next_socket;
         self.next_socket += 1;
-        let server = self.servers[(self.rotate_base + self.lanes[i].exchange as usize) % self.servers.len()];
+        if !self.lanes[i].started && self.rotate {
+            self.lanes[i].offset = self.soffset;
+            self.soffset = self.soffset.wrapping_add(1);
+        }
+        let server = self.servers[(self.lanes[i].offset + self.lanes[i].exchange as usize) % self.servers.len()];
         let name = self.names[self.idx].clone();
         let id = self.rng.u16(..);
         let transport = if tcp || self.use_tcp { Transport::Tcp } else { Transport::Udp };
@@ -280,7 +290,7 @@ impl Lookup for Go {
     }
 
     fn process(&self) -> Process {
-        Process::default()
+        Process { rotate: self.soffset, ..Process::default() }
     }
 }
 

@@ -20,12 +20,15 @@ pub enum Rule {
     Delay { qname: String, qtype: u16, delay: Duration },
     /// Answer SERVFAIL.
     ServFail { qname: String, qtype: u16 },
+    /// A nameserver that never answers anything.
+    Silent { server: std::net::IpAddr },
 }
 
 impl Rule {
     pub fn matches(&self, qname: &str, qtype: u16) -> bool {
         let (n, t) = match self {
             Rule::Drop { qname, qtype, .. } | Rule::Delay { qname, qtype, .. } | Rule::ServFail { qname, qtype } => (qname, *qtype),
+            Rule::Silent { .. } => return false,
         };
         n.trim_end_matches('.').eq_ignore_ascii_case(qname.trim_end_matches('.')) && (t == 0 || t == qtype)
     }
@@ -60,6 +63,7 @@ pub fn decide(rules: &mut [Rule], qname: &str, qtype: u16) -> Decision {
             },
             Rule::Delay { delay, .. } => d.extra += *delay,
             Rule::ServFail { .. } => d.servfail = true,
+            Rule::Silent { .. } => {}
         }
     }
     d
@@ -102,7 +106,7 @@ impl Harness {
                 sent.push(Sent { at: now, send: s.clone() });
                 let qtype = s.qtype;
                 let Decision { drop, extra, servfail } = decide(&mut self.rules, &s.qname, qtype);
-                if drop {
+                if drop || self.rules.iter().any(|r| matches!(r, Rule::Silent { server } if *server == s.server.ip())) {
                     continue;
                 }
                 let transport = match s.transport {

@@ -10,9 +10,11 @@ pub mod cares;
 pub mod evdns;
 pub mod glibc;
 pub mod go;
+pub mod go_choice;
 pub mod harness;
 pub mod musl;
 pub mod resolvconf;
+pub mod table;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -110,6 +112,10 @@ impl PodAddrs {
     pub fn has_v6(&self) -> bool {
         self.0.iter().any(|a| matches!(a, IpAddr::V6(v6) if !v6.is_loopback()))
     }
+    /// Has an IPv6 address that can reach the internet: not ::1, not link-local fe80::/10.
+    pub fn has_global_v6(&self) -> bool {
+        self.0.iter().any(|a| matches!(a, IpAddr::V6(v6) if !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80))
+    }
 }
 
 /// State a process keeps across lookups.
@@ -121,6 +127,11 @@ pub struct Process {
     pub single_request_reopen: bool,
     /// `rotate` round-robin position.
     pub rotate: usize,
+    /// evdns: the base's `server_head`, as a position in its circular nameserver list (every new
+    /// request and every retransmission takes the next nameserver).
+    pub evdns_head: usize,
+    /// evdns: nameservers marked down (bit per nameserver), after a request gave up on them.
+    pub evdns_down: u64,
     /// Next query ID for libraries that count IDs per process (c-ares, evdns use random ones).
     pub queries_sent: u64,
     /// c-ares (current): the channel's query cache, (lower-case qname, qtype) → (expires, answer).
@@ -298,6 +309,17 @@ pub fn parse_reply(msg: &[u8]) -> Option<Reply> {
     })
 }
 
+/// Which call the application makes. glibc, musl and Go have one (getaddrinfo, `net.LookupIP`);
+/// c-ares and evdns have two, and they differ on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Api {
+    /// `ares_getaddrinfo`, `evdns_getaddrinfo` (and every other library's only call).
+    #[default]
+    Getaddrinfo,
+    /// One family per call: `ares_gethostbyname`, `evdns_base_resolve_ipv4`/`_ipv6`.
+    Byname,
+}
+
 /// A library to model, as `ndots-sim lookup --lib` names it (glibc, musl, go, go-cgo, c-ares, evdns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lib {
@@ -309,17 +331,39 @@ pub enum Lib {
     Evdns,
 }
 
+/// The `hosts:` line of /etc/nsswitch.conf the models assume (Debian's and most images' default).
+pub const NSSWITCH_HOSTS: &str = "files dns";
+
 /// Runs one lookup of `lib` at `version` (None: the library's current version) against `harness` until
 /// it returns or 300 simulated seconds pass: every packet it sent and what the application gets.
 /// Go's cgo resolver is glibc called with Go's hints (sources.md#go-cgo).
 pub fn run_model(
     lib: Lib,
     version: Option<&str>,
+    api: Api,
     rc: &ResolvConf,
     call: &Call,
     harness: &mut harness::Harness,
 ) -> Result<(Vec<harness::Sent>, Option<Outcome>), String> {
-    let limit = Duration::from_secs(300);
+    let mut lookup = build_model(lib, version, api, rc, call, Process::default())?;
+    Ok(harness.run(lookup.as_mut(), Duration::from_secs(300)))
+}
+
+/// One lookup of `lib` at `version`, started at time zero with `process` state (see `run_model`).
+pub fn build_model(
+    lib: Lib,
+    version: Option<&str>,
+    api: Api,
+    rc: &ResolvConf,
+    call: &Call,
+    process: Process,
+) -> Result<Box<dyn Lookup>, String> {
+    if api == Api::Byname && !matches!(lib, Lib::CAres | Lib::Evdns) {
+        return Err(format!(
+            "--api byname: {lib:?} has no by-name call; only c-ares (ares_gethostbyname) and evdns (evdns_base_resolve_ipv4) do"
+        ));
+    }
+    let t0 = Duration::ZERO;
     Ok(match lib {
         Lib::Glibc | Lib::GoCgo => {
             let v = match version {
@@ -334,8 +378,7 @@ pub fn run_model(
             if lib == Lib::GoCgo {
                 call.hints = Hints { family: call.hints.family, ..Hints::GO_CGO };
             }
-            let mut g = glibc::Glibc::new(Duration::ZERO, v, rc, &call, Process::default(), 1);
-            harness.run(&mut g, limit)
+            Box::new(glibc::Glibc::new(t0, v, rc, &call, process, 1))
         }
         Lib::Musl => {
             let v = match version {
@@ -348,29 +391,38 @@ pub fn run_model(
                 }
                 None => musl::Version::CURRENT,
             };
-            let mut m = musl::Musl::new(Duration::ZERO, v, rc, call, 1);
-            harness.run(&mut m, limit)
+            Box::new(musl::Musl::new(t0, v, rc, call, 1))
         }
+        // With a version, a cgo build's own choice of resolver (as with no GODEBUG), under a
+        // `hosts: files dns` nsswitch.conf; without, Go's resolver (GODEBUG=netdns=go).
         Lib::Go => {
-            let mut g = go::Go::new(Duration::ZERO, rc, call, Process::default(), 1);
-            harness.run(&mut g, limit)
+            let choice = match version {
+                Some(v) => {
+                    go_choice::GoBuild::for_version(v)
+                        .map_err(|e| format!("--version {v}: {e}"))?
+                        .choose(rc, Some(NSSWITCH_HOSTS), &call.name)
+                        .0
+                }
+                None => go_choice::Choice::Native,
+            };
+            if choice == go_choice::Choice::Cgo {
+                return build_model(Lib::GoCgo, None, api, rc, call, process);
+            }
+            Box::new(go::Go::new(t0, rc, call, process, 1))
         }
         Lib::CAres => {
             let era = match version {
                 None => cares::Era::Current,
                 Some(v) => cares::Era::for_version(v).map_err(|e| format!("--version {v}: {e}"))?,
             };
-            let mut c = cares::CAres::new(Duration::ZERO, era, rc, call, Process::default(), 1);
-            harness.run(&mut c, limit)
+            Box::new(cares::CAres::new(t0, era, api, rc, call, process, 1))
         }
         Lib::Evdns => {
             let v = match version {
-                None | Some("2.1") => evdns::Version::V2_1,
-                Some("2.2") => evdns::Version::V2_2,
-                Some(v) => return Err(format!("--version {v}: expected 2.1 or 2.2")),
+                None => evdns::Version::V2_1,
+                Some(v) => evdns::Version::for_version(v).map_err(|e| format!("--version {v}: {e}"))?,
             };
-            let mut e = evdns::Evdns::new(Duration::ZERO, v, rc, call, Process::default(), 1);
-            harness.run(&mut e, limit)
+            Box::new(evdns::Evdns::new(t0, v, api, rc, call, process, 1))
         }
     })
 }

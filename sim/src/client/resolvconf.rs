@@ -21,6 +21,8 @@ pub struct ResolvConf {
     pub no_tld_query: bool,
     /// evdns `randomize-case:N` (default on in evdns; glibc ignores it).
     pub randomize_case: Option<bool>,
+    /// Whether `attempts:` was written (evdns' default, 3, differs from glibc's 2).
+    pub attempts_given: bool,
     /// Options no library model recognised (Go falls back to cgo on some of these).
     pub unknown: Vec<String>,
 }
@@ -41,6 +43,7 @@ impl Default for ResolvConf {
             no_aaaa: false,
             no_tld_query: false,
             randomize_case: None,
+            attempts_given: false,
             unknown: Vec::new(),
         }
     }
@@ -60,7 +63,10 @@ impl ResolvConf {
             match (k, v) {
                 ("ndots", Some(n)) => rc.ndots = n,
                 ("timeout", Some(n)) => rc.timeout = n,
-                ("attempts", Some(n)) => rc.attempts = n,
+                ("attempts", Some(n)) => {
+                    rc.attempts = n;
+                    rc.attempts_given = true;
+                }
                 ("rotate", _) => rc.rotate = true,
                 ("single-request", _) => rc.single_request = true,
                 ("single-request-reopen", _) => rc.single_request_reopen = true,

@@ -13,7 +13,7 @@ use crate::client::evdns::Evdns;
 use crate::client::glibc::Glibc;
 use crate::client::go::Go;
 use crate::client::musl::Musl;
-use crate::client::{Lookup, Outcome, PROCESS_SOCKET};
+use crate::client::{Api, Lookup, Outcome, PROCESS_SOCKET};
 use crate::report::{AppRequest, LookupOutcome, LookupRecord, Wire};
 use crate::spec::Library;
 
@@ -78,8 +78,15 @@ impl Engine {
             }
             Library::Musl(v) => Box::new(Musl::new(self.now, v, &p.rc, &call, seed)),
             Library::Go => Box::new(Go::new(self.now, &p.rc, &call, p.process.clone(), seed)),
-            Library::CAres(era) => Box::new(CAres::new(self.now, era, &p.rc, &call, p.process.clone(), seed)),
-            Library::Evdns(v) => Box::new(Evdns::new(self.now, v, &p.rc, &call, p.process.clone(), seed)),
+            Library::GoBuild(b) => match b.choose(&p.rc, Some(crate::client::NSSWITCH_HOSTS), &call.name).0 {
+                crate::client::go_choice::Choice::Native => Box::new(Go::new(self.now, &p.rc, &call, p.process.clone(), seed)),
+                crate::client::go_choice::Choice::Cgo => {
+                    call.hints = crate::client::Hints::GO_CGO;
+                    Box::new(Glibc::new(self.now, crate::client::glibc::Version::CURRENT, &p.rc, &call, p.process.clone(), seed))
+                }
+            },
+            Library::CAres(era) => Box::new(CAres::new(self.now, era, era.default_api(), &p.rc, &call, p.process.clone(), seed)),
+            Library::Evdns(v) => Box::new(Evdns::new(self.now, v, Api::Getaddrinfo, &p.rc, &call, p.process.clone(), seed)),
         };
         p.lookups
             .insert(id, ActiveLookup { model, started: asked, name, queries: 0, wire: Vec::new(), sockets: BTreeMap::new(), timer: None });
