@@ -19,8 +19,11 @@
 //!   `kernel.rs`), then the insertion race by send path (threads, `sendmmsg`, sequential sends, two
 //!   sockets, `sendmmsg` through a policy agent's NFQUEUE) through a veth, beside the model
 //!   (`race.rs`); root, network namespaces, iptables and conntrack.
-//! - `client-check [CASE...]`: the client-library models beside real glibc, musl and Go on the wire
-//!   (see `clients.rs`); root, network namespaces, gcc, musl-gcc, go.
+//! - `client-check [CASE|LIB...]`: the client-library models beside real glibc, musl, Go, c-ares and
+//!   evdns on the wire (see `clients/`); root, network namespaces, gcc, musl-gcc, go, libc-ares-dev,
+//!   libevent-dev.
+//! - `client-table`: rewrites README.md's library × release table from the models
+//!   (`sim::client::table`).
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
 //!   reloads (see `soak.rs`); report in `target/soak/`.
 
