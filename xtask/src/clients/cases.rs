@@ -71,6 +71,8 @@ impl Case {
 }
 
 pub(super) const ALL: &[Lib] = &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::GoCgo, Lib::CAres, Lib::Evdns];
+/// The libraries whose call takes no getaddrinfo flags from the program here.
+const NO_FLAGS: &[Lib] = &[Lib::Go, Lib::GoCgo, Lib::CAres, Lib::Evdns];
 
 /// The model's side of the SILENT nameserver (the recorder never answers there anyway).
 pub(super) fn silent() -> Rule {
@@ -119,7 +121,7 @@ pub(super) fn cases() -> Vec<Case> {
             vec![],
             &[Lib::Glibc, Lib::Musl],
         ),
-        // The trailing dot: the name as is, nothing else.
+        // The trailing dot: the name as is, nothing else (evdns walks the search list all the same).
         c("trailing-dot", "www.google.com.", Family::Unspec, "", "ndots:5", V6::Off, vec![], ALL),
         c(
             "inet-only",
@@ -129,7 +131,7 @@ pub(super) fn cases() -> Vec<Case> {
             "ndots:5",
             V6::Off,
             vec![],
-            &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::CAres, Lib::Evdns],
+            &[Lib::Glibc, Lib::Musl, Lib::Go, Lib::GoCgo, Lib::CAres, Lib::Evdns],
         ),
         // A cluster name found on the second search domain.
         c("search-hit", "kubernetes.default", Family::Unspec, "", "ndots:5", V6::Off, vec![], ALL),
@@ -172,7 +174,7 @@ pub(super) fn cases() -> Vec<Case> {
             "ndots:5",
             V6::Off,
             vec![Rule::ServFail { qname: "kubernetes.default.default.svc.cluster.local.".into(), qtype: 0 }],
-            &[Lib::Glibc, Lib::Go, Lib::GoCgo],
+            &[Lib::Glibc, Lib::Go, Lib::GoCgo, Lib::CAres, Lib::Evdns],
         ),
         c(
             "servfail-search-inet",
@@ -255,6 +257,10 @@ pub(super) fn cases() -> Vec<Case> {
         c("local-name", "kubernetes.default.svc.cluster.local", Family::Unspec, "", "ndots:5", V6::Off, vec![], &[Lib::Glibc, Lib::Go]),
         // A pod with a global IPv6 address: AI_ADDRCONFIG asks for AAAA; ares_gethostbyname returns IPv6.
         c("addrconfig-global-v6", "www.google.com", Family::Unspec, "addrconfig", "ndots:5", V6::Global, vec![], &[Lib::Glibc, Lib::Musl]),
-        c("global-v6", "www.google.com.", Family::Unspec, "", "ndots:5", V6::Global, vec![], &[Lib::Go, Lib::CAres, Lib::Evdns]),
+        // The other libraries in each IPv6 state (no AI_ADDRCONFIG to give them; ares_gethostbyname
+        // picks its family by what the pod can reach).
+        c("loopback-v6", "www.google.com.", Family::Unspec, "", "ndots:5", V6::Loopback, vec![], NO_FLAGS),
+        c("link-local-v6", "www.google.com.", Family::Unspec, "", "ndots:5", V6::LinkLocal, vec![], NO_FLAGS),
+        c("global-v6", "www.google.com.", Family::Unspec, "", "ndots:5", V6::Global, vec![], NO_FLAGS),
     ]
 }
