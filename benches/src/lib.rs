@@ -1,4 +1,7 @@
-//! Benchmarks live in benches/; this library holds what several of them share.
+//! Benchmarks live in benches/; this library holds what several of them share, and the floor
+//! responder `cargo xtask bench dns` measures the servers against (`floor`, binary `dns-floor`).
+
+pub mod floor;
 
 use resolver::cluster::{Kind, Object, WatchEvent, Watched};
 use serde_json::{Value, json};
