@@ -4,10 +4,9 @@
 //!   `cargo test --workspace`, then `client-check`. Stops at the first failure with its exit code.
 //! - `sim check-determinism [SEED]`: the smoke scenario twice in two processes, same trace hash or fail.
 //! - `bench sim`: simulated seconds per wall second for 10, 100 and 1,000-node clusters (release build).
-//! - `bench dns [SERVERS...]`: builds the release `ndots` and runs the shared side-by-side benchmark
-//!   (`../shared/bench/anchors/setup.sh` and `run.sh`, which install unbound, dnsdist, ... and dnsperf)
-//!   with ndots as the "new" server beside the given servers (default: unbound dnsdist). `ROUNDS`,
-//!   `DURATION` and the other run.sh variables pass through.
+//! - `bench dns [SERVERS...]`: ndots beside unbound, dnsdist, kresd, pdns-recursor and the floor
+//!   responder with dnsperf, in a private network namespace (see `bench_dns/`); root, Debian.
+//!   `ROUNDS`, `DURATION`, `LAT_QPS`; SERVERS picks peers (ndots and the floor always run).
 //! - `bench rss [NAMES]`: the release `ndots` caching NAMES distinct forwarded names; RSS before and
 //!   after, bytes per cached entry (`rss.rs`).
 //! - `sim sweep [N] [FILTER]`: the scenario tests (release) for seeds 1..=N (default 100); prints each
@@ -31,6 +30,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench_dns;
 mod clients;
 mod kernel;
 mod race;
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             check_determinism(args.get(2).map(String::as_str).unwrap_or("42"))
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
-        Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns(&args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns::bench(&args[2..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("rss") => {
             rss::rss(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000_000))
         }
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots beside unbound, dnsdist, ... in the shared dnsperf benchmark\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots and the floor beside unbound, dnsdist, kresd, pdns-recursor (dnsperf; root)\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models"
             );
             ExitCode::from(2)
         }
@@ -234,48 +234,6 @@ fn sweep(n: u64, filter: Option<&str>) -> ExitCode {
     } else {
         eprintln!("sweep: {} of {n} seeds fail: {failed:?}", failed.len());
         ExitCode::FAILURE
-    }
-}
-
-fn bench_dns(servers: &[String]) -> ExitCode {
-    let anchors = std::path::Path::new("../shared/bench/anchors");
-    if !anchors.join("run.sh").exists() {
-        eprintln!("xtask: ../shared/bench/anchors/run.sh not found (run from the repository root, with shared/ beside it)");
-        return ExitCode::FAILURE;
-    }
-    if let Err(c) =
-        run("cargo build --release -p resolver --bin ndots", cargo().args(["build", "--release", "-p", "resolver", "--bin", "ndots"]))
-    {
-        return c;
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let dir = std::path::Path::new(&target).join("bench-dns");
-    let bin = std::fs::canonicalize(std::path::Path::new(&target).join("release/ndots")).unwrap_or_default();
-    let script = dir.join("ndots-bench.sh");
-    // A caching forwarder to the benchmark's authoritative server, as the other servers are configured;
-    // `exec` keeps the measured PID.
-    let text = format!(
-        "#!/usr/bin/env bash\n# Generated by `cargo xtask bench dns`: ndots as a caching forwarder on ADDR:PORT to UPSTREAM.\nset -e\ncat > \"$4/ndots.Corefile\" <<EOC\n.:$2 {{\n    bind $1\n    cache 3600 {{\n        success 100000\n        denial 100000\n    }}\n    forward . $3\n}}\nEOC\nexport NDOTS_LOG=warn\nexec {} -conf \"$4/ndots.Corefile\"\n",
-        bin.display()
-    );
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&script, text)) {
-        eprintln!("xtask: cannot write {}: {e}", script.display());
-        return ExitCode::FAILURE;
-    }
-    let script = std::fs::canonicalize(&script).unwrap_or(script);
-    let _ = Command::new("chmod").arg("+x").arg(&script).status();
-    if let Err(c) = run(
-        "setup.sh (installs the anchor servers and dnsperf)",
-        Command::new("bash").arg(anchors.join("setup.sh")).env("SKIP_HICKORY", "1"),
-    ) {
-        return c;
-    }
-    let mut list: Vec<String> = if servers.is_empty() { vec!["unbound".into(), "dnsdist".into()] } else { servers.to_vec() };
-    list.push("ndots".into());
-    let cmd = format!("{} {{ADDR}} {{PORT}} {{UPSTREAM}} {{DIR}}", script.display());
-    match run("run.sh", Command::new("bash").arg(anchors.join("run.sh")).args(&list).env("NEW_NAME", "ndots").env("NEW_CMD", cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(c) => c,
     }
 }
 
