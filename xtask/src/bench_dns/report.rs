@@ -117,7 +117,10 @@ pub fn table(rows: &[Summary]) -> String {
         "| server/workload | queries/s | queries per server CPU-s (min-max over rounds) | of the floor's | p50 / p99 at fixed rate | lost |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let floor = rows.iter().find(|f| f.server == "floor" && f.workload == r.workload).map(|f| f.per_cpu_s);
+        // A forwarder without a cache handles two packets in and two out per answer: against half
+        // the floor's rate.
+        let share = if r.server.ends_with("-forward") { 0.5 } else { 1.0 };
+        let floor = rows.iter().find(|f| f.server == "floor" && f.workload == r.workload).map(|f| f.per_cpu_s * share);
         let ratio = floor.filter(|f| *f > 0.0).map_or("-".into(), |f| format!("{:.2}", r.per_cpu_s / f));
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3} ms"));
         out.push_str(&format!(
@@ -255,6 +258,9 @@ mod tests {
         let t = table(&[floor.clone(), ndots.clone()]);
         assert!(t.contains("| ndots/hit | 150,000 | 166,667 (155,556-177,778) | 0.65 |"), "{t}");
         assert!(t.contains("| floor/hit |") && t.contains("| 1.00 |"), "{t}");
+        let forward = summarise("ndots-forward", "hit", &[run(100_000.0, 10.0)]);
+        let t = table(&[floor.clone(), forward]);
+        assert!(t.contains("| ndots-forward/hit | 100,000 | 100,000 (100,000-100,000) | 0.78 |"), "against half the floor: {t}");
         let chart = svg(&[floor, ndots]);
         assert!(chart.starts_with("<svg") && chart.contains(">ndots<") && chart.contains("stroke-dasharray"));
     }

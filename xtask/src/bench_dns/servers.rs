@@ -65,6 +65,8 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
             ".:53 {{\n    bind 127.0.0.20\n    cache 3600 {{\n        success 100000\n        denial 100000\n    }}\n    forward . {UPSTREAM}\n}}\n"
         ),
     );
+    // Every query a miss: what the node-local cache spends per forwarded query.
+    let forward_conf = write(&dir.join("ndots-forward.Corefile"), &format!(".:53 {{\n    bind 127.0.0.25\n    forward . {UPSTREAM}\n}}\n"));
     let unbound_conf = write(
         &dir.join("unbound.conf"),
         &format!(
@@ -93,6 +95,10 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
         Server {
             env: vec![("NDOTS_LOG", "warn".into())],
             ..s("ndots", "127.0.0.20", release.join("ndots"), vec!["-conf".into(), ndots_conf.display().to_string()])
+        },
+        Server {
+            env: vec![("NDOTS_LOG", "warn".into())],
+            ..s("ndots-forward", "127.0.0.25", release.join("ndots"), vec!["-conf".into(), forward_conf.display().to_string()])
         },
         s("floor", "127.0.0.29", release.join("dns-floor"), vec!["127.0.0.29:53".into()]),
         s("unbound", "127.0.0.21", "unbound".into(), vec!["-d".into(), "-c".into(), unbound_conf.display().to_string()]),
