@@ -166,7 +166,7 @@ pub fn svg(rows: &[Summary]) -> String {
         ((140.0 + 60.0 * (servers.len() * workloads.len()) as f64 + 30.0 * workloads.len() as f64).max(720.0), 400.0, 70.0, 60.0, 70.0);
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"15\">Queries answered per server CPU-second</text>\n<text x=\"{left}\" y=\"42\" fill=\"#555\">bars: median over rounds; whiskers: min to max; dashed: the floor responder</text>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"15\">Queries answered per server CPU-second</text>\n<text x=\"{left}\" y=\"42\" fill=\"#555\">bars: median over rounds; whiskers: min to max; dashed: the floor responder (a -forward server, two packets each way per answer, against half of it)</text>\n"
     );
     for k in 0..=ticks {
         let v = step * f64::from(k);
