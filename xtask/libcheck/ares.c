@@ -32,14 +32,17 @@ static void print_addr(int family, const void *addr) {
     printf("%s\n", buf);
 }
 
+/* Ends the lookup; prints the error, if any, and returns nonzero when there was one. */
+static int finish(int status) {
+    done = 1;
+    if (status != ARES_SUCCESS) printf("error %s\n", err_name(status));
+    return status != ARES_SUCCESS;
+}
+
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res) {
     (void)arg;
     (void)timeouts;
-    done = 1;
-    if (status != ARES_SUCCESS) {
-        printf("error %s\n", err_name(status));
-        return;
-    }
+    if (finish(status)) return;
     for (struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next) {
         if (n->ai_family == AF_INET)
             print_addr(AF_INET, &((struct sockaddr_in *)n->ai_addr)->sin_addr);
@@ -52,11 +55,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
 static void on_host(void *arg, int status, int timeouts, struct hostent *h) {
     (void)arg;
     (void)timeouts;
-    done = 1;
-    if (status != ARES_SUCCESS) {
-        printf("error %s\n", err_name(status));
-        return;
-    }
+    if (finish(status)) return;
     for (char **a = h->h_addr_list; *a; a++) print_addr(h->h_addrtype, *a);
 }
 

@@ -32,28 +32,22 @@ pub(super) fn compare(real: &[Packet], model: &[Packet]) -> Vec<String> {
     }
     for (a, &(ri, mi)) in pairs.iter().enumerate() {
         for &(rj, mj) in &pairs[a + 1..] {
-            let same_real = real[ri].socket == real[rj].socket;
-            let same_model = model[mi].socket == model[mj].socket;
-            if same_real != same_model {
-                diffs.push(format!(
-                    "packets {} and {}: {} socket for the real library, {} in the model",
-                    ri + 1,
-                    rj + 1,
-                    if same_real { "one" } else { "different" },
-                    if same_model { "one" } else { "different" }
-                ));
-            }
-            // Which nameserver: the same one or another (glibc's `rotate` starts at a random one).
-            let same_real = real[ri].server == real[rj].server;
-            let same_model = model[mi].server == model[mj].server;
-            if same_real != same_model {
-                diffs.push(format!(
-                    "packets {} and {}: {} nameserver for the real library, {} in the model",
-                    ri + 1,
-                    rj + 1,
-                    if same_real { "one" } else { "different" },
-                    if same_model { "one" } else { "different" }
-                ));
+            // Which socket, and which nameserver (the same one or another: glibc's `rotate` starts at
+            // a random one), must agree pair by pair.
+            let same = |x: &Packet, y: &Packet| [x.socket == y.socket, x.server == y.server];
+            let (real_same, model_same) = (same(&real[ri], &real[rj]), same(&model[mi], &model[mj]));
+            for (k, what) in ["socket", "nameserver"].into_iter().enumerate() {
+                let (same_real, same_model) = (real_same[k], model_same[k]);
+                if same_real != same_model {
+                    let word = |same: bool| if same { "one" } else { "different" };
+                    diffs.push(format!(
+                        "packets {} and {}: {} {what} for the real library, {} in the model",
+                        ri + 1,
+                        rj + 1,
+                        word(same_real),
+                        word(same_model)
+                    ));
+                }
             }
         }
     }
