@@ -88,7 +88,8 @@ impl GoBuild {
             return (Choice::Cgo, format!("resolv.conf option(s) Go 1.{} does not know: {}", self.minor, unknown.join(" ")));
         }
         let bare = name.trim_end_matches('.');
-        if bare.len() >= 6 && bare[bare.len() - 6..].eq_ignore_ascii_case(".local") {
+        // By bytes: a name with a multi-byte character must not be sliced inside it.
+        if bare.len() >= 6 && bare.as_bytes()[bare.len() - 6..].eq_ignore_ascii_case(b".local") {
             return (Choice::Cgo, "a .local name (RFC 6762)".into());
         }
         let Some(hosts) = nsswitch_hosts else { return (Choice::Native, "no /etc/nsswitch.conf".into()) };
@@ -143,6 +144,8 @@ mod tests {
         let r = rc("ndots:5");
         assert_eq!(go.choose(&r, Some("files dns"), "kubernetes.default.svc.cluster.local.").0, Choice::Cgo);
         assert_eq!(go.choose(&r, None, "www.google.com").0, Choice::Native);
+        assert_eq!(go.choose(&r, None, "éabcde").0, Choice::Native, "a multi-byte name is compared, not sliced");
+        assert_eq!(go.choose(&r, None, "printer.LOCAL").0, Choice::Cgo);
         assert_eq!(go.choose(&r, Some("files mdns4_minimal dns"), "www.google.com").0, Choice::Native);
         assert_eq!(go.choose(&r, Some("files resolve dns"), "www.google.com").0, Choice::Cgo);
         assert_eq!(go.choose(&r, Some("files [NOTFOUND=return] dns"), "www.google.com").0, Choice::Cgo);
