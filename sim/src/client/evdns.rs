@@ -310,11 +310,13 @@ impl Lookup for Evdns {
             return;
         };
         // A reply that is not SERVFAIL, NOTIMP or REFUSED marks its nameserver up; NOTIMP and
-        // REFUSED mark it down (when a reissue is left).
+        // REFUSED mark it down when a reissue is left (`nameserver_failed` before
+        // `request_reissue`), and leave it as it is otherwise.
         let server = self.reqs[i].server;
         match reply.rcode {
             RCODE_SERVFAIL => {}
-            RCODE_NOTIMP | RCODE_REFUSED => self.mark(server, self.reqs[i].reissues >= MAX_REISSUES),
+            RCODE_NOTIMP | RCODE_REFUSED if self.reqs[i].reissues < MAX_REISSUES => self.mark(server, false),
+            RCODE_NOTIMP | RCODE_REFUSED => {}
             _ => self.mark(server, true),
         }
         if reply.tc && transport == Transport::Udp {
