@@ -89,6 +89,10 @@ pub fn bench(servers: &[String]) -> ExitCode {
             }
         };
     }
+    if let Some(bad) = servers.iter().find(|s| !servers::NAMES.contains(&s.as_str())) {
+        eprintln!("bench dns: unknown server `{bad}`; expected some of {}", servers::NAMES.join(", "));
+        return ExitCode::from(2);
+    }
     if sh(&["id", "-u"]).map(|u| u.trim() != "0").unwrap_or(true) {
         eprintln!("bench dns: needs root (it installs the servers and runs them in a network namespace)");
         return ExitCode::FAILURE;

@@ -25,6 +25,9 @@ impl Server {
     }
 }
 
+/// Every server `all` starts, by name (ndots and the floor always run; the others on request).
+pub const NAMES: [&str; 7] = ["ndots", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
+
 const PACKAGES: [&str; 5] = ["dnsperf", "unbound", "dnsdist", "knot-resolver", "pdns-recursor"];
 
 /// Installs dnsperf and the peers from Debian, without starting their services.
@@ -136,4 +139,16 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
             .collect(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_lists_every_server() {
+        let dir = std::env::temp_dir().join("ndots-bench-names");
+        let _ = std::fs::create_dir_all(&dir);
+        let names: Vec<&str> = super::all(&dir, &dir).iter().map(|s| s.name).collect();
+        assert_eq!(names, super::NAMES);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
