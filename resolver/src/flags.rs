@@ -100,7 +100,7 @@ impl Flags {
 pub const USAGE: &str = "usage: ndots [flags]
   -conf FILE             Corefile to load (default: Corefile; node-local mode: -corefile)
   -seed N                seed for the server's random choices (default: random; NDOTS_SEED)
-  -workers N             worker threads, each serving every address (default: one per CPU; NDOTS_WORKERS)
+  -workers N             worker threads (default: one per CPU; NDOTS_WORKERS); UDP goes to as few as keep up
   -check                 validate the Corefile and cluster state (node-local: render it first), then exit
   -pidfile FILE          write the process id here once listening
   -version               print the version

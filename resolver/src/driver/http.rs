@@ -123,7 +123,12 @@ pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &
             }
         }
         "/metrics" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => {
-            (200, all_metrics(shared).await.render() + &super::process::process_metrics())
+            let active = shared.hub.udp_active.load(std::sync::atomic::Ordering::Relaxed);
+            let workers = format!(
+                "# HELP ndots_udp_workers Worker threads, and how many of them the kernel hands UDP queries to.\n# TYPE ndots_udp_workers gauge\nndots_udp_workers{{state=\"started\"}} {}\nndots_udp_workers{{state=\"receiving\"}} {active}\n",
+                shared.hub.workers
+            );
+            (200, all_metrics(shared).await.render() + &super::process::process_metrics() + &workers)
         }
         _ => (404, "not found".to_string()),
     };

@@ -2,8 +2,8 @@
 //!
 //! One worker per core (`Options::workers`), each a thread with a current-thread runtime and a
 //! `LocalSet` that owns its own server (`Rc<RefCell<Server>>`: no lock anywhere on the query path).
-//! Every worker binds every listen address with SO_REUSEPORT, so the kernel spreads clients over the
-//! workers by their address and port. Each UDP listener loop calls `handle_query` and, on a cache hit,
+//! Every worker binds every listen address with SO_REUSEPORT; a reuse-port program steers UDP queries
+//! to as few workers as keep up (`steer`: one, until it falls behind). Each UDP listener loop calls `handle_query` and, on a cache hit,
 //! answers from the same loop iteration with no channel and no allocation. Everything else (forwarded
 //! answers, upstream queries, timers) flows through `poll_transmit`/`poll_timeout`, drained by the
 //! flusher task whenever the core was touched.
@@ -25,6 +25,7 @@ mod netif;
 pub mod nodelocal;
 mod process;
 mod reload;
+mod steer;
 mod tcp;
 mod transmit;
 mod udp;
@@ -107,6 +108,10 @@ struct Hub {
     fills: Vec<mpsc::Sender<Arc<CacheFill>>>,
     /// The cluster state the API watch publishes (none with a file source or no `kubernetes`).
     cluster: Option<watch::Receiver<Arc<ClusterState>>>,
+    /// Each worker's UDP receive counts, for the steering controller (`steer`).
+    loads: Arc<[steer::Load]>,
+    /// How many workers the kernel hands UDP queries to (all of them unless steering is on).
+    udp_active: std::sync::atomic::AtomicUsize,
 }
 
 /// Cache fills a worker's inbox holds before new ones are dropped.
@@ -176,7 +181,17 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
         fills.push(tx);
         inboxes.push(rx);
     }
-    let hub = Arc::new(Hub { workers, stop, halted: std::sync::Mutex::new(None), halt: Notify::new(), snapshots, fills, cluster });
+    let hub = Arc::new(Hub {
+        workers,
+        stop,
+        halted: std::sync::Mutex::new(None),
+        halt: Notify::new(),
+        snapshots,
+        fills,
+        cluster,
+        loads: (0..workers).map(|_| steer::Load::default()).collect(),
+        udp_active: std::sync::atomic::AtomicUsize::new(workers),
+    });
     let mut inboxes = inboxes.into_iter();
     let first_inbox = inboxes.next().ok_or_else(|| std::io::Error::other("no worker"))?;
     let mut bound = bound.into_iter();
@@ -278,6 +293,7 @@ async fn serve(
     state: Arc<ClusterState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DriverError> {
+    w.hub.loads[w.id].set_thread();
     let log_queries = cfg.servers.iter().any(|s| s.log);
     let lameduck = cfg.servers.iter().filter_map(|s| s.health.as_ref()).map(|h| h.lameduck).max().unwrap_or_default();
     let shared = Rc::new(Shared {
@@ -321,6 +337,9 @@ async fn serve(
         tasks.push(tokio::task::spawn_local(tcp_listener(shared.clone(), t)));
     }
     let flush_task = tokio::task::spawn_local(flusher(shared.clone()));
+    if w.id == 0 && w.hub.workers > 1 {
+        tasks.push(tokio::task::spawn_local(steer::steer(w.hub.clone(), udp.clone())));
+    }
     match w.hub.cluster.clone() {
         Some(rx) => tasks.push(tokio::task::spawn_local(api_watch(shared.clone(), rx))),
         None if cfg.servers.iter().any(|s| s.kubernetes.is_some()) => {

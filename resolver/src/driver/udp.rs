@@ -89,6 +89,7 @@ pub(super) async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
                 continue;
             }
         };
+        shared.hub.loads[shared.id].record(n, batch::BATCH);
         ready.clear();
         let mut pending = false;
         for (i, out) in outs.iter_mut().enumerate().take(n) {

@@ -9,7 +9,7 @@
 //! procfs. Workloads: `hit`, 1,000 cluster names, all cached; `nx`, ndots:5 search-path expansion,
 //! 1,600 queries of which 75% NXDOMAIN, the rest NOERROR A or NODATA AAAA. Rounds interleave the
 //! servers. `ndots-forward` is ndots without its cache, so every query is forwarded: its ratio is
-//! to half the floor's rate (two packets in and two out per answer). Installs dnsperf, unbound,
+//! to half the floor's rate (two packets in and two out per answer). Installs dnsperf, dig, unbound,
 //! dnsdist, knot-resolver and pdns-recursor from Debian (root).
 //! Environment: ROUNDS (3), DURATION (15), LAT_QPS (10000, 0 skips the latency run).
 

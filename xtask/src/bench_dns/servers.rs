@@ -28,11 +28,12 @@ impl Server {
 /// Every server `all` starts, by name (ndots and the floor always run; the others on request).
 pub const NAMES: [&str; 7] = ["ndots", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
 
-const PACKAGES: [&str; 5] = ["dnsperf", "unbound", "dnsdist", "knot-resolver", "pdns-recursor"];
+const PACKAGES: [&str; 6] = ["dnsperf", "dnsutils", "unbound", "dnsdist", "knot-resolver", "pdns-recursor"];
 
-/// Installs dnsperf and the peers from Debian, without starting their services.
+/// Installs dnsperf, dig (readiness checks) and the peers from Debian, without starting their
+/// services.
 pub fn install() -> Result<(), String> {
-    if ["dnsperf", "unbound", "dnsdist", "kresd", "pdns_recursor"].iter().all(|b| crate::sh(&["which", b]).is_ok()) {
+    if ["dnsperf", "dig", "unbound", "dnsdist", "kresd", "pdns_recursor"].iter().all(|b| crate::sh(&["which", b]).is_ok()) {
         return Ok(());
     }
     // A policy-rc.d that forbids starting services while the packages install.
@@ -43,7 +44,7 @@ pub fn install() -> Result<(), String> {
         let _ = Command::new("chmod").arg("+x").arg(policy).status();
     }
     let r = crate::run(
-        "apt-get install dnsperf unbound dnsdist knot-resolver pdns-recursor",
+        "apt-get install dnsperf dnsutils unbound dnsdist knot-resolver pdns-recursor",
         Command::new("apt-get").args(["install", "-y", "-qq"]).args(PACKAGES).env("DEBIAN_FRONTEND", "noninteractive"),
     );
     if !had_policy {
