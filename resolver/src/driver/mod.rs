@@ -10,8 +10,9 @@
 //!
 //! Worker 0 runs on the calling thread: it owns signals and the HTTP endpoints, gathers the other
 //! workers' metrics when /metrics is scraped, and tells them to stop. Workers share only the
-//! configuration and the cluster state (both `Arc`); each has its own cache with 1/N of the configured
-//! capacity, its own upstream sockets and health checks.
+//! configuration and the cluster state (both `Arc`); each has its own cache of the configured capacity
+//! (cache fills make the workers' caches copies of one another, so a share of 1/N would cache 1/N of
+//! the names the Corefile asks for), its own upstream sockets and health checks.
 //!
 //! This is the only module of the crate that knows about tokio, sockets, clocks and signals.
 
@@ -243,21 +244,6 @@ struct Worker {
     inbox: mpsc::Receiver<Arc<CacheFill>>,
 }
 
-/// A worker's share of the configuration: the cache capacities divided by the worker count, so the
-/// process as a whole holds what the Corefile says.
-fn for_worker(cfg: &Config, workers: usize) -> Config {
-    let mut c = cfg.clone();
-    if workers > 1 {
-        for s in &mut c.servers {
-            if let Some(cache) = &mut s.cache {
-                cache.success.capacity = cache.success.capacity.div_ceil(workers);
-                cache.denial.capacity = cache.denial.capacity.div_ceil(workers);
-            }
-        }
-    }
-    c
-}
-
 /// Where the cluster state comes from: nowhere (no `kubernetes` plugin), a file (`cluster_state`), or
 /// the API, waited for up to `startup_timeout` before serving (sources.md#coredns-kubernetes).
 type Source = (Arc<ClusterState>, Option<watch::Receiver<Arc<ClusterState>>>);
@@ -297,7 +283,7 @@ async fn serve(
     let log_queries = cfg.servers.iter().any(|s| s.log);
     let lameduck = cfg.servers.iter().filter_map(|s| s.health.as_ref()).map(|h| h.lameduck).max().unwrap_or_default();
     let shared = Rc::new(Shared {
-        server: RefCell::new(Server::new(Arc::new(for_worker(&cfg, w.hub.workers)), state, w.seed)),
+        server: RefCell::new(Server::new(cfg.clone(), state, w.seed)),
         epoch: Instant::now(),
         wake: Notify::new(),
         tcp_clients: RefCell::new(BTreeMap::new()),

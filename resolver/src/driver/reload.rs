@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 use crate::cluster::{ClusterError, ClusterState};
 use crate::config::Config;
 
-use super::{Shared, for_worker, listen_addrs};
+use super::{Shared, listen_addrs};
 
 /// Hands every state the API watch publishes to this worker's server.
 pub(super) async fn api_watch(shared: Rc<Shared>, mut rx: tokio::sync::watch::Receiver<Arc<ClusterState>>) {
@@ -75,7 +75,7 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
                     );
                 }
                 let now = shared.now();
-                shared.server.borrow_mut().reconfigure(now, Arc::new(for_worker(&cfg, shared.hub.workers)));
+                shared.server.borrow_mut().reconfigure(now, Arc::new(cfg));
                 info!(file = %conf.display(), "reloaded configuration");
             }
             Err(e) => error!("reload: {e}; keeping the running configuration"),
