@@ -12,7 +12,7 @@ use nix::libc;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg};
 
 /// Datagrams per system call.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 /// The largest query read whole; a larger datagram is cut here, fails to parse and gets FORMERR
 /// (queries are a few dozen bytes; RFC 6891 clients do not send 4 KB questions).
 pub const QUERY_MAX: usize = 4096;

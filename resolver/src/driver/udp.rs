@@ -81,8 +81,18 @@ pub(super) async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
             warn_throttled!(shared, "udp-readable", "udp readable on {local}: {e}");
             continue;
         }
-        let n = match sock.try_io(tokio::io::Interest::READABLE, || batch.recv(fd)) {
+        // A batch short of full emptied the socket: report WouldBlock to tokio as well, so that
+        // readiness is cleared and the next wait goes to epoll instead of another `recvmmsg` that
+        // would find nothing (one system call fewer per batch). Datagrams arriving meanwhile raise
+        // a new edge that the next epoll_wait returns.
+        let mut got = 0;
+        let r = sock.try_io(tokio::io::Interest::READABLE, || {
+            got = batch.recv(fd)?;
+            if got < batch::BATCH { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
+        });
+        let n = match r {
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => got,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 warn_throttled!(shared, "udp-recv", "udp recv on {local}: {e}");
