@@ -9,7 +9,10 @@
 //! procfs. Workloads: `hit`, 1,000 cluster names, all cached; `nx`, ndots:5 search-path expansion,
 //! 1,600 queries of which 75% NXDOMAIN, the rest NOERROR A or NODATA AAAA. Rounds interleave the
 //! servers. `ndots-forward` is ndots without its cache, so every query is forwarded: its ratio is
-//! to half the floor's rate (two packets in and two out per answer). Installs dnsperf, dig, unbound,
+//! to half the floor's rate (two packets in and two out per answer). `ndots-cluster` is ndots as
+//! cluster DNS (CoreDNS's default Corefile shape, its kubernetes plugin reading the same 1,000
+//! Services from a cluster-state file): `hit` is then its memoised cluster records, and the search
+//! names of `nx` its own NXDOMAIN answers. Installs dnsperf, dig, unbound,
 //! dnsdist, knot-resolver and pdns-recursor from Debian (root).
 //! Environment: ROUNDS (3), DURATION (15), LAT_QPS (10000, 0 skips the latency run).
 
@@ -42,6 +45,23 @@ fn zone() -> String {
         z.push_str(&format!("svc-{i}.team-{:03}.svc IN A 10.96.{}.{}\n", i % 100, i / 250, i % 250 + 1));
     }
     z
+}
+
+/// The same 1,000 Services as a cluster state (`kubectl get ... -o yaml`) for `ndots-cluster`'s
+/// kubernetes plugin.
+fn cluster_state() -> String {
+    let mut y = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for ns in 0..100 {
+        y.push_str(&format!("- {{apiVersion: v1, kind: Namespace, metadata: {{name: team-{ns:03}}}}}\n"));
+    }
+    for i in 0..CLUSTER_NAMES {
+        let ip = format!("10.96.{}.{}", i / 250, i % 250 + 1);
+        y.push_str(&format!(
+            "- {{apiVersion: v1, kind: Service, metadata: {{name: svc-{i}, namespace: team-{:03}}}, spec: {{type: ClusterIP, clusterIP: {ip}, clusterIPs: [{ip}], ports: [{{name: http, port: 80, protocol: TCP}}]}}}}\n",
+            i % 100
+        ));
+    }
+    y
 }
 
 /// The example.com zone: the external names of the `nx` workload.
@@ -147,7 +167,8 @@ fn cpu_seconds(pid: u32, hz: f64) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| report::cpu_ticks(&s)).map_or(0.0, |t| t as f64 / hz)
 }
 
-/// Waits until `addr` answers `ns.cluster.local A` with an address (dig, one try at a time).
+/// Waits until `addr` answers `svc-0.team-000.svc.cluster.local A` with an address (dig, one try at a
+/// time).
 fn wait_ready(addr: &str, child: &mut Child) -> Result<(), String> {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
@@ -155,7 +176,7 @@ fn wait_ready(addr: &str, child: &mut Child) -> Result<(), String> {
             return Err(format!("exited at start ({status})"));
         }
         let ok = Command::new("dig")
-            .args(["+time=1", "+tries=1", "+short", &format!("@{addr}"), "ns.cluster.local", "A"])
+            .args(["+time=1", "+tries=1", "+short", &format!("@{addr}"), "svc-0.team-000.svc.cluster.local", "A"])
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim().parse::<std::net::IpAddr>().is_ok()));
         if ok {
@@ -181,6 +202,7 @@ fn in_netns(only: &[String]) -> Result<(), String> {
     let release = dir.parent().map(|t| t.join("release")).unwrap_or_default();
     std::fs::write(dir.join("cluster.local.zone"), zone()).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("example.com.zone"), external_zone()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("cluster-state.yaml"), cluster_state()).map_err(|e| e.to_string())?;
     for w in ["hit", "nx"] {
         std::fs::write(dir.join(format!("{w}.txt")), workload(w)).map_err(|e| e.to_string())?;
     }

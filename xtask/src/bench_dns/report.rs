@@ -179,7 +179,7 @@ pub fn svg(rows: &[Summary]) -> String {
             y = y(v)
         ));
     }
-    let colours = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"];
+    let colours = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"];
     let mut x = left + 10.0;
     for wl in &workloads {
         let group_start = x;
@@ -195,7 +195,8 @@ pub fn svg(rows: &[Summary]) -> String {
                 y(r.per_cpu_s_min),
                 y(r.per_cpu_s_max),
                 x + 25.0,
-                y(0.0) + 16.0
+                // Names wider than a bar alternate between two lines.
+                y(0.0) + if i % 2 == 0 { 16.0 } else { 30.0 }
             ));
             x += 60.0;
         }
@@ -210,7 +211,7 @@ pub fn svg(rows: &[Summary]) -> String {
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"13\">{wl}</text>\n",
             (group_start + x - 10.0) / 2.0,
-            y(0.0) + 40.0
+            y(0.0) + 52.0
         ));
         x += 30.0;
     }

@@ -26,7 +26,7 @@ impl Server {
 }
 
 /// Every server `all` starts, by name (ndots and the floor always run; the others on request).
-pub const NAMES: [&str; 7] = ["ndots", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
+pub const NAMES: [&str; 8] = ["ndots", "ndots-cluster", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
 
 const PACKAGES: [&str; 6] = ["dnsperf", "dnsutils", "unbound", "dnsdist", "knot-resolver", "pdns-recursor"];
 
@@ -69,6 +69,14 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
             ".:53 {{\n    bind 127.0.0.20\n    cache 3600 {{\n        success 100000\n        denial 100000\n    }}\n    forward . {UPSTREAM}\n}}\n"
         ),
     );
+    // Cluster DNS: CoreDNS's default Corefile, the API replaced by a cluster-state file.
+    let cluster_conf = write(
+        &dir.join("ndots-cluster.Corefile"),
+        &format!(
+            ".:53 {{\n    bind 127.0.0.26\n    kubernetes cluster.local in-addr.arpa ip6.arpa {{\n        cluster_state {}\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n        ttl 30\n    }}\n    forward . {UPSTREAM}\n    cache 3600\n}}\n",
+            dir.join("cluster-state.yaml").display()
+        ),
+    );
     // Every query a miss: what the node-local cache spends per forwarded query.
     let forward_conf = write(&dir.join("ndots-forward.Corefile"), &format!(".:53 {{\n    bind 127.0.0.25\n    forward . {UPSTREAM}\n}}\n"));
     let unbound_conf = write(
@@ -99,6 +107,10 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
         Server {
             env: vec![("NDOTS_LOG", "warn".into())],
             ..s("ndots", "127.0.0.20", release.join("ndots"), vec!["-conf".into(), ndots_conf.display().to_string()])
+        },
+        Server {
+            env: vec![("NDOTS_LOG", "warn".into())],
+            ..s("ndots-cluster", "127.0.0.26", release.join("ndots"), vec!["-conf".into(), cluster_conf.display().to_string()])
         },
         Server {
             env: vec![("NDOTS_LOG", "warn".into())],
