@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod kubernetes;
 pub mod metrics;
 pub mod nodelocal;
+pub mod querylog;
 pub mod server;
 pub mod synth;
 pub mod wire;

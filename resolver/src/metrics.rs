@@ -44,6 +44,16 @@ pub fn type_bucket(qtype: u16) -> usize {
 pub const RCODE_LABELS: [&str; 11] =
     ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"];
 
+/// `coredns_dns_responses_total`'s `plugin` label: the plugin that wrote the answer ("" when none
+/// did, as for a SERVFAIL when no plugin answered).
+pub const PLUGIN_LABELS: [&str; 7] = ["", "cache", "template", "hosts", "kubernetes", "file", "forward"];
+pub const PLUGIN_CACHE: u8 = 1;
+pub const PLUGIN_TEMPLATE: u8 = 2;
+pub const PLUGIN_HOSTS: u8 = 3;
+pub const PLUGIN_KUBERNETES: u8 = 4;
+pub const PLUGIN_FILE: u8 = 5;
+pub const PLUGIN_FORWARD: u8 = 6;
+
 /// `coredns_dns_request_duration_seconds` buckets: ExponentialBuckets(0.00025, 2, 16).
 pub const DURATION_BUCKETS: usize = 16;
 
@@ -78,7 +88,8 @@ pub struct BlockMetrics {
     pub zone: String,
     /// [proto udp/tcp][family 1/2][type bucket]
     pub requests: [[[u64; 19]; 2]; 2],
-    pub responses: [u64; 16],
+    /// [plugin (`PLUGIN_LABELS`)][rcode]
+    pub responses: [[u64; 16]; 7],
     pub duration: Vec<Histogram>,
     pub cache_hits_success: u64,
     pub cache_hits_denial: u64,
@@ -95,7 +106,7 @@ impl BlockMetrics {
             server,
             zone,
             requests: [[[0; 19]; 2]; 2],
-            responses: [0; 16],
+            responses: [[0; 16]; 7],
             duration: vec![Histogram::default(); 19],
             cache_hits_success: 0,
             cache_hits_denial: 0,
@@ -110,8 +121,8 @@ impl BlockMetrics {
 
 impl BlockMetrics {
     /// One answer sent: `coredns_dns_responses_total` and `coredns_dns_request_duration_seconds`.
-    pub fn answered(&mut self, rcode: u8, qtype: u16, took: Duration) {
-        self.responses[usize::from(rcode & 0x0f)] += 1;
+    pub fn answered(&mut self, rcode: u8, qtype: u16, took: Duration, plugin: u8) {
+        self.responses[usize::from(plugin).min(PLUGIN_LABELS.len() - 1)][usize::from(rcode & 0x0f)] += 1;
         self.duration[type_bucket(qtype)].observe(took);
     }
 }
@@ -120,6 +131,8 @@ impl BlockMetrics {
 pub struct UpstreamMetrics {
     pub requests: u64,
     pub responses: [u64; 16],
+    /// Time from the last send to the answer, by the answer's rcode.
+    pub duration: BTreeMap<u8, Histogram>,
     pub healthcheck_failures: u64,
     pub timeouts: u64,
 }
@@ -132,6 +145,16 @@ pub struct Metrics {
     pub dropped: u64,
     pub healthcheck_broken: u64,
     pub cache_entries: Vec<(String, usize, usize)>,
+}
+
+/// A histogram's `_bucket`, `_sum` and `_count` lines.
+fn write_histogram(o: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (i, c) in h.buckets.iter().enumerate() {
+        let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{}\"}} {c}", bucket_bound(i));
+    }
+    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(o, "{name}_sum{{{labels}}} {}", h.sum_ns as f64 / 1e9);
+    let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.count);
 }
 
 impl Histogram {
@@ -160,7 +183,7 @@ impl Metrics {
             for (x, y) in b.requests.iter_mut().flatten().flatten().zip(ob.requests.iter().flatten().flatten()) {
                 *x += y;
             }
-            for (x, y) in b.responses.iter_mut().zip(&ob.responses) {
+            for (x, y) in b.responses.iter_mut().flatten().zip(ob.responses.iter().flatten()) {
                 *x += y;
             }
             for (x, y) in b.duration.iter_mut().zip(&ob.duration) {
@@ -182,6 +205,9 @@ impl Metrics {
             }
             u.healthcheck_failures += ou.healthcheck_failures;
             u.timeouts += ou.timeouts;
+            for (rcode, h) in &ou.duration {
+                u.duration.entry(*rcode).or_default().merge(h);
+            }
         }
         self.dropped += o.dropped;
         self.healthcheck_broken += o.healthcheck_broken;
@@ -227,14 +253,16 @@ impl Metrics {
         let _ =
             writeln!(o, "# HELP coredns_dns_responses_total Counter of response status codes.\n# TYPE coredns_dns_responses_total counter");
         for b in &self.blocks {
-            for (r, v) in b.responses.iter().enumerate() {
-                if *v > 0 {
-                    let label = RCODE_LABELS.get(r).copied().unwrap_or("other");
-                    let _ = writeln!(
-                        o,
-                        "coredns_dns_responses_total{{server=\"{}\",zone=\"{}\",view=\"\",rcode=\"{label}\",plugin=\"\"}} {v}",
-                        b.server, b.zone
-                    );
+            for (p, per_rcode) in b.responses.iter().enumerate() {
+                for (r, v) in per_rcode.iter().enumerate() {
+                    if *v > 0 {
+                        let label = RCODE_LABELS.get(r).copied().unwrap_or("other");
+                        let _ = writeln!(
+                            o,
+                            "coredns_dns_responses_total{{server=\"{}\",zone=\"{}\",view=\"\",rcode=\"{label}\",plugin=\"{}\"}} {v}",
+                            b.server, b.zone, PLUGIN_LABELS[p]
+                        );
+                    }
                 }
             }
         }
@@ -248,12 +276,7 @@ impl Metrics {
                     continue;
                 }
                 let labels = format!("server=\"{}\",zone=\"{}\",view=\"\",type=\"{}\"", b.server, b.zone, TYPE_LABELS[t]);
-                for (i, c) in h.buckets.iter().enumerate() {
-                    let _ = writeln!(o, "coredns_dns_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {c}", bucket_bound(i));
-                }
-                let _ = writeln!(o, "coredns_dns_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(o, "coredns_dns_request_duration_seconds_sum{{{labels}}} {}", h.sum_ns as f64 / 1e9);
-                let _ = writeln!(o, "coredns_dns_request_duration_seconds_count{{{labels}}} {}", h.count);
+                write_histogram(&mut o, "coredns_dns_request_duration_seconds", &labels, h);
             }
         }
         let _ = writeln!(o, "# HELP coredns_cache_entries The number of elements in the cache.\n# TYPE coredns_cache_entries gauge");
@@ -334,6 +357,30 @@ impl Metrics {
                     );
                 }
             }
+        }
+        // Before CoreDNS 1.11 `coredns_forward_request_duration_seconds{to,rcode}`; since,
+        // `coredns_proxy_request_duration_seconds{proxy_name,to,rcode}`: both, so dashboards and
+        // alerts written for either keep working (sources.md#coredns-metrics).
+        for (name, extra, help) in [
+            ("coredns_forward_request_duration_seconds", "", "Histogram of the time each request took."),
+            ("coredns_proxy_request_duration_seconds", "proxy_name=\"forward\",", "Histogram of the time each request took."),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (to, u) in &self.upstreams {
+                for (rcode, h) in &u.duration {
+                    let rc = RCODE_LABELS.get(usize::from(*rcode)).copied().unwrap_or("other");
+                    let labels = format!("{extra}rcode=\"{rc}\",to=\"{to}\"");
+                    write_histogram(&mut o, name, &labels, h);
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP coredns_proxy_healthcheck_failures_total Count of failed health checks.\n# TYPE coredns_proxy_healthcheck_failures_total counter"
+        );
+        for (to, u) in &self.upstreams {
+            let _ =
+                writeln!(o, "coredns_proxy_healthcheck_failures_total{{proxy_name=\"forward\",to=\"{to}\"}} {}", u.healthcheck_failures);
         }
         let _ = writeln!(
             o,

@@ -337,7 +337,8 @@ fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
     let up = start("workers-up", &upstream_corefile(), &[]);
     let prom = free_port();
     let core = main_corefile(up.port, "").replace("    errors\n", &format!("    errors\n    prometheus 127.0.0.1:{prom}\n"));
-    let m = start_env("workers", &core, &[("state.yaml", STATE)], &[("NDOTS_WORKERS", "2")]);
+    // Steering off: every worker receives (with it, one worker would take every query at this rate).
+    let m = start_env("workers", &core, &[("state.yaml", STATE)], &[("NDOTS_WORKERS", "2"), ("NDOTS_UDP_STEERING", "off")]);
     let before = requests_total(&http_get(prom, "/metrics"));
     // A fresh socket (source port) per query: the kernel spreads them over both workers.
     let mut answered = 0;
@@ -362,6 +363,20 @@ fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(forwarded, 1, "{metrics}");
+    // The forwarded query's duration, under CoreDNS's names before and since 1.11.
+    for series in [
+        format!("coredns_forward_request_duration_seconds_count{{rcode=\"NOERROR\",to=\"127.0.0.1:{}\"}} 1", up.port),
+        format!("coredns_proxy_request_duration_seconds_count{{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"127.0.0.1:{}\"}} 1", up.port),
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series} missing: {metrics}");
+    }
+    // Every answer passed through `cache` (the first plugin in the writer's stack, as CoreDNS labels it).
+    let by_cache: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("coredns_dns_responses_total{") && l.contains("rcode=\"NOERROR\",plugin=\"cache\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(by_cache, answered, "{metrics}");
     // The process_* metrics CoreDNS's dashboards use, with plausible values.
     let value = |name: &str| -> f64 {
         let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing: {metrics}"));
@@ -379,6 +394,39 @@ fn two_workers_share_the_port_their_cache_fills_and_their_metrics() {
     sigterm(&m.child);
     let status = m.child.wait().expect("wait");
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_log_plugin_writes_corednss_lines_to_standard_output() {
+    let up = start("log-up", &upstream_corefile(), &[]);
+    let core = main_corefile(up.port, "").replace(
+        "    errors\n",
+        "    errors\n    log\n    log example.org \"{name} {type} {rcode} {>rflags}\" {\n        class denial\n    }\n",
+    );
+    let m = start("log", &core, &[("state.yaml", STATE)]);
+    assert_eq!(short(m.port, &["www.example.org"]), ["93.184.215.14"]);
+    assert_eq!(status(&dig(m.port, &["+tcp", "nothing.shop.svc.cluster.local"])), "NXDOMAIN");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(m.dir.join("stdout")).unwrap_or_default();
+        if log.lines().count() >= 2 || Instant::now() > deadline {
+            break log;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| !l.contains("ready.invalid")).collect();
+    // `log` with no arguments: every answer, in the common format, forwarded or synthesised.
+    let www = lines.iter().find(|l| l.contains("\"A IN www.example.org. udp ")).unwrap_or_else(|| panic!("no line for www: {log}"));
+    assert!(www.starts_with("[INFO] 127.0.0.1:"), "{www}");
+    assert!(www.contains(" NOERROR qr,aa,rd,ra "), "the upstream (`file`) is authoritative, and its flags pass through: {www}");
+    assert!(www.ends_with('s') && www.contains(" false 1232\" "), "{www}");
+    let nx = lines
+        .iter()
+        .find(|l| l.contains("nothing.shop.svc.cluster.local. tcp "))
+        .unwrap_or_else(|| panic!("no line for the NXDOMAIN: {log}"));
+    assert!(nx.contains("\" NXDOMAIN qr,aa,rd"), "{nx}");
+    // Queries are logged once, by the first directive whose scope holds the name.
+    assert_eq!(lines.iter().filter(|l| l.contains("www.example.org")).count(), 1, "{log}");
 }
 
 #[test]

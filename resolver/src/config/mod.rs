@@ -82,7 +82,8 @@ pub struct ServerConfig {
     /// Addresses to listen on; empty means the wildcard addresses.
     pub bind: Vec<IpAddr>,
     pub errors: bool,
-    pub log: bool,
+    /// The `log` plugin's rules (empty: no query log).
+    pub log: Vec<crate::querylog::LogRule>,
     pub health: Option<HealthConfig>,
     pub ready: Option<String>,
     pub prometheus: Option<String>,
@@ -189,7 +190,7 @@ impl Config {
                 port,
                 bind: Vec::new(),
                 errors: false,
-                log: false,
+                log: Vec::new(),
                 health: None,
                 ready: None,
                 prometheus: None,
@@ -217,7 +218,7 @@ impl Config {
                         format!("unknown plugin '{name}'; expected one of: {}", PLUGIN_ORDER.join(", ")),
                     ));
                 }
-                if name != "forward" && name != "template" && seen.contains(&name) {
+                if !matches!(name, "forward" | "template" | "log") && seen.contains(&name) {
                     return Err(ConfigError::at(&d.name.pos, format!("plugin '{name}' given twice in one server block")));
                 }
                 seen.push(name);
@@ -296,13 +297,19 @@ fn apply(s: &mut ServerConfig, d: &Directive, files: &Files) -> Result<(), Confi
             s.errors = true;
         }
         "log" => {
+            let mut classes = Vec::new();
             for sub in &d.block {
                 if sub.name.text != "class" {
                     return Err(unknown_option(d, sub, "class"));
                 }
+                classes.push(sub.args.iter().map(|t| t.text.clone()).collect());
             }
-            a.rest();
-            s.log = true;
+            let args: Vec<String> = a.rest().iter().map(|t| t.text.clone()).collect();
+            let name = |n: &str| {
+                normalize_zone(n).and_then(|z| wire::name_from_str(&z)).ok_or_else(|| format!("bad name '{n}'; expected a domain name"))
+            };
+            let rules = crate::querylog::rules(&args, &classes, name).map_err(|e| ConfigError::at(&d.name.pos, format!("log: {e}")))?;
+            s.log.extend(rules);
         }
         "health" => {
             let addr = a.next().map(|t| t.text.clone()).unwrap_or_else(|| ":8080".into());

@@ -3,11 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::info;
-
-use crate::server::Client;
-use crate::wire;
-
 /// `warn!` through the worker's `LogThrottle`, keyed by call site.
 macro_rules! warn_throttled {
     ($shared:expr, $key:literal, $($arg:tt)+) => {
@@ -48,26 +43,17 @@ impl LogThrottle {
     }
 }
 
-pub(super) fn log_query(client: &Client, query: &[u8], answer: &[u8]) {
-    let mut name = Vec::new();
-    let (qtype, id) = match wire::parse_query(query, &mut name) {
-        Ok(v) => (v.qtype, v.id),
-        Err(_) => (0, 0),
-    };
-    let rcode = if answer.len() >= wire::HEADER_LEN { wire::flags::rcode(answer) } else { 0 };
-    info!(
-        target: "ndots::log",
-        "{}:{} - {} \"{} IN {} {:?} {}\" {} {}",
-        client.src.ip(),
-        client.src.port(),
-        id,
-        qtype,
-        wire::name_to_string(&name),
-        client.transport,
-        query.len(),
-        crate::metrics::RCODE_LABELS.get(usize::from(rcode)).copied().unwrap_or("?"),
-        answer.len()
-    );
+/// Writes the `log` plugin's lines the core has ready to standard output, each after `[INFO] `,
+/// as CoreDNS does (its query log is not part of the process's own log on stderr).
+pub(super) fn write_query_log(shared: &super::Shared) {
+    use std::io::Write;
+    let mut server = shared.server.borrow_mut();
+    let Some(first) = server.poll_query_log() else { return };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[INFO] {first}");
+    while let Some(line) = server.poll_query_log() {
+        let _ = writeln!(out, "[INFO] {line}");
+    }
 }
 
 #[cfg(test)]

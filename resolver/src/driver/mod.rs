@@ -280,7 +280,7 @@ async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DriverError> {
     w.hub.loads[w.id].set_thread();
-    let log_queries = cfg.servers.iter().any(|s| s.log);
+    let log_queries = cfg.servers.iter().any(|s| !s.log.is_empty());
     let lameduck = cfg.servers.iter().filter_map(|s| s.health.as_ref()).map(|h| h.lameduck).max().unwrap_or_default();
     let shared = Rc::new(Shared {
         server: RefCell::new(Server::new(cfg.clone(), state, w.seed)),
@@ -323,7 +323,8 @@ async fn serve(
         tasks.push(tokio::task::spawn_local(tcp_listener(shared.clone(), t)));
     }
     let flush_task = tokio::task::spawn_local(flusher(shared.clone()));
-    if w.id == 0 && w.hub.workers > 1 {
+    // NDOTS_UDP_STEERING=off: every worker receives, spread by the kernel's hash of the client.
+    if w.id == 0 && w.hub.workers > 1 && std::env::var("NDOTS_UDP_STEERING").map_or(true, |v| v != "off") {
         tasks.push(tokio::task::spawn_local(steer::steer(w.hub.clone(), udp.clone())));
     }
     match w.hub.cluster.clone() {

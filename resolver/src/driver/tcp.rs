@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::server::{Client, Handled, Transport};
 
 use super::Shared;
-use super::log::log_query;
+use super::log::write_query_log;
 
 /// TCP connections idle longer than this are closed (CoreDNS `timeouts` idle default 10 s).
 pub(super) const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -113,7 +113,7 @@ pub(super) async fn tcp_conn(shared: Rc<Shared>, stream: TcpStream, client: Clie
         match handled {
             Handled::Answered => {
                 if shared.log_queries {
-                    log_query(&client, &buf[..n], &out);
+                    write_query_log(&shared);
                 }
                 permit.send(out.clone());
             }

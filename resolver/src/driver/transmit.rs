@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::server::{CacheFill, Dest, Transmit, Transport};
 
@@ -37,6 +37,9 @@ pub(super) async fn flusher(shared: Rc<Shared>) -> Option<String> {
             let t = shared.server.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             dispatch(&shared, t);
+        }
+        if shared.log_queries {
+            super::log::write_query_log(&shared);
         }
         loop {
             let f = shared.server.borrow_mut().poll_cache_fill();
@@ -83,9 +86,6 @@ pub(super) fn dispatch(shared: &Rc<Shared>, t: Transmit) {
                     })
                 };
                 if let Some((sock, from)) = sock {
-                    if shared.log_queries {
-                        info!(target: "ndots::log", "{}:{} - answer {} bytes", c.src.ip(), c.src.port(), t.payload.len());
-                    }
                     tokio::task::spawn_local(async move {
                         let _ = send_from(&sock, &t.payload, c.src, from).await;
                     });

@@ -9,7 +9,7 @@ use tracing::{error, warn};
 
 use crate::server::{Client, Handled, Transport};
 
-use super::log::log_query;
+use super::log::write_query_log;
 use super::{Shared, batch};
 
 /// Sockets per upstream for UDP queries; each query goes out of a random one.
@@ -113,18 +113,16 @@ pub(super) async fn udp_listener(shared: Rc<Shared>, sock: Rc<UdpSocket>) {
                 shared.server.borrow_mut().handle_query(now, client, query, out)
             };
             match handled {
-                Handled::Answered => {
-                    if shared.log_queries {
-                        log_query(&client, query, out);
-                    }
-                    ready.push((i, src, dst));
-                }
+                Handled::Answered => ready.push((i, src, dst)),
                 Handled::Pending => pending = true,
                 Handled::Dropped => {}
             }
         }
         if pending {
             shared.wake.notify_one();
+        }
+        if shared.log_queries {
+            write_query_log(&shared);
         }
         let sent =
             if ready.is_empty() { 0 } else { sock.try_io(tokio::io::Interest::WRITABLE, || batch.send(fd, &outs, &ready)).unwrap_or(0) };

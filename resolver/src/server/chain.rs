@@ -108,6 +108,7 @@ impl Server {
                 edns: view.edns,
                 cd: view.cd,
                 started: now,
+                qsize: query.len().min(usize::from(u16::MAX)) as u16,
             };
             if let Some(handled) = self.try_cache(now, &ask, qname, out) {
                 return handled;
@@ -126,6 +127,8 @@ impl Server {
             edns: view.edns,
             cd: view.cd,
             started: now,
+            qsize: query.len().min(usize::from(u16::MAX)) as u16,
+            source: 0,
             current: Vec::new(),
             autopath,
             skip_cache: false,
@@ -151,7 +154,11 @@ impl Server {
                     round_robin(out, spans, &mut self.rng);
                 }
                 let m = &mut self.metrics.blocks[task.block];
-                m.answered(wire::flags::rcode(out), task.qtype, now.saturating_sub(task.started));
+                let plugin = if b.cache.is_some() { PLUGIN_CACHE } else { PLUGIN_KUBERNETES };
+                m.answered(wire::flags::rcode(out), task.qtype, now.saturating_sub(task.started), plugin);
+                if !b.cfg.log.is_empty() {
+                    log_answer(&mut self.query_log, &mut self.query_log_dropped, &b.cfg.log, task, name, out, now);
+                }
                 self.scratch_key = key;
                 return Some(Handled::Answered);
             }
@@ -187,7 +194,10 @@ impl Server {
                 if b.cfg.loadbalance {
                     round_robin(out, &entry.spans, &mut self.rng);
                 }
-                m.answered(rcode, task.qtype, now.saturating_sub(task.started));
+                m.answered(rcode, task.qtype, now.saturating_sub(task.started), PLUGIN_CACHE);
+                if !b.cfg.log.is_empty() {
+                    log_answer(&mut self.query_log, &mut self.query_log_dropped, &b.cfg.log, task, name, out, now);
+                }
                 Some((refresh, rcode))
             }
             None => {
@@ -217,6 +227,8 @@ impl Server {
             edns: task.edns,
             cd: task.cd,
             started: now,
+            qsize: 0,
+            source: 0,
             current: name.to_vec(),
             autopath: None,
             skip_cache: true,
@@ -276,6 +288,7 @@ impl Server {
                 }
                 let msg = entry.msg.to_vec();
                 let spans = entry.spans.to_vec();
+                self.set_source(tid, PLUGIN_CACHE);
                 return self.finish_inner(now, tid, msg, spans, Some(ttl));
             }
         }
@@ -286,6 +299,7 @@ impl Server {
             let class_ok = t.class == 255 || t.class == qclass;
             if type_ok && class_ok && t.zones.iter().any(|z| wire::is_subdomain(&name, z)) {
                 let synth = Synth { rcode: t.rcode, authoritative: true, ..Synth::default() };
+                self.set_source(tid, PLUGIN_TEMPLATE);
                 return self.finish_synth(now, tid, &name, synth, false);
             }
         }
@@ -294,6 +308,7 @@ impl Server {
             && h.zones.iter().any(|z| wire::is_subdomain(&name, z))
             && let Some(synth) = hosts_lookup(h, &name, qtype)
         {
+            self.set_source(tid, PLUGIN_HOSTS);
             return self.finish_synth(now, tid, &name, synth, false);
         }
         // kubernetes
@@ -304,6 +319,7 @@ impl Server {
             if let Some(zone) = plugin.zone_for(&name) {
                 let client_ip = task_client_ip(self.tasks[tid].as_ref());
                 if let KubeResult::Answer(synth) = plugin.lookup(zone, &name, qtype, client_ip) {
+                    self.set_source(tid, PLUGIN_KUBERNETES);
                     return self.finish_synth_memo(now, tid, &name, synth, true, true);
                 }
             }
@@ -313,6 +329,7 @@ impl Server {
             && let Some(z) = b.cfg.files.iter().filter(|z| wire::is_subdomain(&name, &z.origin)).max_by_key(|z| z.origin.len())
         {
             let synth = z.lookup(&name, qtype);
+            self.set_source(tid, PLUGIN_FILE);
             return self.finish_synth(now, tid, &name, synth, true);
         }
         // forward
@@ -351,7 +368,15 @@ impl Server {
         self.finish_inner(now, tid, msg, layout.records, ttl);
     }
 
+    /// Records which plugin writes the answer of task `tid` (`coredns_dns_responses_total`'s label).
+    pub(super) fn set_source(&mut self, tid: usize, plugin: u8) {
+        if let Some(t) = self.tasks[tid].as_mut() {
+            t.source = plugin;
+        }
+    }
+
     pub(super) fn finish_servfail(&mut self, now: Now, tid: usize) {
+        self.set_source(tid, 0);
         let Some(task) = self.tasks[tid].as_ref() else { return };
         let msg = build_synth(&task.current, task.qtype, task.qclass, &Synth { rcode: wire::RCODE_SERVFAIL, ..Synth::default() });
         let spans = wire::layout(&msg).map(|l| l.records).unwrap_or_default();
@@ -402,8 +427,18 @@ impl Server {
         if b.cfg.loadbalance {
             round_robin(&mut out, &spans, &mut self.rng);
         }
+        // CoreDNS labels an answer with the first plugin in the writer's call stack: with `cache` in
+        // the block, every plugin after it writes through cache's writer (sources.md#coredns-metrics).
+        let plugin = match task.source {
+            0 => 0,
+            _ if b.cache.is_some() => PLUGIN_CACHE,
+            p => p,
+        };
         if let Some(m) = self.metrics.blocks.get_mut(task.block) {
-            m.answered(wire::flags::rcode(&out), task.qtype, now.saturating_sub(task.started));
+            m.answered(wire::flags::rcode(&out), task.qtype, now.saturating_sub(task.started), plugin);
+        }
+        if !b.cfg.log.is_empty() {
+            log_answer(&mut self.query_log, &mut self.query_log_dropped, &b.cfg.log, &task.ask(client), &task.qname, &out, now);
         }
         self.transmits.push_back(Transmit { dest: Dest::Client(client), payload: out });
     }
@@ -426,6 +461,42 @@ impl Server {
 
 pub(super) fn task_client_ip(t: Option<&Task>) -> IpAddr {
     t.and_then(|t| t.client).map_or(IpAddr::from([0, 0, 0, 0]), |c| c.src.ip())
+}
+
+use crate::metrics::{PLUGIN_CACHE, PLUGIN_FILE, PLUGIN_HOSTS, PLUGIN_KUBERNETES, PLUGIN_TEMPLATE};
+
+/// Lines the driver has not taken yet beyond which new ones are dropped (and counted).
+pub(super) const QUERY_LOG_MAX: usize = 65_536;
+
+/// The `log` plugin's line for an answer, if a rule takes it.
+fn log_answer(
+    queue: &mut std::collections::VecDeque<String>,
+    dropped: &mut u64,
+    rules: &[crate::querylog::LogRule],
+    task: &Ask,
+    qname: &[u8],
+    answer: &[u8],
+    now: Now,
+) {
+    let e = crate::querylog::Entry {
+        client: task.client.src,
+        tcp: task.client.transport == Transport::Tcp,
+        id: task.id,
+        qname,
+        qtype: task.qtype,
+        qclass: task.qclass,
+        qsize: usize::from(task.qsize),
+        edns: task.edns,
+        answer,
+        took: now.saturating_sub(task.started),
+    };
+    if let Some(line) = crate::querylog::line(rules, &e) {
+        if queue.len() >= QUERY_LOG_MAX {
+            *dropped += 1;
+        } else {
+            queue.push_back(line);
+        }
+    }
 }
 
 /// The memo's key: the server block, then the cache key of the question.

@@ -80,6 +80,7 @@ impl Server {
             force_tcp: f.force_tcp,
             prefer_udp: f.prefer_udp,
             client_tcp,
+            sent: now,
         };
         self.exchanges.insert(xid, x);
         if self.cfg.coalesce {
@@ -139,6 +140,7 @@ impl Server {
         x.transport = transport;
         x.id = id;
         x.attempt += 1;
+        x.sent = now;
         let attempt = x.attempt;
         let read_timeout = x.read_timeout;
         let payload = match &x.kind {
@@ -238,6 +240,7 @@ impl Server {
                 force_tcp: false,
                 prefer_udp: false,
                 client_tcp: false,
+                sent: now,
             },
         );
         self.send_exchange(now, xid, up, transport);
@@ -281,6 +284,7 @@ impl Server {
                 let rcode = wire::flags::rcode(msg);
                 if let Some(u) = self.metrics.upstreams.get_mut(&from) {
                     u.responses[usize::from(rcode)] += 1;
+                    u.duration.entry(rcode).or_default().observe(now.saturating_sub(x.sent));
                 }
                 if wire::flags::tc(msg) && transport == Transport::Udp && (self.cfg.tcp_on_truncation || x.prefer_udp) {
                     // Truncated over UDP: ask the same upstream again over TCP (CoreDNS: only with
@@ -346,6 +350,7 @@ impl Server {
                 self.take_task(tid);
                 continue;
             }
+            self.set_source(tid, crate::metrics::PLUGIN_FORWARD);
             self.finish_inner(now, tid, msg.clone(), layout.records.clone(), ttl);
         }
     }

@@ -118,6 +118,8 @@ struct Ask<'q> {
     edns: Option<wire::Edns>,
     cd: bool,
     started: Now,
+    /// The query's size in bytes (the `log` plugin's `{size}`).
+    qsize: u16,
 }
 
 impl Task {
@@ -133,6 +135,7 @@ impl Task {
             edns: self.edns,
             cd: self.cd,
             started: self.started,
+            qsize: self.qsize,
         }
     }
 }
@@ -153,6 +156,10 @@ struct Task {
     edns: Option<wire::Edns>,
     cd: bool,
     started: Now,
+    qsize: u16,
+    /// The plugin that wrote the answer (`metrics::PLUGIN_LABELS`; 0: none, as for a SERVFAIL when no
+    /// plugin answered).
+    source: u8,
     /// The name being resolved right now (differs from qname under autopath).
     current: Vec<u8>,
     autopath: Option<Autopath>,
@@ -203,6 +210,8 @@ struct Exchange {
     force_tcp: bool,
     prefer_udp: bool,
     client_tcp: bool,
+    /// When the current attempt went out (`coredns_forward_request_duration_seconds`).
+    sent: Now,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,6 +255,10 @@ pub struct Server {
     memo: Memo,
     scratch_name: Vec<u8>,
     scratch_key: Vec<u8>,
+    /// Lines of the `log` plugin not yet taken by the driver (`poll_query_log`), and how many were
+    /// dropped because it did not take them.
+    query_log: std::collections::VecDeque<String>,
+    query_log_dropped: u64,
     /// Whether upstream answers that went into the cache are offered to sibling servers
     /// (`poll_cache_fill`): the driver's other workers, which have caches of their own.
     share_fills: bool,
@@ -320,6 +333,8 @@ impl Server {
             memo: indexmap::IndexMap::with_hasher(foldhash::fast::RandomState::default()),
             scratch_name: Vec::with_capacity(256),
             scratch_key: Vec::with_capacity(264),
+            query_log: std::collections::VecDeque::new(),
+            query_log_dropped: 0,
             share_fills: false,
             fills: VecDeque::new(),
             close_tcp: VecDeque::new(),
@@ -434,6 +449,16 @@ impl Server {
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// The next line of the `log` plugin (CoreDNS's format, without its `[INFO] ` prefix).
+    pub fn poll_query_log(&mut self) -> Option<String> {
+        self.query_log.pop_front()
+    }
+
+    /// Log lines dropped because more than `QUERY_LOG_MAX` waited for the driver.
+    pub fn query_log_dropped(&self) -> u64 {
+        self.query_log_dropped
     }
 
     /// An upstream whose TCP connection timed out: close it, so that the next query to that upstream

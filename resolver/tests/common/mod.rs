@@ -60,7 +60,8 @@ pub fn start_env(tag: &str, corefile: &str, files: &[(&str, &str)], env: &[(&str
         .arg(&conf)
         .env("NDOTS_LOG", "warn")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        // The `log` plugin writes to standard output: kept in the test's directory.
+        .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout file"))
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn ndots");
