@@ -103,43 +103,19 @@ pub fn line(rules: &[LogRule], e: &Entry<'_>) -> Option<String> {
     (rule.classes & class_of(e.answer) != 0).then(|| render(&rule.format, e))
 }
 
+/// Type and class mnemonics from hickory; an unknown one as RFC 3597 writes it (`TYPE65280`,
+/// `CLASS7`), as CoreDNS's miekg/dns does.
 fn type_name(t: u16) -> String {
-    match t {
-        1 => "A".into(),
-        2 => "NS".into(),
-        5 => "CNAME".into(),
-        6 => "SOA".into(),
-        12 => "PTR".into(),
-        13 => "HINFO".into(),
-        15 => "MX".into(),
-        16 => "TXT".into(),
-        28 => "AAAA".into(),
-        33 => "SRV".into(),
-        35 => "NAPTR".into(),
-        41 => "OPT".into(),
-        43 => "DS".into(),
-        46 => "RRSIG".into(),
-        47 => "NSEC".into(),
-        48 => "DNSKEY".into(),
-        50 => "NSEC3".into(),
-        64 => "SVCB".into(),
-        65 => "HTTPS".into(),
-        251 => "IXFR".into(),
-        252 => "AXFR".into(),
-        255 => "ANY".into(),
-        257 => "CAA".into(),
-        n => format!("TYPE{n}"),
+    match hickory_proto::rr::RecordType::from(t) {
+        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
+        known => known.to_string(),
     }
 }
 
 fn class_name(c: u16) -> String {
-    match c {
-        1 => "IN".into(),
-        3 => "CH".into(),
-        4 => "HS".into(),
-        254 => "NONE".into(),
-        255 => "ANY".into(),
-        n => format!("CLASS{n}"),
+    match hickory_proto::rr::DNSClass::from(c) {
+        hickory_proto::rr::DNSClass::Unknown(n) | hickory_proto::rr::DNSClass::OPT(n) => format!("CLASS{n}"),
+        known => known.to_string(),
     }
 }
 
@@ -277,6 +253,11 @@ mod tests {
         );
         let servfail = answer(2, 0, 40);
         assert_eq!(line(&custom, &entry(&name, &servfail, "10.0.0.1:53")).as_deref(), Some("www.example.org. A SERVFAIL -"));
+        let mut odd = entry(&name, &ok, "10.0.0.1:53");
+        (odd.qtype, odd.qclass) = (65280, 3);
+        assert_eq!(render("{type} {class}", &odd), "TYPE65280 CH", "RFC 3597 names for unknown types");
+        odd.qtype = 65;
+        assert_eq!(render("{type}", &odd), "HTTPS");
         // Several names without a format: one rule each, in the common format.
         assert_eq!(rules(&strings(&["a.example", "b.example"]), &[], zone).expect("rules").len(), 2);
     }
