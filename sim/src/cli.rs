@@ -506,6 +506,7 @@ pub fn lint(a: &LintArgs<'_>) -> ExitCode {
             Err(e) => return bad(e),
         }
     }
+    let mut all = lint::merge_places(all);
     all.sort_by_key(|f| std::cmp::Reverse(f.severity));
     if a.json {
         println!("{}", serde_json::json!({ "findings": all }));

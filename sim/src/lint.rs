@@ -130,9 +130,26 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 fix: "add `cache 30` before `forward` (kubeadm's default Corefile has it)".into(),
             });
         }
+        if let Some(p) = find(b, "proxy").next() {
+            out.push(Finding {
+                id: "removed-proxy-plugin",
+                severity: Severity::Error,
+                at: at(p),
+                message: format!("server block {zone} uses `proxy`, which CoreDNS removed in 1.5.0 (the talk's Corefiles still have it): CoreDNS 1.5 and later, and ndots, refuse this Corefile"),
+                source: "docs/sources.md#coredns-proxy-removed",
+                fix: "replace `proxy FROM TO...` with `forward FROM TO...` (forward's options differ: policy, health_check, max_concurrent, force_tcp, prefer_udp)".into(),
+            });
+        }
+        // node-local-dns's template forwards the cluster zones to the cluster DNS itself (its
+        // `__PILLAR__CLUSTER__DNS__`, over TCP on purpose): not a cloud resolver with a packet budget.
+        let to_cluster_dns = |f: &Directive| {
+            f.args.iter().skip(1).any(|a| a.text.contains("__PILLAR__CLUSTER__DNS__")) || b.keys.iter().all(|k| is_cluster_zone(&k.text))
+        };
         for f in &forwards {
             let sub = |n: &str| f.block.iter().find(|d| d.name.text == n);
-            if let Some(ft) = sub("force_tcp") {
+            if let Some(ft) = sub("force_tcp")
+                && !to_cluster_dns(f)
+            {
                 out.push(Finding {
                     id: "force-tcp-to-limited-resolver",
                     severity: Severity::Warning,
@@ -236,6 +253,32 @@ fn is_root(key: &str) -> bool {
     k == "." || k.starts_with(".:")
 }
 
+/// A server block key for the cluster's own zones (the cluster domain and the reverse zones).
+fn is_cluster_zone(key: &str) -> bool {
+    let k = key.trim_start_matches("dns://");
+    let zone = k.rsplit_once(':').map_or(k, |(z, _)| z).trim_end_matches('.');
+    zone == "cluster.local" || zone.ends_with(".cluster.local") || zone == "in-addr.arpa" || zone == "ip6.arpa"
+}
+
+/// Findings that differ only in where they were found (one per pod group) as one, listing every place.
+pub fn merge_places(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    for f in findings {
+        match out.iter_mut().find(|o| o.id == f.id && o.message == f.message && o.severity == f.severity) {
+            Some(o) => {
+                if let Some(at) = f.at {
+                    o.at = Some(match o.at.take() {
+                        Some(prev) => format!("{prev}, {at}"),
+                        None => at,
+                    });
+                }
+            }
+            None => out.push(f),
+        }
+    }
+    out
+}
+
 fn find<'a>(b: &'a ServerBlock, name: &'a str) -> impl Iterator<Item = &'a Directive> {
     b.directives.iter().filter(move |d| d.name.text == name)
 }
@@ -262,4 +305,47 @@ pub fn render(findings: &[Finding]) -> String {
         o.push_str("no findings\n");
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(corefile: &str) -> Vec<&'static str> {
+        let inp = Inputs { corefile: Some(("Corefile", corefile)), memory_limit: COREDNS_MEMORY_LIMIT, ..Inputs::default() };
+        lint(&inp).expect("lint").iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn node_local_dns_forwarding_the_cluster_zone_over_tcp_is_not_a_cloud_resolver_finding() {
+        let template = "cluster.local:53 {\n    cache {\n        success 9984 30\n    }\n    forward . __PILLAR__CLUSTER__DNS__ {\n        force_tcp\n    }\n}\n";
+        assert!(!ids(template).contains(&"force-tcp-to-limited-resolver"), "{:?}", ids(template));
+        let cloud = ".:53 {\n    cache 30\n    forward . 169.254.169.253 {\n        force_tcp\n    }\n}\n";
+        assert!(ids(cloud).contains(&"force-tcp-to-limited-resolver"));
+    }
+
+    #[test]
+    fn the_removed_proxy_plugin_is_an_error_pointing_to_forward() {
+        let talk = ".:53 {\n    cache 30\n    proxy . /etc/resolv.conf\n}\n";
+        let inp = Inputs { corefile: Some(("Corefile", talk)), memory_limit: COREDNS_MEMORY_LIMIT, ..Inputs::default() };
+        let f = lint(&inp).expect("lint").into_iter().find(|f| f.id == "removed-proxy-plugin").expect("finding");
+        assert_eq!((f.severity, f.at.as_deref()), (Severity::Error, Some("Corefile:3")));
+        assert!(f.fix.contains("forward"));
+    }
+
+    #[test]
+    fn one_finding_per_pattern_lists_every_place() {
+        let f = |at: &str| Finding {
+            id: "ndots-amplification",
+            severity: Severity::Warning,
+            at: Some(at.into()),
+            message: "same".into(),
+            source: "s",
+            fix: "f".into(),
+        };
+        let other = Finding { message: "different".into(), ..f("pods.2") };
+        let merged = merge_places(vec![f("pods.0"), f("pods.1"), other]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].at.as_deref(), Some("pods.0, pods.1"));
+    }
 }
