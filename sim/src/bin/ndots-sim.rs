@@ -38,15 +38,20 @@ enum Cmd {
     },
     /// The same cluster with and without a change (the --set overrides, or a second file), side by side.
     Compare {
+        /// The scenario file: side A, run as written.
         file: PathBuf,
         /// A second scenario file (B); without it, B is FILE with the --set overrides.
         other: Option<PathBuf>,
+        /// Overrides both sides' seed (each side runs the same seed).
         #[arg(long, env = "SIM_SEED")]
         seed: Option<u64>,
+        /// KEY.PATH=VALUE applied to side B only (A stays as written), e.g. node_local={} (repeatable).
         #[arg(long = "set")]
         set: Vec<String>,
+        /// Write DIR/<file>-compare.html (both runs overlaid) and DIR/<file>-compare.json.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Print both runs as JSON instead of the side-by-side table.
         #[arg(long)]
         json: bool,
     },
@@ -56,13 +61,16 @@ enum Cmd {
         /// A..B (B excluded), A..=B, or N for 1..=N.
         #[arg(long, default_value = "1..=20")]
         seeds: String,
+        /// KEY.PATH=VALUE applied to every seed's run (repeatable).
         #[arg(long = "set")]
         set: Vec<String>,
         /// Runs at once (default: one per core).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Write DIR/<file>-sweep.html and .json: the outcome of every seed.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Print the outcomes as JSON instead of the summary.
         #[arg(long)]
         json: bool,
     },
