@@ -255,10 +255,9 @@ pub struct Server {
     memo: Memo,
     scratch_name: Vec<u8>,
     scratch_key: Vec<u8>,
-    /// Lines of the `log` plugin not yet taken by the driver (`poll_query_log`), and how many were
-    /// dropped because it did not take them.
+    /// Lines of the `log` plugin not yet taken by the driver (`poll_query_log`; at most
+    /// `chain::QUERY_LOG_MAX`: only a caller that never polls, as the simulator, reaches it).
     query_log: std::collections::VecDeque<String>,
-    query_log_dropped: u64,
     /// Whether upstream answers that went into the cache are offered to sibling servers
     /// (`poll_cache_fill`): the driver's other workers, which have caches of their own.
     share_fills: bool,
@@ -334,7 +333,6 @@ impl Server {
             scratch_name: Vec::with_capacity(256),
             scratch_key: Vec::with_capacity(264),
             query_log: std::collections::VecDeque::new(),
-            query_log_dropped: 0,
             share_fills: false,
             fills: VecDeque::new(),
             close_tcp: VecDeque::new(),
@@ -454,11 +452,6 @@ impl Server {
     /// The next line of the `log` plugin (CoreDNS's format, without its `[INFO] ` prefix).
     pub fn poll_query_log(&mut self) -> Option<String> {
         self.query_log.pop_front()
-    }
-
-    /// Log lines dropped because more than `QUERY_LOG_MAX` waited for the driver.
-    pub fn query_log_dropped(&self) -> u64 {
-        self.query_log_dropped
     }
 
     /// An upstream whose TCP connection timed out: close it, so that the next query to that upstream
