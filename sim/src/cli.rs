@@ -435,7 +435,7 @@ pub fn lint(a: &LintArgs<'_>) -> ExitCode {
                     crate::engine::KUBE_DNS.ip(),
                     &g.namespace,
                     &sc.spec.cluster_domain,
-                    &["ec2.internal"],
+                    &sc.spec.node_search.iter().map(String::as_str).collect::<Vec<_>>(),
                 )
             });
             texts.push((format!("{} (pods[{i}] resolv.conf)", f.display()), rc, "resolv"));

@@ -451,6 +451,10 @@ pub struct ClusterSpec {
     /// The cluster DNS Corefile; `/etc/resolv.conf` stands for the node's upstream (the AZ's resolver).
     pub corefile: String,
     pub cluster_domain: String,
+    /// The nodes' own search domains, which the kubelet appends to a ClusterFirst pod's search list
+    /// (AWS: `ec2.internal` in us-east-1, `<region>.compute.internal` elsewhere;
+    /// sources.md#kubelet-resolv-conf).
+    pub node_search: Vec<String>,
     pub pods: Vec<PodGroup>,
     /// A `kubectl get namespaces,services,endpointslices,pods -A -o yaml|json` dump whose objects
     /// join the simulated cluster's state (kube-dns's own Service and EndpointSlices stay the
@@ -501,6 +505,7 @@ impl ClusterSpec {
             autoscaler: None,
             corefile: KUBEADM_COREFILE.to_string(),
             cluster_domain: "cluster.local".into(),
+            node_search: vec!["ec2.internal".into()],
             cluster_state: None,
             pods: vec![PodGroup {
                 count: 30,
@@ -537,11 +542,79 @@ impl ClusterSpec {
 /// kubeadm's default Corefile (sources.md#default-corefiles).
 pub const KUBEADM_COREFILE: &str = include_str!("../../examples/kubeadm.Corefile");
 
-/// The simulated internet's zone.
+/// The simulated internet's zone: a few names with fixed records (tests look for them) and a
+/// synthetic rest, so any name under a common top-level domain resolves as it would on the
+/// internet. Wildcards under those TLDs and under every name that exists answer any other name
+/// with an A and an AAAA record (RFC 4592: a wildcard applies only at the closest encloser, hence
+/// one per level). Single-label names and names under `internal.`, `local.` and `arpa.` do not
+/// exist, so the search-path expansions a pod's lookups walk through (`web.`,
+/// `www.google.com.ec2.internal.`, `x.compute.internal.`) are NXDOMAIN, as the cloud resolver
+/// answers them.
 pub const DEFAULT_INTERNET: &str = "$TTL 300
 @ IN SOA ns.cloud.internal. hostmaster.cloud.internal. 1 7200 1800 86400 60
 www.google.com. 300 IN A 142.250.74.100
 www.google.com. 300 IN AAAA 2a00:1450:4007:80e::2004
 api.github.com. 60 IN A 140.82.121.6
 *.example.com. 60 IN A 93.184.215.14
+*.google.com. 300 IN A 142.250.74.101
+*.google.com. 300 IN AAAA 2a00:1450:4007:80e::2005
+*.github.com. 60 IN A 140.82.121.7
+*.com. 300 IN A 198.51.100.11
+*.com. 300 IN AAAA 2001:db8:100::11
+*.net. 300 IN A 198.51.100.21
+*.net. 300 IN AAAA 2001:db8:100::15
+*.org. 300 IN A 198.51.100.22
+*.org. 300 IN AAAA 2001:db8:100::16
+*.io. 300 IN A 198.51.100.23
+*.io. 300 IN AAAA 2001:db8:100::17
+*.dev. 300 IN A 198.51.100.24
+*.dev. 300 IN AAAA 2001:db8:100::18
+*.app. 300 IN A 198.51.100.25
+*.app. 300 IN AAAA 2001:db8:100::19
+*.ai. 300 IN A 198.51.100.26
+*.ai. 300 IN AAAA 2001:db8:100::1a
+*.co. 300 IN A 198.51.100.27
+*.co. 300 IN AAAA 2001:db8:100::1b
+*.cloud. 300 IN A 198.51.100.28
+*.cloud. 300 IN AAAA 2001:db8:100::1c
+*.info. 300 IN A 198.51.100.29
+*.info. 300 IN AAAA 2001:db8:100::1d
+*.biz. 300 IN A 198.51.100.30
+*.biz. 300 IN AAAA 2001:db8:100::1e
+*.me. 300 IN A 198.51.100.31
+*.me. 300 IN AAAA 2001:db8:100::1f
+*.tv. 300 IN A 198.51.100.32
+*.tv. 300 IN AAAA 2001:db8:100::20
+*.xyz. 300 IN A 198.51.100.33
+*.xyz. 300 IN AAAA 2001:db8:100::21
+*.us. 300 IN A 198.51.100.34
+*.us. 300 IN AAAA 2001:db8:100::22
+*.uk. 300 IN A 198.51.100.35
+*.uk. 300 IN AAAA 2001:db8:100::23
+*.de. 300 IN A 198.51.100.36
+*.de. 300 IN AAAA 2001:db8:100::24
+*.fr. 300 IN A 198.51.100.37
+*.fr. 300 IN AAAA 2001:db8:100::25
+*.nl. 300 IN A 198.51.100.38
+*.nl. 300 IN AAAA 2001:db8:100::26
+*.eu. 300 IN A 198.51.100.39
+*.eu. 300 IN AAAA 2001:db8:100::27
+*.ch. 300 IN A 198.51.100.40
+*.ch. 300 IN AAAA 2001:db8:100::28
+*.se. 300 IN A 198.51.100.41
+*.se. 300 IN AAAA 2001:db8:100::29
+*.no. 300 IN A 198.51.100.42
+*.no. 300 IN AAAA 2001:db8:100::2a
+*.jp. 300 IN A 198.51.100.43
+*.jp. 300 IN AAAA 2001:db8:100::2b
+*.cn. 300 IN A 198.51.100.44
+*.cn. 300 IN AAAA 2001:db8:100::2c
+*.in. 300 IN A 198.51.100.45
+*.in. 300 IN AAAA 2001:db8:100::2d
+*.au. 300 IN A 198.51.100.46
+*.au. 300 IN AAAA 2001:db8:100::2e
+*.ca. 300 IN A 198.51.100.47
+*.ca. 300 IN AAAA 2001:db8:100::2f
+*.br. 300 IN A 198.51.100.48
+*.br. 300 IN AAAA 2001:db8:100::30
 ";

@@ -303,3 +303,54 @@ fn the_scenario_file_fuzz_corpus_and_regressions_pass() {
     }
     assert!(n >= 2);
 }
+
+#[test]
+fn the_default_internet_answers_any_external_name_and_no_search_path_expansion() {
+    let text = "version: 1\nseed: 3\nduration: 4s\npods:\n  - count: 4\n    rate: 5\n    names: {shop.example.org: 1, \"db-{n}.abc.eu-west-1.rds.amazonaws.com\": 1, mail.google.com: 1, cart: 1, orders.billing.svc: 1, web.nosuchns: 1}\n  - count: 1\n    namespace: billing\n    names: {orders: 1}\n";
+    let r = sim::run(load(text).expect("valid").spec).expect("runs");
+    // `cart` and `orders.billing.svc` get generated Services (there is no cluster state).
+    for name in ["shop.example.org", "db-{n}.abc.eu-west-1.rds.amazonaws.com", "mail.google.com", "cart", "orders.billing.svc"] {
+        let ls: Vec<_> = r.lookups.iter().filter(|l| l.name == name).collect();
+        assert!(ls.len() > 5, "{name}: {} lookups", ls.len());
+        assert!(ls.iter().all(|l| l.ok), "{name} resolves: {:?}", ls.iter().find(|l| !l.ok));
+    }
+    // `nosuchns` is no namespace: the walk ends NXDOMAIN at the cloud resolver (the expansions
+    // under `ec2.internal` included), as on the internet.
+    let nx: Vec<_> = r.lookups.iter().filter(|l| l.name == "web.nosuchns").collect();
+    assert!(!nx.is_empty() && nx.iter().all(|l| !l.ok));
+    let zone = resolver::zone::Zone::parse(sim::spec::DEFAULT_INTERNET, ".").expect("zone");
+    let n = |s: &str| resolver::wire::name_from_str(s).expect("name");
+    for nx in ["www.google.com.ec2.internal", "x.us-west-2.compute.internal", "web.cluster.local", "4.3.2.1.in-addr.arpa"] {
+        assert_eq!(zone.lookup(&n(nx), resolver::wire::TYPE_A).rcode, resolver::wire::RCODE_NXDOMAIN, "{nx}");
+    }
+    for ok in ["anything.dev", "a.b.c.example.net", "x.example.com", "gist.github.com", "maps.google.com"] {
+        assert_eq!(zone.lookup(&n(ok), resolver::wire::TYPE_A).answers.len(), 1, "{ok}");
+    }
+}
+
+#[test]
+fn an_upstream_zone_that_does_not_parse_names_the_file_and_the_key() {
+    let dir = std::env::temp_dir().join(format!("ndots-zone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    std::fs::write(dir.join("internet.zone"), "www.example.com. 60 IN A 192.0.2.1\n").expect("write");
+    std::fs::write(dir.join("s.yaml"), "version: 1\nupstream:\n  zone_file: internet.zone\n").expect("write");
+    let e = sim::file::load(&dir.join("s.yaml"), &[]).expect_err("no SOA");
+    let e = e.to_string();
+    assert!(e.contains(":3:3:") && e.contains("internet.zone") && e.contains("no SOA"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_region_gives_the_nodes_search_domain_as_aws_dhcp_options_do() {
+    let sc = load("version: 1\ncluster:\n  region: eu-west-2\npods:\n  - count: 1\n    names: {web: 1}\n    dns_config: {options: [{name: ndots, value: \"2\"}]}\n").expect("valid");
+    assert_eq!(sc.spec.node_search, ["eu-west-2.compute.internal"]);
+    let rc = sc.spec.pods[0].resolv_conf.as_deref().expect("dns_config writes the file");
+    assert!(rc.contains("search default.svc.cluster.local svc.cluster.local cluster.local eu-west-2.compute.internal\n"), "{rc}");
+    assert_eq!(load("version: 1\ncluster: {region: us-east-1}\n").expect("valid").spec.node_search, ["ec2.internal"]);
+    let gke = load("version: 1\ncluster: {node_search: [c.shop-prod.internal, google.internal]}\n").expect("valid");
+    assert_eq!(gke.spec.node_search, ["c.shop-prod.internal", "google.internal"]);
+    let e = err("version: 1\ncluster:\n  region: westeurope\n");
+    assert!(e.contains(":3:3:") && e.contains("expected an AWS region"), "{e}");
+    let e = err("version: 1\ncluster:\n  region: us-east-2\n  node_search: [x.internal]\n");
+    assert!(e.contains(":4:3:") && e.contains("not both"), "{e}");
+}

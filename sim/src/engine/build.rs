@@ -21,7 +21,7 @@ use crate::report::{NetCounters, Report, Wire};
 use crate::spec::{ClusterSpec, ProxyMode, ServerProfile};
 
 use super::queue::COMPACT_MIN;
-use super::state::{cluster_list, dump_items};
+use super::state::{cluster_list, dump_items, target_services};
 use super::{Engine, Ev, Inst, InstKind, KUBE_DNS, KUBE_DNS_UPSTREAM, NODE_LOCAL_IP, Node, Pod, SimError, upstream_ip};
 
 impl Engine {
@@ -58,14 +58,16 @@ impl Engine {
         let mut pods = Vec::new();
         let mut k = 0usize;
         let nameserver = if spec.node_local.as_ref().is_some_and(|n| !n.bind_kube_dns) { NODE_LOCAL_IP } else { KUBE_DNS.ip() };
+        let node_search: Vec<&str> = spec.node_search.iter().map(String::as_str).collect();
         for g in &spec.pods {
             for _ in 0..g.count {
                 let node = k % spec.nodes;
                 k += 1;
                 let ip = next_ip(node);
-                let text = g.resolv_conf.clone().unwrap_or_else(|| {
-                    ResolvConf::kubelet_cluster_first(nameserver, &g.namespace, &spec.cluster_domain, &["ec2.internal"])
-                });
+                let text = g
+                    .resolv_conf
+                    .clone()
+                    .unwrap_or_else(|| ResolvConf::kubelet_cluster_first(nameserver, &g.namespace, &spec.cluster_domain, &node_search));
                 pods.push(Pod {
                     node,
                     ip,
@@ -93,7 +95,11 @@ impl Engine {
             }
         }
         // The cluster state every replica reads, in Kubernetes' own List format.
-        let dump = spec.cluster_state.as_deref().map(dump_items).transpose()?.unwrap_or_default();
+        // Without one, Services are generated for the names the pod groups look up.
+        let dump = match spec.cluster_state.as_deref() {
+            Some(text) => dump_items(text)?,
+            None => target_services(&spec.pods, &spec.cluster_domain),
+        };
         // Every replica's watches list it at start, through the event-applying code the binary's
         // API watch uses (`cluster::Watched`).
         let mut watched = Watched::new(&Kind::ALL);

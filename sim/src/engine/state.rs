@@ -84,6 +84,50 @@ pub(super) fn cluster_list(
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
+/// Services for the cluster names the pod groups look up, for a scenario without a cluster state:
+/// `svc` in the group's namespace, `svc.ns`, `svc.ns.svc` and `svc.ns.svc.<domain>` (a `svc.ns`
+/// only when `ns` is a namespace of some pod group, since `name.tld` is as likely). Names with
+/// `{n}` stand for many names and get none; `web` and `api` exist in every namespace already.
+/// ClusterIPs from 10.100.0.0/16, with the namespaces they need.
+pub(crate) fn target_services(groups: &[crate::spec::PodGroup], domain: &str) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let namespaces: Vec<&str> = groups.iter().map(|g| g.namespace.as_str()).collect();
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for g in groups {
+        for (name, _) in &g.names {
+            if name.contains('{') || name.ends_with('.') {
+                continue;
+            }
+            let labels: Vec<&str> = name.split('.').collect();
+            let rest = labels.get(2..).map(|r| r.join(".")).unwrap_or_default();
+            let target = match labels[..] {
+                [svc] => Some((g.namespace.as_str(), svc)),
+                [svc, ns] if namespaces.contains(&ns) => Some((ns, svc)),
+                [svc, ns, "svc", ..] if rest == "svc" || rest == format!("svc.{domain}") => Some((ns, svc)),
+                _ => None,
+            };
+            if let Some((ns, svc)) = target
+                && !matches!(svc, "web" | "api")
+                && !wanted.iter().any(|(n, s)| n == ns && s == svc)
+            {
+                wanted.push((ns.to_string(), svc.to_string()));
+            }
+        }
+    }
+    let mut items = Vec::new();
+    let mut made: Vec<&str> = Vec::new();
+    for (k, (ns, svc)) in wanted.iter().enumerate() {
+        if !made.contains(&ns.as_str()) && !namespaces.contains(&ns.as_str()) {
+            made.push(ns);
+            items.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        let k = k + 1;
+        items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc, "namespace": ns},
+            "spec": {"clusterIP": format!("10.100.{}.{}", k >> 8, k & 255), "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
+    }
+    items
+}
+
 /// The objects of a `kubectl get ... -o yaml|json` dump that join the simulated state: everything
 /// but kube-dns's own Services and EndpointSlices and the `kubernetes` Service, which the simulator
 /// owns.

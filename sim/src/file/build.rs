@@ -46,6 +46,14 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     spec.cpus_per_node = c.cpus_per_node.unwrap_or(spec.cpus_per_node);
     spec.kernel = c.kernel.map_or(spec.kernel, |k| k.0);
     spec.cluster_domain = c.domain.unwrap_or(spec.cluster_domain);
+    spec.node_search = match (c.region, c.node_search) {
+        (Some(_), Some(_)) => {
+            return Err(err_at(&["cluster", "node_search"], "give the AWS `region` or the nodes' `node_search` list, not both".into()));
+        }
+        (Some(r), None) => vec![aws_search_domain(&r).map_err(|e| err_at(&["cluster", "region"], e))?],
+        (None, Some(s)) => s,
+        (None, None) => spec.node_search,
+    };
     spec.extra_pods = c.extra_pods.unwrap_or(0);
     spec.drop_fragments = c.drop_fragments.unwrap_or(false);
     spec.nfqueue = c.nfqueue.unwrap_or(false);
@@ -196,8 +204,18 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     let u = raw.upstream.unwrap_or_default();
     spec.upstream_zone = match (u.zone, u.zone_file) {
         (Some(_), Some(_)) => return Err(err_at(&["upstream", "zone_file"], "give the zone inline or as a file, not both".into())),
-        (Some(z), None) => z,
-        (None, Some(p)) => read(&["upstream", "zone_file"], &p)?,
+        (Some(z), None) => {
+            resolver::zone::Zone::parse(&z, ".")
+                .map_err(|e| err_at(&["upstream", "zone"], format!("the upstream zone: {e} (an RFC 1035 zone, origin `.`)")))?;
+            z
+        }
+        (None, Some(p)) => {
+            let z = read(&["upstream", "zone_file"], &p)?;
+            resolver::zone::Zone::parse(&z, ".").map_err(|e| {
+                err_at(&["upstream", "zone_file"], format!("{}: {e} (an RFC 1035 zone, origin `.`)", base.join(&p).display()))
+            })?;
+            z
+        }
         (None, None) => spec.upstream_zone,
     };
     spec.eni_limit = match u.eni_limit {
@@ -336,7 +354,8 @@ pub(super) fn pod_dns(
             } else {
                 crate::engine::KUBE_DNS.ip()
             };
-            let rc = ResolvConf::kubelet_cluster_first(ns, namespace, &spec.cluster_domain, &["ec2.internal"]);
+            let node_search: Vec<&str> = spec.node_search.iter().map(String::as_str).collect();
+            let rc = ResolvConf::kubelet_cluster_first(ns, namespace, &spec.cluster_domain, &node_search);
             let parsed = ResolvConf::parse(&rc);
             (vec![ns], parsed.search.clone(), vec![("ndots".into(), Some("5".into()))])
         }
@@ -390,4 +409,18 @@ pub(super) fn check_corefile(text: &str, name: &str, server: &crate::spec::Serve
     let mut cfg =
         resolver::Config::from_corefile_in(&cf, &resolver::config::Files::Only(&[("/etc/resolv.conf", &rc)])).map_err(|e| e.to_string())?;
     crate::engine::configure(server, &cf, &mut cfg)
+}
+
+/// The search domain AWS's DHCP options give instances using the Amazon-provided DNS in a region:
+/// `ec2.internal` in us-east-1, `<region>.compute.internal` in any other (sources.md#aws-search-domain).
+pub fn aws_search_domain(region: &str) -> Result<String, String> {
+    let ok = region.split('-').count() >= 3
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && region.ends_with(|c: char| c.is_ascii_digit());
+    if !ok {
+        return Err(format!(
+            "region `{region}`: expected an AWS region such as us-east-1 or eu-west-2 (for other clouds give `node_search`)"
+        ));
+    }
+    Ok(if region == "us-east-1" { "ec2.internal".into() } else { format!("{region}.compute.internal") })
 }

@@ -15,6 +15,7 @@ mod build;
 mod locate;
 mod raw;
 mod write;
+pub use build::aws_search_domain;
 
 use std::path::Path;
 use std::time::Duration;

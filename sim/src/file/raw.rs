@@ -50,6 +50,11 @@ pub(super) struct RawCluster {
     pub(super) cpus_per_node: Option<usize>,
     pub(super) kernel: Option<KernelName>,
     pub(super) domain: Option<String>,
+    /// The AWS region: the nodes' search domain is `ec2.internal` in us-east-1, else
+    /// `<region>.compute.internal`.
+    pub(super) region: Option<String>,
+    /// The nodes' own search domains (what the kubelet appends to a ClusterFirst pod's list).
+    pub(super) node_search: Option<Vec<String>>,
     /// Pods that exist only in the cluster state (the rest of a large cluster).
     pub(super) extra_pods: Option<usize>,
     pub(super) drop_fragments: Option<bool>,

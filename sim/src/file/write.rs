@@ -37,6 +37,8 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         cpus_per_node: differs(s.cpus_per_node, d.cpus_per_node),
         kernel: differs(s.kernel, d.kernel).map(KernelName),
         domain: differs(s.cluster_domain.clone(), d.cluster_domain.clone()),
+        region: None,
+        node_search: differs(s.node_search.clone(), d.node_search.clone()),
         extra_pods: differs(s.extra_pods, 0),
         drop_fragments: differs(s.drop_fragments, false),
         nfqueue: differs(s.nfqueue, false),
