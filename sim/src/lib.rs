@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod file;
 pub mod html;
+pub mod import;
 pub mod lint;
 pub mod report;
 pub mod run;

@@ -94,6 +94,32 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A scenario file of a real cluster from a kubectl dump (or a live --context): nodes, zones,
+    /// kernels, kube-proxy, CoreDNS, node-local-dns, Services, and pods grouped by DNS settings and the
+    /// client library their image implies. Writes FILE and FILE's stem + .state.yaml; exit 2 when the
+    /// input cannot be used.
+    Import {
+        /// `kubectl get nodes,pods,services,endpointslices,configmaps,daemonsets,deployments -A -o yaml` output.
+        dump: Option<PathBuf>,
+        /// Run that kubectl command against this context instead of reading a file.
+        #[arg(long)]
+        context: Option<String>,
+        /// The scenario file to write (its state goes beside it as STEM.state.yaml).
+        #[arg(short, long, default_value = "cluster.scenario.yaml")]
+        out: PathBuf,
+        /// Lookups per second per pod: a dump has no traffic, so this is an assumption to edit.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// IMAGE-PATTERN=LIBRARY: images containing the pattern use that library, before the built-in
+        /// guess (alpine: musl; distroless/static, scratch: go; pgbouncer: evdns-2.1; envoy, istio
+        /// proxyv2: c-ares; otherwise glibc; Java images add the JVM cache, node images Node's pool).
+        /// Repeatable, e.g. --library acme/payments=go.
+        #[arg(long)]
+        library: Vec<String>,
+        /// The scenario's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// The built-in smoke cluster: 3 nodes, 2 CoreDNS replicas behind the kube-dns VIP, 30 glibc pods.
     Smoke {
         #[arg(long, default_value_t = 1, env = "SIM_SEED")]
@@ -184,6 +210,14 @@ fn main() -> ExitCode {
                 json,
             })
         }
+        Cmd::Import { dump, context, out, rate, library, name } => sim::import::command::run(&sim::import::command::Args {
+            dump: dump.as_deref(),
+            context: context.as_deref(),
+            out: &out,
+            rate,
+            rules: &library,
+            name: name.as_deref(),
+        }),
         Cmd::Smoke { seed, trace_hash } => match run(ClusterSpec::smoke(seed)) {
             Ok(r) => {
                 if trace_hash {
