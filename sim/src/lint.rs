@@ -67,6 +67,7 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
             // glibc tries every search domain before the name as given when it has fewer dots than
             // ndots, each with A and AAAA in parallel (sources.md#kubelet-resolv-conf, sources.md#glibc; S1).
             let queries = 2 * (k + 1);
+            let example = if rc.ndots > 2 { "www.google.com" } else { "example.com" };
             let (severity, extra) = if autopath.is_some() {
                 (
                     Severity::Info,
@@ -80,14 +81,18 @@ pub fn lint(inp: &Inputs<'_>) -> Result<Vec<Finding>, String> {
                 severity,
                 at: Some(rc_name.to_string()),
                 message: format!(
-                    "ndots:{} with {k} search domains: a lookup of an external name with fewer than {} dots (www.google.com) sends {queries} queries, {} of them answered NXDOMAIN, before the one that answers; {}x the queries of a fully-qualified name.{extra}",
+                    "ndots:{} with {k} search domains: a lookup of an external name with fewer than {} dots ({example}) sends {queries} queries, {} of them answered NXDOMAIN, before the one that answers; {}x the queries of a fully-qualified name.{extra}",
                     rc.ndots,
                     rc.ndots,
                     queries - 2,
                     k + 1
                 ),
                 source: "docs/sources.md#kubelet-resolv-conf, docs/sources.md#glibc, S1 (docs/sources.md#incident-s1) (talk: ndots:5)",
-                fix: "write external names fully qualified with a trailing dot (www.google.com.), or set dnsConfig options ndots:2 for the pods (the talk's final setup), or use autopath on the cluster DNS".into(),
+                fix: if rc.ndots > 2 {
+                    format!("write external names fully qualified with a trailing dot ({example}.), or set dnsConfig options ndots:2 for the pods (the talk's final setup), or use autopath on the cluster DNS")
+                } else {
+                    format!("write external names fully qualified with a trailing dot ({example}.), or use autopath on the cluster DNS")
+                },
             });
         }
         if rc.nameservers.iter().any(|n| n.is_loopback()) && inp.corefile.is_none() {
@@ -322,6 +327,19 @@ mod tests {
         assert!(!ids(template).contains(&"force-tcp-to-limited-resolver"), "{:?}", ids(template));
         let cloud = ".:53 {\n    cache 30\n    forward . 169.254.169.253 {\n        force_tcp\n    }\n}\n";
         assert!(ids(cloud).contains(&"force-tcp-to-limited-resolver"));
+    }
+
+    #[test]
+    fn the_amplification_example_has_fewer_dots_than_ndots() {
+        let at = |ndots: u8| {
+            let rc = format!("search a.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:{ndots}\n");
+            let inp = Inputs { resolv_conf: Some(("resolv.conf", &rc)), memory_limit: COREDNS_MEMORY_LIMIT, ..Inputs::default() };
+            lint(&inp).expect("lint").into_iter().find(|f| f.id == "ndots-amplification").expect("finding")
+        };
+        let two = at(2);
+        assert!(two.message.contains("fewer than 2 dots (example.com) sends 8 queries"), "{}", two.message);
+        assert!(!two.fix.contains("ndots:2"), "{}", two.fix);
+        assert!(at(5).message.contains("fewer than 5 dots (www.google.com)"));
     }
 
     #[test]
