@@ -40,11 +40,12 @@ pub fn figures(run: &Run<'_>) -> Vec<(&'static str, String, f64)> {
     let f = |v: f64, p: usize| format!("{v:.p$}");
     vec![
         ("lookups", f(lookups, 0), lookups),
+        ("  answered by an application cache", f(r.app_cache_hits() as f64, 0), r.app_cache_hits() as f64),
         ("lookups ok %", f(100.0 * r.success_rate(), 3), 100.0 * r.success_rate()),
         ("latency p50 ms", f(r.latency_ms(0.5), 2), r.latency_ms(0.5)),
         ("latency p99 ms", f(r.latency_ms(0.99), 1), r.latency_ms(0.99)),
         ("latency max ms", f(r.latency_ms(1.0), 1), r.latency_ms(1.0)),
-        ("lookups unfinished at the end, waiting >= 1 s", f(unfinished, 0), unfinished),
+        ("lookups stuck at the end (>= 1 s, failed)", f(unfinished, 0), unfinished),
         ("queries on the wire", f(r.queries() as f64, 0), r.queries() as f64),
         ("queries per lookup", f(r.queries() as f64 / lookups.max(1.0), 2), r.queries() as f64 / lookups.max(1.0)),
         ("upstream packets/s (all ENIs)", f(r.net.upstream_packets as f64 / secs, 0), r.net.upstream_packets as f64 / secs),
