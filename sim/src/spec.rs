@@ -178,7 +178,8 @@ impl Default for RaceParams {
 /// A change at a point of simulated time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
-    /// Delete a CoreDNS replica pod (by index); the apiserver removes it from kube-dns's endpoints.
+    /// Delete a CoreDNS replica pod (by index); the apiserver removes it from kube-dns's endpoints and
+    /// its ReplicaSet creates a replacement at once (sources.md#pod-eviction).
     KillReplica(usize),
     /// The cloud resolver of an AZ stops answering (black-holes every query).
     UpstreamBlackhole(usize),
@@ -219,7 +220,8 @@ pub enum Fault {
     },
     /// A node fails (power, kernel panic): its pods and resolvers vanish without a word; its
     /// CoreDNS replicas stay in kube-dns's endpoints until the node controller marks the node
-    /// NotReady (`ClusterSpec::node_monitor_grace`).
+    /// NotReady (`ClusterSpec::node_monitor_grace`); they are evicted and replaced 300 s after that
+    /// (sources.md#pod-eviction).
     NodeDown(usize),
     /// A rolling update of the CoreDNS Deployment (kubeadm: maxUnavailable 1): one new replica at a
     /// time, and once it is ready an old one is deleted gracefully (out of the endpoints, then its

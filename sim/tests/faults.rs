@@ -270,3 +270,42 @@ fn the_nodes_running_cluster_dns_carry_a_conntrack_entry_for_every_client_flow_t
         replay("the_nodes_running_cluster_dns_carry_a_conntrack_entry_for_every_client_flow_they_serve", seed)
     );
 }
+
+#[test]
+fn lookups_stuck_when_the_run_ends_count_as_failed_and_with_their_wait() {
+    let seed = seed_or(3);
+    let hint = replay("lookups_stuck_when_the_run_ends_count_as_failed_and_with_their_wait", seed);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.coredns_replicas = 3;
+    spec.duration = Duration::from_secs(8);
+    spec.pods[0].names = vec![("web".into(), 1)];
+    spec.faults = vec![(Duration::from_secs(5), Fault::NodeDown(0))];
+    let r = run(spec).expect("runs");
+    let stuck = r.unfinished_over(sim::Report::STUCK);
+    assert!(stuck > 0, "lookups waiting out glibc's 5 s timeout on the dead replica; {hint}");
+    // Every finished lookup succeeded; only the stuck ones make the rate below 1.
+    assert!(r.lookups.iter().all(|l| l.ok), "{hint}");
+    let expected = r.lookups.len() as f64 / (r.lookups.len() + stuck) as f64;
+    assert!((r.success_rate() - expected).abs() < 1e-12 && r.success_rate() < 1.0, "{} vs {expected}; {hint}", r.success_rate());
+    assert!(r.latency_ms(1.0) >= 1000.0, "the longest wait is at least the stuck one's: {} ms; {hint}", r.latency_ms(1.0));
+}
+
+#[test]
+fn a_deleted_replica_is_recreated_at_once_and_a_dead_node_s_after_its_pods_are_evicted() {
+    let seed = seed_or(5);
+    let hint = replay("a_deleted_replica_is_recreated_at_once_and_a_dead_node_s_after_its_pods_are_evicted", seed);
+    let mut spec = ClusterSpec::smoke(seed);
+    spec.coredns_replicas = 3;
+    spec.duration = Duration::from_secs(330);
+    spec.node_monitor_grace = Duration::from_secs(10);
+    spec.pods[0].count = 6;
+    spec.pods[0].rate = 0.2;
+    spec.faults = vec![(Duration::from_secs(5), Fault::KillReplica(1)), (Duration::from_secs(10), Fault::NodeDown(0))];
+    let r = run(spec).expect("runs");
+    let replicas_at = |s: u64| r.series.iter().find(|x| x.t >= Duration::from_secs(s)).map(|x| x.replicas).expect("sampled");
+    // Deleted at 5 s: two left, the replacement ready after its 2 s start-up.
+    assert_eq!((replicas_at(6), replicas_at(8)), (2, 3), "{hint}");
+    // Node 0 dies at 10 s with its replica; NotReady at 20 s; evicted and replaced at 320 s.
+    assert_eq!((replicas_at(25), replicas_at(319), replicas_at(325)), (2, 2, 3), "{hint}");
+    assert!(r.events.iter().any(|(t, e)| *t == Duration::from_secs(320) && e.contains("evicted")), "{:?}", r.events);
+}

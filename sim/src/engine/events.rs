@@ -57,6 +57,10 @@ pub(super) enum Ev {
     NodeNotReady {
         node: NodeId,
     },
+    /// The NotReady node's pods are evicted (their tolerations ran out).
+    Evict {
+        node: NodeId,
+    },
     /// A new replica's readiness probe passes: it joins the endpoints.
     ReplicaReady {
         inst: InstId,
@@ -170,6 +174,22 @@ impl Engine {
                 }
                 self.report.events.push((self.now, format!("node {node} NotReady: its replicas leave the endpoints")));
                 self.endpoints_changed();
+                // Pods tolerate a NotReady node for 300 s (the DefaultTolerationSeconds admission
+                // plugin; sources.md#pod-eviction), then are evicted and their ReplicaSet replaces them.
+                self.push(self.now + super::EVICTION_TOLERATION, Ev::Evict { node });
+            }
+            Ev::Evict { node } => {
+                let mut stranded = 0;
+                for i in self.insts.iter_mut().filter(|i| i.node == node && i.awaiting_eviction) {
+                    i.awaiting_eviction = false;
+                    stranded += 1;
+                }
+                if stranded > 0 {
+                    self.report.events.push((self.now, format!("node {node}'s {stranded} replicas evicted: the Deployment replaces them")));
+                }
+                for _ in 0..stranded {
+                    self.spawn_replica();
+                }
             }
             Ev::ToUpstream { frame } => {
                 if self.blackholed[frame.az] {

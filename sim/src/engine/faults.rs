@@ -17,6 +17,9 @@ impl Engine {
                 };
                 self.insts[inst].alive = false;
                 self.endpoints_changed();
+                // Its ReplicaSet sees one pod short and creates a replacement at once, which joins
+                // the endpoints once ready (a deleted pod comes back; a scaled-down one does not).
+                self.spawn_replica();
             }
             Fault::UpstreamBlackhole(az) => {
                 if let Some(b) = self.blackholed.get_mut(az) {
@@ -56,6 +59,7 @@ impl Engine {
                 for i in self.insts.iter_mut().filter(|i| i.node == node && i.alive) {
                     i.alive = false;
                     i.unnoticed = i.kind == InstKind::ClusterDns;
+                    i.awaiting_eviction = i.kind == InstKind::ClusterDns;
                 }
                 let grace = self.spec.node_monitor_grace;
                 self.push(self.now + grace, Ev::NodeNotReady { node });

@@ -51,6 +51,10 @@ pub(crate) use build::{configure, default_corefile, node_resolv_conf};
 pub use frame::{Frame, upstream_ip};
 
 /// The kube-dns ClusterIP.
+/// How long pods stay bound to a NotReady or unreachable node before eviction: the
+/// `tolerationSeconds` the DefaultTolerationSeconds admission plugin adds (sources.md#pod-eviction).
+pub const EVICTION_TOLERATION: Duration = Duration::from_secs(300);
+
 pub const KUBE_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
 /// node-local-dns's `kube-dns-upstream` Service: the same endpoints, another ClusterIP.
 pub const KUBE_DNS_UPSTREAM: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 11)), 53);
@@ -141,6 +145,8 @@ struct Inst {
     relist_until: Option<Duration>,
     /// Dead, but still a ready endpoint: its node went down and the control plane has not noticed.
     unnoticed: bool,
+    /// A cluster DNS replica that died with its node: evicted and replaced after the tolerations.
+    awaiting_eviction: bool,
     /// Deleted and out of the endpoints, still answering until its lameduck ends.
     terminating: bool,
     /// The sidecar's probe and the kubelet's liveness count (kube-dns).
@@ -163,6 +169,7 @@ impl Inst {
             restarts: 0,
             relist_until: None,
             unnoticed: false,
+            awaiting_eviction: false,
             terminating: false,
             probe: kube_dns::Probe::default(),
         }
