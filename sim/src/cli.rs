@@ -134,29 +134,36 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
     }
 }
 
-/// `ndots-sim compare FILE [OTHER] --set ...`: A is FILE as written; B is OTHER, or FILE with the sets.
-pub fn compare(file: &Path, other: Option<&Path>, seed: Option<u64>, sets: &[String], report: Option<&Path>, json: bool) -> ExitCode {
-    if other.is_none() && sets.is_empty() {
-        return bad("compare needs a second file or at least one --set: the change to compare against");
+/// The overrides of a compare: `set` for both sides, `a` and `b` for one.
+pub struct Sets<'a> {
+    pub both: &'a [String],
+    pub a: &'a [String],
+    pub b: &'a [String],
+}
+
+/// `ndots-sim compare FILE [OTHER] [--set ...] [--set-a ...] [--set-b ...]`: A is FILE, B is OTHER
+/// or FILE again; `--set` changes both, `--set-a`/`--set-b` one side.
+pub fn compare(file: &Path, other: Option<&Path>, seed: Option<u64>, sets: &Sets<'_>, report: Option<&Path>, json: bool) -> ExitCode {
+    if other.is_none() && sets.a.is_empty() && sets.b.is_empty() {
+        return bad("compare needs a second file or a change to one side: --set-b KEY=VALUE (or --set-a); --set applies to both sides");
     }
-    let a = match load(file, &[], seed) {
+    let side = |f: &Path, own: &[String]| load(f, &[sets.both, own].concat(), seed);
+    let a = match side(file, sets.a) {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let b = match other {
-        Some(o) => load(o, sets, seed),
-        None => load(file, sets, seed),
-    };
-    let b = match b {
+    let b = match side(other.unwrap_or(file), sets.b) {
         Ok(s) => s,
         Err(c) => return c,
     };
-    let la = other.map_or_else(|| "as is".to_string(), |_| stem(file));
-    let lb = match other {
-        Some(o) if sets.is_empty() => stem(o),
-        Some(o) => format!("{} with {}", stem(o), sets.join(", ")),
-        None => sets.join(", "),
+    let label = |f: Option<&Path>, own: &[String]| match (f, own.is_empty()) {
+        (None, true) => "as is".to_string(),
+        (None, false) => own.join(", "),
+        (Some(f), true) => stem(f),
+        (Some(f), false) => format!("{} with {}", stem(f), own.join(", ")),
     };
+    let la = label(other.map(|_| file), sets.a);
+    let lb = label(other, sets.b);
     // Both at once: one per core.
     let (ra, rb) = std::thread::scope(|s| {
         let ta = s.spawn(|| simulate(&a, &la));
@@ -192,10 +199,7 @@ pub fn compare(file: &Path, other: Option<&Path>, seed: Option<u64>, sets: &[Str
     if cb.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {
-        let replay = match other {
-            Some(o) => replay_command(o, b.spec.seed, sets),
-            None => replay_command(file, b.spec.seed, sets),
-        };
+        let replay = replay_command(other.unwrap_or(file), b.spec.seed, &[sets.both, sets.b].concat());
         eprintln!("the changed run fails its expectations; replay: {replay}");
         ExitCode::from(FAILED)
     }

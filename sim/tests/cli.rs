@@ -19,11 +19,12 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-/// A small cluster that loses a replica halfway: lookups caught on it wait out glibc's 5 s timeout.
+/// A small cluster that loses a replica a third of the way in: lookups caught on it wait out glibc's
+/// 5 s timeout.
 const KILL: &str = "version: 1
 name: replica killed
 seed: 7
-duration: 8s
+duration: 12s
 coredns:
   replicas: 2
 pods:
@@ -50,13 +51,14 @@ fn run_prints_the_table_and_fails_with_a_replay_command_that_reproduces_the_run(
     let (out, _) = text(&ok);
     assert!(ok.status.success(), "{out}");
     assert!(out.contains("lookups ok %") && out.contains("expect success_rate_min ok"), "{out}");
-    // Stuck lookups at the end fail a strict expectation; the replay line reproduces it exactly.
-    let bad = sim(&["run", &f, "--set", "expect.unfinished_max=0"]);
+    // Ended 4 s after the kill, lookups are still waiting out their timeout: they count as failed
+    // (and fail a strict expectation); the replay line reproduces the run exactly.
+    let bad = sim(&["run", &f, "--set", "duration=8s", "--set", "expect.unfinished_max=0"]);
     let (out, err) = text(&bad);
     assert_eq!(bad.status.code(), Some(1), "{out}{err}");
-    assert!(out.contains("expect unfinished_max FAILED"), "{out}");
+    assert!(out.contains("expect unfinished_max FAILED") && out.contains("expect success_rate_min FAILED"), "{out}");
     let replay = err.lines().find_map(|l| l.split("replay: ").nth(1)).expect("replay line");
-    assert_eq!(replay, format!("ndots-sim run {f} --seed 7 --set expect.unfinished_max=0"));
+    assert_eq!(replay, format!("ndots-sim run {f} --seed 7 --set duration=8s --set expect.unfinished_max=0"));
     let args: Vec<&str> = replay.split(' ').skip(1).collect();
     let again = sim(&args);
     let trace = |o: &str| o.lines().next().and_then(|l| l.split("trace ").nth(1)).map(str::to_string);
@@ -92,14 +94,19 @@ fn run_writes_a_self_contained_report_whose_charts_carry_the_data() {
         assert!(html.contains(title), "chart {title} missing");
     }
     // Series carry one point per simulated second; the fault is marked on the time axis.
-    assert!(html.contains(r#"data-label="AAAA" data-points="8""#), "AAAA series");
-    assert!(html.contains(r#"data-label="NXDOMAIN" data-points="8""#), "rcode series");
+    assert!(html.contains(r#"data-label="AAAA" data-points="12""#), "AAAA series");
+    assert!(html.contains(r#"data-label="NXDOMAIN" data-points="12""#), "rcode series");
     assert!(html.contains(r#"data-label="nf_conntrack_max""#), "the table size is drawn");
     assert!(html.contains(r#"<g class="marker" data-label="KillReplica(0)">"#), "fault marker");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rep.join("kill.json")).expect("json")).expect("valid json");
-    assert_eq!(json["series"].as_array().map(Vec::len), Some(8));
+    assert_eq!(json["series"].as_array().map(Vec::len), Some(12));
     let replicas: Vec<u64> = json["series"].as_array().into_iter().flatten().filter_map(|s| s["replicas"].as_u64()).collect();
-    assert_eq!((replicas.first(), replicas.last()), (Some(&2), Some(&1)), "the kill shows in the series");
+    let fewest = replicas.iter().min();
+    assert_eq!(
+        (replicas.first(), fewest, replicas.last()),
+        (Some(&2), Some(&1), Some(&2)),
+        "the kill and the replacement show in the series"
+    );
     let a: u64 = json["series"].as_array().into_iter().flatten().filter_map(|s| s["queries_a"].as_u64()).sum();
     assert!(a > 100, "A queries counted: {a}");
 }
@@ -109,7 +116,7 @@ fn compare_runs_the_change_beside_the_original_and_overlays_both() {
     let d = dir("compare");
     let f = write(&d, "kill.yaml", KILL);
     let rep = d.join("out");
-    let o = sim(&["compare", &f, "--set", "coredns.replicas=3", "--report", &rep.display().to_string()]);
+    let o = sim(&["compare", &f, "--set-b", "coredns.replicas=3", "--report", &rep.display().to_string()]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     let header = out.lines().nth(1).expect("table header");
@@ -121,13 +128,21 @@ fn compare_runs_the_change_beside_the_original_and_overlays_both() {
     assert!(html.contains(r#"data-label="as is: p99""#) && html.contains(r#"data-label="coredns.replicas=3: p99""#));
     let none = sim(&["compare", &f]);
     assert_eq!(none.status.code(), Some(2), "a compare without a change is a usage error");
+    let both_only = sim(&["compare", &f, "--set", "coredns.replicas=3"]);
+    assert_eq!(both_only.status.code(), Some(2), "--set changes both sides: still no change");
+    assert!(text(&both_only).1.contains("--set-b"), "{}", text(&both_only).1);
+    // --set reaches both sides: without the kill, neither loses a replica.
+    let o = sim(&["compare", &f, "--set", "faults=[]", "--set-b", "coredns.replicas=3"]);
+    let (out, err) = text(&o);
+    let fewest = out.lines().find(|l| l.starts_with("cluster DNS replicas, fewest")).unwrap_or_else(|| panic!("{out}{err}"));
+    assert_eq!(fewest.split_whitespace().rev().take(2).collect::<Vec<_>>(), vec!["3", "2"], "{fewest}");
 }
 
 #[test]
 fn sweep_reports_how_often_an_expectation_fails_over_seeds() {
     let d = dir("sweep");
     let f = write(&d, "kill.yaml", KILL);
-    let o = sim(&["sweep", &f, "--seeds", "1..=3", "--set", "expect.unfinished_max=0", "--json"]);
+    let o = sim(&["sweep", &f, "--seeds", "1..=3", "--set", "duration=8s", "--set", "expect.unfinished_max=0", "--json"]);
     let (out, err) = text(&o);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["seeds"], 3);

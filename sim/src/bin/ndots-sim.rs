@@ -36,7 +36,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// The same cluster with and without a change (the --set overrides, or a second file), side by side.
+    /// The same cluster with and without a change (--set-b, or a second file), side by side.
     Compare {
         /// The scenario file: side A, run as written.
         file: PathBuf,
@@ -45,9 +45,15 @@ enum Cmd {
         /// Overrides both sides' seed (each side runs the same seed).
         #[arg(long, env = "SIM_SEED")]
         seed: Option<u64>,
-        /// KEY.PATH=VALUE applied to side B only (A stays as written), e.g. node_local={} (repeatable).
+        /// KEY.PATH=VALUE applied to both sides, e.g. duration=120s (repeatable).
         #[arg(long = "set")]
         set: Vec<String>,
+        /// KEY.PATH=VALUE applied to side A only (repeatable).
+        #[arg(long = "set-a")]
+        set_a: Vec<String>,
+        /// KEY.PATH=VALUE applied to side B only, e.g. node_local={}: the change to compare (repeatable).
+        #[arg(long = "set-b")]
+        set_b: Vec<String>,
         /// Write DIR/<file>-compare.html (both runs overlaid) and DIR/<file>-compare.json.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -192,8 +198,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { file, seed, set, report, json } => sim::cli::run(&file, seed, &set, report.as_deref(), json),
-        Cmd::Compare { file, other, seed, set, report, json } => {
-            sim::cli::compare(&file, other.as_deref(), seed, &set, report.as_deref(), json)
+        Cmd::Compare { file, other, seed, set, set_a, set_b, report, json } => {
+            let sets = sim::cli::Sets { both: &set, a: &set_a, b: &set_b };
+            sim::cli::compare(&file, other.as_deref(), seed, &sets, report.as_deref(), json)
         }
         Cmd::Sweep { file, seeds, set, jobs, report, json } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
