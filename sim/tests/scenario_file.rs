@@ -354,3 +354,30 @@ fn the_region_gives_the_nodes_search_domain_as_aws_dhcp_options_do() {
     let e = err("version: 1\ncluster:\n  region: us-east-2\n  node_search: [x.internal]\n");
     assert!(e.contains(":4:3:") && e.contains("not both"), "{e}");
 }
+
+#[test]
+fn pod_defaults_give_every_group_what_it_does_not_say_itself() {
+    let text = "version: 1
+pod_defaults:
+  library: musl
+  rate: 3
+  dns_config: {options: [{name: ndots, value: \"2\"}]}
+pods:
+  - count: 2
+    names: {web: 1}
+  - count: 1
+    library: go
+    names: {api: 1}
+    resolv_conf: \"nameserver 10.96.0.10\\noptions ndots:5\\n\"
+";
+    let sc = load(text).expect("valid");
+    let [a, b] = &sc.spec.pods[..] else { panic!("two groups") };
+    assert_eq!((a.library.to_string(), a.rate), ("musl-1.2.5".into(), 3.0));
+    assert!(a.resolv_conf.as_deref().is_some_and(|r| r.contains("options ndots:2")), "{:?}", a.resolv_conf);
+    assert_eq!((b.library, b.rate), (Library::Go, 3.0), "its own library, the default rate");
+    assert_eq!(b.resolv_conf.as_deref(), Some("nameserver 10.96.0.10\noptions ndots:5\n"), "its own file, not the default dnsConfig");
+    let e = err("version: 1\npod_defaults:\n  library: muslx\npods:\n  - count: 1\n    names: {web: 1}\n");
+    assert!(e.contains(":3:") && e.contains("unknown client library `muslx`"), "{e}");
+    let e = err("version: 1\npod_defaults:\n  count: 3\n");
+    assert!(e.contains(":3:3:") && e.contains("give `count` in each group"), "{e}");
+}

@@ -235,9 +235,17 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     spec.race.p_reply_tuple_taken = r.p_reply_tuple_taken.unwrap_or(spec.race.p_reply_tuple_taken);
     spec.race.p_nfqueue = r.p_nfqueue.unwrap_or(spec.race.p_nfqueue);
 
+    let defaults = raw.pod_defaults.unwrap_or_default();
+    if defaults.count.is_some() {
+        return Err(err_at(&["pod_defaults", "count"], "pod_defaults applies to every group; give `count` in each group".into()));
+    }
     for (i, p) in raw.pods.into_iter().enumerate() {
         let idx = i.to_string();
-        let at = |key: &str, msg: String| err_at(&["pods", &idx, key], msg);
+        let (p, taken) = p.or(&defaults);
+        // A bad value from pod_defaults is reported there.
+        let at = |key: &str, msg: String| {
+            if taken.contains(&key) { err_at(&["pod_defaults", key], msg) } else { err_at(&["pods", &idx, key], msg) }
+        };
         let library = match p.library.as_deref() {
             None => Library::Glibc(crate::client::glibc::Version::CURRENT),
             Some(l) => l.parse().map_err(|e| at("library", e))?,
@@ -262,6 +270,7 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
                 ));
             }
             (Some(t), None) => Some(t),
+            (None, Some(f)) if taken.contains(&"resolv_conf_file") => Some(read(&["pod_defaults", "resolv_conf_file"], &f)?),
             (None, Some(f)) => Some(read(&["pods", &idx, "resolv_conf_file"], &f)?),
             (None, None) => pod_dns(&spec, &namespace, p.dns_policy.as_deref(), p.dns_config).map_err(|m| at("dns_policy", m))?,
         };

@@ -32,6 +32,8 @@ pub(super) struct RawFile {
     pub(super) upstream: Option<RawUpstream>,
     pub(super) latency: Option<RawLatency>,
     pub(super) race: Option<RawRace>,
+    /// What every pod group has unless it says otherwise (a cluster-wide dnsConfig, library, rate).
+    pub(super) pod_defaults: Option<RawPods>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) pods: Vec<RawPods>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -244,6 +246,33 @@ pub(super) struct RawPods {
     pub(super) client_cache: Option<ClientCacheName>,
     pub(super) threadpool: Option<usize>,
     pub(super) app_rate: Option<f64>,
+}
+
+impl RawPods {
+    /// This group with `d`'s keys where it has none, and the keys taken from `d`. A group that
+    /// writes its resolv.conf takes no dnsPolicy/dnsConfig from the defaults, and one with a
+    /// dnsPolicy/dnsConfig no resolv.conf.
+    pub(super) fn or(mut self, d: &RawPods) -> (RawPods, Vec<&'static str>) {
+        let mut taken = Vec::new();
+        let own_file = self.resolv_conf.is_some() || self.resolv_conf_file.is_some();
+        let own_spec = self.dns_policy.is_some() || self.dns_config.is_some();
+        macro_rules! take {
+            ($($field:ident),* $(,)?) => {$(
+                if self.$field.is_none() && d.$field.is_some() {
+                    self.$field = d.$field.clone();
+                    taken.push(stringify!($field));
+                }
+            )*};
+        }
+        take!(namespace, library, hints, rate, names, extra_addrs, client_cache, threadpool, app_rate);
+        if !own_file {
+            take!(dns_policy, dns_config);
+        }
+        if !own_spec {
+            take!(resolv_conf, resolv_conf_file);
+        }
+        (self, taken)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -185,6 +185,7 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         upstream: nonempty(upstream),
         latency: nonempty(latency),
         race: nonempty(race),
+        pod_defaults: None,
         pods,
         faults: s.faults.iter().map(|(at, f)| FaultAt(*at, f.clone())).collect(),
         expect: (sc.expect != Expect::default()).then(|| sc.expect.clone()),
