@@ -108,11 +108,19 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
     let checks = sc.expect.check(&r);
     let run = Run { label: &label, spec: &sc.spec, report: &r, checks: &checks };
     let ok = checks.iter().all(|c| c.ok);
+    let replay = replay_command(file, sc.spec.seed, sets);
+    let with_replay = |mut j: serde_json::Value| {
+        j["replay"] = serde_json::json!(replay);
+        j
+    };
     if json {
-        println!("{}", dashboard::json(&run));
+        println!("{}", with_replay(dashboard::json(&run)));
     } else {
         println!("{label} · seed {} · {:.0} simulated s · trace {:016x}", r.seed, r.duration.as_secs_f64(), r.trace_hash);
         print!("{}", dashboard::table(&[run]));
+        println!();
+        print!("{}", crate::explain::groups_table(&r, &sc.spec));
+        print!("{}", crate::explain::summary(&r, &sc.spec));
     }
     let run = Run { label: &label, spec: &sc.spec, report: &r, checks: &checks };
     if let Some(dir) = report {
@@ -120,7 +128,7 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
             dir,
             &stem(file),
             &dashboard::html(&label, &[run]),
-            &dashboard::json(&Run { label: &label, spec: &sc.spec, report: &r, checks: &checks }),
+            &with_replay(dashboard::json(&Run { label: &label, spec: &sc.spec, report: &r, checks: &checks })),
         ) {
             Ok(p) => eprintln!("report: {}", p.display()),
             Err(e) => return bad(e),
@@ -129,7 +137,7 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
     if ok {
         ExitCode::SUCCESS
     } else {
-        eprintln!("expectations failed; replay: {}", replay_command(file, sc.spec.seed, sets));
+        eprintln!("expectations failed; replay: {replay}");
         ExitCode::from(FAILED)
     }
 }
@@ -186,6 +194,9 @@ pub fn compare(file: &Path, other: Option<&Path>, seed: Option<u64>, sets: &Sets
     } else {
         println!("{} · seed {}", a.name.clone().unwrap_or_else(|| stem(file)), a.spec.seed);
         print!("{}", dashboard::table(&runs));
+        for r in &runs {
+            print!("{}: {}", r.label, crate::explain::summary(r.report, r.spec));
+        }
     }
     if let Some(dir) = report {
         let title = format!("{}: {la} vs {lb}", a.name.clone().unwrap_or_else(|| stem(file)));

@@ -137,6 +137,8 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
         "events": r.events.iter().filter(|(_, e)| !is_race(e)).map(|(t, e)| json!({"t_s": t.as_secs_f64(), "event": e})).collect::<Vec<_>>(),
         "series": series,
         "lookups": lookups_json(run),
+        "faults": run.spec.faults.iter().enumerate().map(|(i, (at, f))| json!({"index": i, "at_s": at.as_secs_f64(), "fault": f.label()})).collect::<Vec<_>>(),
+        "explain": crate::explain::json(r, run.spec),
     })
 }
 

@@ -6,10 +6,12 @@
 //! - `run`: turmoil hosts, clock and links around the engine, and the cloud resolvers.
 //! - `report`: what a run measured.
 
+pub mod cause;
 pub mod cli;
 pub mod client;
 pub mod dashboard;
 pub mod engine;
+pub mod explain;
 pub mod file;
 pub mod html;
 pub mod import;

@@ -11,6 +11,8 @@ use crate::spec::ClusterSpec;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupRecord {
     pub pod: usize,
+    /// The scenario's pod group the pod belongs to (index into `ClusterSpec::pods`).
+    pub group: usize,
     pub start: Duration,
     pub end: Duration,
     pub name: String,
@@ -27,6 +29,8 @@ pub struct LookupRecord {
     /// Every query the library put on the wire for it, when the scenario records them
     /// (`ClusterSpec::trace_queries`; off by default: a long run would hold millions).
     pub wire: Vec<WireQuery>,
+    /// What made it slow or failed, in time order (`explain`); empty for a quick success.
+    pub causes: Vec<(Duration, crate::cause::Cause)>,
 }
 
 /// One query a lookup put on the wire.
@@ -130,6 +134,9 @@ pub struct Report {
     pub trace_hash: u64,
     /// How long each lookup still in flight at the end had been waiting, shortest first.
     pub unfinished: Vec<Duration>,
+    /// The lookups still in flight at the end after `STUCK` or more, as records ending at the end
+    /// of the run (outcome `Again`, cause `Stuck` last).
+    pub stuck: Vec<LookupRecord>,
 }
 
 /// The `q`-quantile (0..=1) of durations in milliseconds, nearest-rank.
@@ -160,6 +167,7 @@ impl Report {
             conntrack_max: Vec::new(),
             trace_hash: 0,
             unfinished: Vec::new(),
+            stuck: Vec::new(),
         }
     }
 

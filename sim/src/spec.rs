@@ -254,6 +254,45 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// The fault as a scenario file writes it, on one line: `kill_replica: 0`,
+    /// `upstream_loss: {az: 0, loss: 0.02}`, `roll_replicas: true` (reports and events use it; a
+    /// test reads every label back as a fault).
+    pub fn label(&self) -> String {
+        let d = |d: &Duration| humantime::format_duration(*d).to_string().replace(' ', "");
+        match self {
+            Fault::KillReplica(r) => format!("kill_replica: {r}"),
+            Fault::UpstreamBlackhole(az) => format!("upstream_blackhole: {az}"),
+            Fault::UpstreamRepair(az) => format!("upstream_repair: {az}"),
+            Fault::NodeLocalDown(n) => format!("node_local_down: {n}"),
+            Fault::NodeLocalUp(n) => format!("node_local_up: {n}"),
+            Fault::ApiserverRestart => "apiserver_restart: true".into(),
+            Fault::AzLoss { az, loss } => format!("az_loss: {{az: {az}, loss: {loss}}}"),
+            Fault::AzBurstLoss { az, loss, burst } => format!("az_burst_loss: {{az: {az}, loss: {loss}, burst: {}}}", d(burst)),
+            Fault::ServiceIp { namespace, name, ip } => format!("service_ip: {{namespace: {namespace}, name: {name}, ip: {ip}}}"),
+            Fault::ClusterNodes(n) => format!("cluster_nodes: {n}"),
+            Fault::UpstreamSlow { az, delay } => format!("upstream_slow: {{az: {az}, delay: {}}}", d(delay)),
+            Fault::NodeDown(n) => format!("node_down: {n}"),
+            Fault::RollReplicas => "roll_replicas: true".into(),
+            Fault::ScaleReplicas(n) => format!("scale_replicas: {n}"),
+            Fault::KubeProxyRestart => "kube_proxy_restart: true".into(),
+            Fault::UpstreamLoss { az, loss } => format!("upstream_loss: {{az: {az}, loss: {loss}}}"),
+            Fault::LinkLoss { a, b, loss } => format!("link_loss: {{a: {a}, b: {b}, loss: {loss}}}"),
+            Fault::RollNodeLocal { gap } => format!("roll_node_local: {}", d(gap)),
+        }
+    }
+
+    /// A fault that undoes another (a repair, a cache coming back, loss set to 0).
+    pub fn is_repair(&self) -> bool {
+        match self {
+            Fault::UpstreamRepair(_) | Fault::NodeLocalUp(_) => true,
+            Fault::AzLoss { loss, .. } | Fault::UpstreamLoss { loss, .. } | Fault::LinkLoss { loss, .. } => *loss == 0.0,
+            Fault::UpstreamSlow { delay, .. } => delay.is_zero(),
+            _ => false,
+        }
+    }
+}
+
 /// The kubelet's liveness check of each replica (sources.md#kube-dns, sources.md#incident-s15): every
 /// `period` it reads the health the sidecar's probe query last found (a real query through the
 /// replica's port 53 every 5 s; `engine/kube_dns.rs`) and restarts the container after

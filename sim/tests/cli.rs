@@ -97,7 +97,7 @@ fn run_writes_a_self_contained_report_whose_charts_carry_the_data() {
     assert!(html.contains(r#"data-label="AAAA" data-points="12""#), "AAAA series");
     assert!(html.contains(r#"data-label="NXDOMAIN" data-points="12""#), "rcode series");
     assert!(html.contains(r#"data-label="nf_conntrack_max""#), "the table size is drawn");
-    assert!(html.contains(r#"<g class="marker" data-label="KillReplica(0)">"#), "fault marker");
+    assert!(html.contains(r#"<g class="marker" data-label="kill_replica: 0">"#), "fault marker");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rep.join("kill.json")).expect("json")).expect("valid json");
     assert_eq!(json["series"].as_array().map(Vec::len), Some(12));
     let replicas: Vec<u64> = json["series"].as_array().into_iter().flatten().filter_map(|s| s["replicas"].as_u64()).collect();

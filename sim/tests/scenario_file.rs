@@ -287,6 +287,14 @@ fn the_readme_example_file_is_valid() {
     assert_eq!(sc.spec.kube_proxy.version, netmodel::dnat::KubeProxyVersion::new(1, 33));
     assert!(sc.spec.cluster_state.is_some() && sc.spec.node_local.is_some());
     assert_eq!(sc.expect.unfinished_max, Some(0));
+    // Every fault's label (reports, events, explain) is the file's own syntax: written back as the
+    // faults of the same file, they read as the same faults.
+    let labels: String = sc.spec.faults.iter().map(|(at, f)| format!("  - {{at: {}ms, {}}}\n", at.as_millis(), f.label())).collect();
+    let (head, tail) = block.split_once("faults:\n").expect("faults");
+    let rest = &tail[tail.find("expect:").expect("expect after faults")..];
+    std::fs::write(dir.join("labels.scenario"), format!("{head}faults:\n{labels}{rest}")).expect("write");
+    let again = sim::file::load(&dir.join("labels.scenario"), &[]).unwrap_or_else(|e| panic!("{e}\n{labels}"));
+    assert_eq!(again.spec.faults, sc.spec.faults, "{labels}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

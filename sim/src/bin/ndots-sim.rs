@@ -100,6 +100,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Why lookups were slow or failed in a run: the top causes, the pod groups, the slowest lookups,
+    /// and one lookup's story (--lookup ID), from the JSON of `run --json` or `run --report DIR`.
+    Explain {
+        /// The run's JSON (a compare's too: --side a|b, default b).
+        file: PathBuf,
+        /// The explained lookup to tell the story of (IDs are listed without it).
+        #[arg(long)]
+        lookup: Option<usize>,
+        #[arg(long)]
+        side: Option<String>,
+    },
     /// A scenario file of a real cluster from a kubectl dump (or a live --context): nodes, zones,
     /// kernels, kube-proxy, CoreDNS, node-local-dns, Services, and pods grouped by DNS settings and the
     /// client library their image implies. Writes FILE and FILE's stem + .state.yaml; exit 2 when the
@@ -217,6 +228,7 @@ fn main() -> ExitCode {
                 json,
             })
         }
+        Cmd::Explain { file, lookup, side } => sim::explain::command::run(&file, side.as_deref(), lookup),
         Cmd::Import { dump, context, out, rate, library, name } => sim::import::command::run(&sim::import::command::Args {
             dump: dump.as_deref(),
             context: context.as_deref(),

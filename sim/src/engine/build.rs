@@ -59,7 +59,7 @@ impl Engine {
         let mut k = 0usize;
         let nameserver = if spec.node_local.as_ref().is_some_and(|n| !n.bind_kube_dns) { NODE_LOCAL_IP } else { KUBE_DNS.ip() };
         let node_search: Vec<&str> = spec.node_search.iter().map(String::as_str).collect();
-        for g in &spec.pods {
+        for (group, g) in spec.pods.iter().enumerate() {
             for _ in 0..g.count {
                 let node = k % spec.nodes;
                 k += 1;
@@ -70,6 +70,7 @@ impl Engine {
                     .unwrap_or_else(|| ResolvConf::kubelet_cluster_first(nameserver, &g.namespace, &spec.cluster_domain, &node_search));
                 pods.push(Pod {
                     node,
+                    group,
                     ip,
                     namespace: g.namespace.clone(),
                     library: g.library,
@@ -185,6 +186,7 @@ impl Engine {
             last_sample_lookups: 0,
             wire: Wire::default(),
             cache_seen: Vec::new(),
+            inst_trouble: BTreeMap::new(),
             dump,
             spec,
         };

@@ -194,6 +194,9 @@ impl Engine {
             Ev::ToUpstream { frame } => {
                 if self.blackholed[frame.az] {
                     self.net.dropped_blackhole += 1;
+                    if let Some(&(inst, _, _)) = self.snat.get(&frame.node_addr) {
+                        self.trouble(inst, crate::cause::Cause::Upstream(crate::cause::Drop::Blackhole));
+                    }
                 } else {
                     self.outbox.push(frame);
                 }

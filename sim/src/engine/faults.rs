@@ -8,7 +8,7 @@ use super::{Engine, Ev, InstId, InstKind, NodeId};
 
 impl Engine {
     pub(super) fn fault(&mut self, f: Fault) {
-        self.report.events.push((self.now, format!("{f:?}")));
+        self.report.events.push((self.now, f.label()));
         match f {
             Fault::KillReplica(r) => {
                 let Some(inst) = self.insts.iter().enumerate().filter(|(_, i)| i.kind == InstKind::ClusterDns).nth(r).map(|(i, _)| i)

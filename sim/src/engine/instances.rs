@@ -168,6 +168,7 @@ impl Engine {
         i.restarts += 1;
         self.net.restarts += 1;
         let was_replica = i.kind == InstKind::ClusterDns;
+        self.trouble(inst, crate::cause::Cause::Restart);
         self.report.events.push((self.now, format!("instance {inst} crashed: {why}; restart in {backoff:?}")));
         self.push(self.now + backoff, Ev::Restart { inst });
         if was_replica {
@@ -179,8 +180,10 @@ impl Engine {
     pub(super) fn at_inst(&mut self, inst: InstId, pkt: Packet, client_node: Option<NodeId>) {
         if !self.insts[inst].alive {
             self.net.dropped_dead += 1;
+            self.blame(pkt.src, crate::cause::Cause::Packet(crate::cause::Drop::Dead));
             return;
         }
+        self.reached(pkt.src, inst);
         let conn = match pkt.transport {
             Transport::Udp => 0,
             Transport::Tcp => {

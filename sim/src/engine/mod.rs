@@ -15,6 +15,7 @@
 //!
 //! Pods are never turmoil hosts, and nothing here grows the number of turmoil hosts.
 
+mod blame;
 mod build;
 mod coredns;
 mod events;
@@ -91,10 +92,16 @@ struct ActiveLookup {
     /// socket id → (local port, transport)
     sockets: BTreeMap<u32, u16>,
     timer: Option<Duration>,
+    /// What went wrong so far (`explain`).
+    causes: Vec<(Duration, crate::cause::Cause)>,
+    /// The resolvers its queries reached.
+    insts: Vec<InstId>,
 }
 
 struct Pod {
     node: NodeId,
+    /// Its group in the scenario.
+    group: usize,
     ip: IpAddr,
     namespace: String,
     library: Library,
@@ -253,6 +260,8 @@ pub struct Engine {
     wire: Wire,
     /// Cache hits and misses summed over the resolvers at the last sample, per instance.
     cache_seen: Vec<(u64, u64)>,
+    /// Per instance, its recent packet losses and crashes (`explain`): the newest `BLAME_KEEP`.
+    inst_trouble: BTreeMap<InstId, std::collections::VecDeque<(Duration, crate::cause::Cause)>>,
 }
 
 fn us(d: Duration) -> u64 {
@@ -336,8 +345,43 @@ impl Engine {
         self.report.conntrack_max = self.nodes.iter().map(|n| n.ct.cfg.max).collect();
         // Lookups the run ended on: a stuck one is as real as a slow one.
         let now = self.now;
-        self.report.unfinished = self.pods.iter().flat_map(|p| p.lookups.values().map(move |l| now.saturating_sub(l.started))).collect();
+        // In flight, or waiting for a thread.
+        self.report.unfinished = self
+            .pods
+            .iter()
+            .flat_map(|p| p.lookups.values().map(|l| l.started).chain(p.waiting.iter().map(|w| w.0)))
+            .map(|s| now.saturating_sub(s))
+            .collect();
         self.report.unfinished.sort();
+        let mut stuck = Vec::new();
+        for (pod, p) in self.pods.iter().enumerate() {
+            let waiting = p.waiting.iter().map(|(t, n)| (*t, n.clone(), vec![(*t, crate::cause::Cause::Queued)], Vec::new(), 0));
+            let active = p.lookups.values().map(|l| (l.started, l.name.clone(), l.causes.clone(), l.insts.clone(), l.queries));
+            for (start, name, causes, insts, queries) in active.chain(waiting) {
+                if now.saturating_sub(start) < Report::STUCK {
+                    continue;
+                }
+                let mut causes = self.finish_causes(start, false, causes, &insts);
+                causes.push((now, crate::cause::Cause::Stuck));
+                stuck.push(crate::report::LookupRecord {
+                    pod,
+                    group: p.group,
+                    start,
+                    end: now,
+                    name,
+                    queries,
+                    ok: false,
+                    outcome: crate::report::LookupOutcome::Again,
+                    addr: None,
+                    cached: false,
+                    library: p.library,
+                    wire: Vec::new(),
+                    causes,
+                });
+            }
+        }
+        stuck.sort_by_key(|l| (l.start, l.pod));
+        self.report.stuck = stuck;
         self.report
     }
 }

@@ -9,6 +9,7 @@ use netmodel::conntrack::{Race, TcpFlag, Tuple, Verdict};
 use netmodel::dnat::Choice;
 use netmodel::{Proto, ipvs};
 
+use crate::cause::{Cause, Drop};
 use crate::client::Transport;
 
 use super::{
@@ -112,8 +113,28 @@ impl Engine {
         ok
     }
 
-    /// A packet leaves its owner: NOTRACK to node-local-dns, or conntrack and DNAT/IPVS, then routing.
+    /// A packet leaves its owner (`route`); a drop on its way is charged to the lookup or resolver
+    /// it belongs to (`explain`).
     pub(super) fn send(&mut self, from: Owner, pkt: Packet) {
+        let before = self.net.clone();
+        let (src, dst) = (pkt.src, pkt.dst);
+        self.route(from, pkt);
+        if let Some(d) = super::blame::dropped(&before, &self.net) {
+            self.blame_packet(from, src, dst, d);
+        }
+    }
+
+    /// Charges a drop: to the pod's lookups when a pod is either end, else to the resolver that sent it.
+    pub(super) fn blame_packet(&mut self, from: Owner, src: SocketAddr, dst: SocketAddr, d: Drop) {
+        match from {
+            Owner::Pod(_) => self.blame(src, Cause::Packet(d)),
+            Owner::Inst(_) if self.pod_by_ip.contains_key(&dst.ip()) => self.blame(dst, Cause::Packet(d)),
+            Owner::Inst(i) => self.trouble(i, Cause::Upstream(d)),
+        }
+    }
+
+    /// NOTRACK to node-local-dns, or conntrack and DNAT/IPVS, then routing.
+    fn route(&mut self, from: Owner, pkt: Packet) {
         self.net.packets += 1;
         let node = self.owner_node(from);
         let now = self.now;
@@ -214,6 +235,8 @@ impl Engine {
                     Some(Choice::Reject) => {
                         self.net.rejected += 1;
                         if let Owner::Pod(p) = from {
+                            // Charged before the ICMP error ends the lookup.
+                            self.blame(pkt.src, Cause::Packet(Drop::Rejected));
                             self.refused(p, pkt.src.port());
                         }
                         return;
@@ -364,8 +387,18 @@ impl Engine {
         loss > 0.0 && self.rng.f64() < loss
     }
 
-    /// An answer from the cloud resolver reaches the node that asked.
+    /// An answer from the cloud resolver reaches the node that asked; a loss on the way is the
+    /// asking resolver's trouble.
     pub(super) fn upstream_answer(&mut self, frame: Frame) {
+        let before = self.net.clone();
+        let inst = self.snat.get(&frame.node_addr).map(|s| s.0);
+        self.upstream_answer_in(frame);
+        if let (Some(d), Some(i)) = (super::blame::dropped(&before, &self.net), inst) {
+            self.trouble(i, Cause::Upstream(d));
+        }
+    }
+
+    fn upstream_answer_in(&mut self, frame: Frame) {
         let Some(&(inst, up, transport)) = self.snat.get(&frame.node_addr) else { return };
         if transport == Transport::Udp && self.upstream_lost(frame.az) {
             self.net.dropped_loss += 1;
@@ -390,8 +423,18 @@ impl Engine {
         self.drain_inst(inst);
     }
 
-    /// An instance's answer goes back to whoever asked, through the asker's conntrack (un-NAT).
+    /// An instance's answer goes back to whoever asked, through the asker's conntrack (un-NAT); a
+    /// loss on the way is charged to the asker.
     pub(super) fn answer(&mut self, inst: InstId, client_node: Option<NodeId>, pkt: Packet) {
+        let before = self.net.clone();
+        let (src, dst) = (pkt.src, pkt.dst);
+        self.answer_in(inst, client_node, pkt);
+        if let Some(d) = super::blame::dropped(&before, &self.net) {
+            self.blame_packet(Owner::Inst(inst), src, dst, d);
+        }
+    }
+
+    fn answer_in(&mut self, inst: InstId, client_node: Option<NodeId>, pkt: Packet) {
         let owner = if let Some(&p) = self.pod_by_ip.get(&pkt.dst.ip()) {
             Owner::Pod(p)
         } else if let Some(&n) = self.node_by_ip.get(&pkt.dst.ip()) {

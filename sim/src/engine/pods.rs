@@ -57,6 +57,8 @@ impl Engine {
                 cached: true,
                 library: p.library,
                 wire: Vec::new(),
+                group: p.group,
+                causes: Vec::new(),
             });
             return;
         }
@@ -88,8 +90,22 @@ impl Engine {
             Library::CAres(era) => Box::new(CAres::new(self.now, era, era.default_api(), &p.rc, &call, p.process.clone(), seed)),
             Library::Evdns(v) => Box::new(Evdns::new(self.now, v, Api::Getaddrinfo, &p.rc, &call, p.process.clone(), seed)),
         };
-        p.lookups
-            .insert(id, ActiveLookup { model, started: asked, name, queries: 0, wire: Vec::new(), sockets: BTreeMap::new(), timer: None });
+        // Asked earlier than now: it waited for a thread.
+        let causes = if asked < now { vec![(asked, crate::cause::Cause::Queued)] } else { Vec::new() };
+        p.lookups.insert(
+            id,
+            ActiveLookup {
+                model,
+                started: asked,
+                name,
+                queries: 0,
+                wire: Vec::new(),
+                sockets: BTreeMap::new(),
+                timer: None,
+                causes,
+                insts: Vec::new(),
+            },
+        );
         self.drive_lookup(pod, id);
     }
 
@@ -166,18 +182,22 @@ impl Engine {
                 let ttl = if addr.is_some() { cc.positive } else { Some(cc.negative) };
                 p.cache.insert(l.name.clone(), (ttl.map(|t| self.now + t), addr));
             }
+            let ok = outcome.is_ok();
+            let causes = self.finish_causes(l.started, ok, l.causes, &l.insts);
             self.report.lookups.push(LookupRecord {
                 pod,
+                group: self.pods[pod].group,
                 start: l.started,
                 end: self.now,
                 name: l.name,
                 queries: l.queries,
-                ok: outcome.is_ok(),
+                ok,
                 outcome: LookupOutcome::of(&outcome),
                 addr,
                 cached: false,
                 library: self.pods[pod].library,
                 wire: l.wire,
+                causes,
             });
             // A thread is free: the next waiting lookup.
             if let Some((asked, name)) = self.pods[pod].waiting.pop_front() {
@@ -287,7 +307,16 @@ impl Engine {
         // and is lost (sources.md#stale-udp-conntrack).
         if pkt.src.port() != 53 || !self.pods[pod].rc.nameservers.contains(&pkt.src.ip()) {
             self.net.dropped_unnat += 1;
+            self.blame(pkt.dst, crate::cause::Cause::Packet(crate::cause::Drop::Unnat));
             return;
+        }
+        // An error or truncated answer is a cause whatever the library does next (retry, TCP, fail).
+        if pkt.payload.len() >= 12 && pkt.payload[2] & 0x80 != 0 {
+            if matches!(pkt.payload[3] & 0x0f, 2 | 5) {
+                self.blame(pkt.dst, crate::cause::Cause::Answer(pkt.payload[3] & 0x0f));
+            } else if pkt.payload[2] & 0x02 != 0 && pkt.transport == crate::client::Transport::Udp {
+                self.blame(pkt.dst, crate::cause::Cause::Truncated);
+            }
         }
         for (id, socket) in self.port_lookups(pod, pkt.dst.port()) {
             if let Some(l) = self.pods[pod].lookups.get_mut(&id) {
