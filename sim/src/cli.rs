@@ -127,7 +127,19 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
         match write_report(
             dir,
             &stem(file),
-            &dashboard::html(&label, &[run]),
+            &dashboard::html(
+                &label,
+                &[run],
+                &dashboard::Header {
+                    inputs: [
+                        vec![("scenario", file.display().to_string())],
+                        if sets.is_empty() { vec![] } else { vec![("--set", sets.join(" "))] },
+                        vec![("seed", sc.spec.seed.to_string()), ("simulated", format!("{} s", sc.spec.duration.as_secs_f64()))],
+                    ]
+                    .concat(),
+                    replay: vec![replay.clone()],
+                },
+            ),
             &with_replay(dashboard::json(&Run { label: &label, spec: &sc.spec, report: &r, checks: &checks })),
         ) {
             Ok(p) => eprintln!("report: {}", p.display()),
@@ -201,7 +213,35 @@ pub fn compare(file: &Path, other: Option<&Path>, seed: Option<u64>, sets: &Sets
     if let Some(dir) = report {
         let title = format!("{}: {la} vs {lb}", a.name.clone().unwrap_or_else(|| stem(file)));
         let j = serde_json::json!({"a": dashboard::json(&runs[0]), "b": dashboard::json(&runs[1])});
-        match write_report(dir, &format!("{}-compare", stem(file)), &dashboard::html(&title, &runs), &j) {
+        let both = |own: &[String]| [sets.both, own].concat();
+        let header = dashboard::Header {
+            inputs: [
+                vec![(
+                    "A",
+                    format!(
+                        "{}{}",
+                        file.display(),
+                        if sets.a.is_empty() { String::new() } else { format!(" --set {}", sets.a.join(" --set ")) }
+                    ),
+                )],
+                vec![(
+                    "B",
+                    format!(
+                        "{}{}",
+                        other.unwrap_or(file).display(),
+                        if sets.b.is_empty() { String::new() } else { format!(" --set {}", sets.b.join(" --set ")) }
+                    ),
+                )],
+                if sets.both.is_empty() { vec![] } else { vec![("both sides", format!("--set {}", sets.both.join(" --set ")))] },
+                vec![("seed", b.spec.seed.to_string())],
+            ]
+            .concat(),
+            replay: vec![
+                format!("A: {}", replay_command(file, a.spec.seed, &both(sets.a))),
+                format!("B: {}", replay_command(other.unwrap_or(file), b.spec.seed, &both(sets.b))),
+            ],
+        };
+        match write_report(dir, &format!("{}-compare", stem(file)), &dashboard::html(&title, &runs, &header), &j) {
             Ok(p) => eprintln!("report: {}", p.display()),
             Err(e) => return bad(e),
         }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::file::Check;
-use crate::html::{Series, escape, marked_chart, page};
+use crate::html::{Chart, Limit, Series, escape, fmt_num, page};
 use crate::report::{Report, Second};
 use crate::spec::ClusterSpec;
 
@@ -71,11 +71,17 @@ pub fn table(runs: &[Run<'_>]) -> String {
     for (r, w) in runs.iter().zip(&widths) {
         let _ = write!(o, "  {:>w$}", r.label, w = *w);
     }
+    if runs.len() == 2 {
+        let _ = write!(o, "  {:>14}", "change");
+    }
     o.push('\n');
     for i in 0..cols.first().map_or(0, Vec::len) {
         let _ = write!(o, "{:w0$}", cols[0][i].0);
         for (c, w) in cols.iter().zip(&widths) {
             let _ = write!(o, "  {:>w$}", c[i].1, w = *w);
+        }
+        if let [a, b] = &cols[..] {
+            let _ = write!(o, "  {:>14}", change_of(a[i].0, a[i].2, b[i].2));
         }
         o.push('\n');
     }
@@ -94,6 +100,35 @@ pub fn table(runs: &[Run<'_>]) -> String {
         }
     }
     o
+}
+
+/// B against A: the difference and, when A is not zero, the ratio (`-99.1%`, `x12.0`); `=` when
+/// equal.
+pub fn change(a: f64, b: f64) -> String {
+    if (a - b).abs() < 1e-9 {
+        return "=".into();
+    }
+    if a.abs() < 1e-9 {
+        return format!("+{}", crate::html::fmt_num((b * 100.0).round() / 100.0));
+    }
+    let r = b / a;
+    if r >= 2.0 {
+        format!("x{r:.1}")
+    } else if ((r - 1.0) * 100.0).abs() < 0.05 {
+        "≈".into()
+    } else {
+        format!("{:+.1}%", (r - 1.0) * 100.0)
+    }
+}
+
+/// `change` for a figure by its name: a percentage or a ratio changes by points.
+pub fn change_of(name: &str, a: f64, b: f64) -> String {
+    if name.contains('%') || name.contains("ratio") {
+        let d = b - a;
+        let unit = if name.contains('%') { " pt" } else { "" };
+        return if d.abs() < 5e-4 { "=".into() } else { format!("{d:+.3}{unit}") };
+    }
+    change(a, b)
 }
 
 /// The run for machines: figures, expectations, counters and the per-second series.
@@ -175,8 +210,26 @@ const PALETTES: [[&str; 6]; 2] = [
     ["#2980b9", "#27ae60", "#16a085", "#2c3e50", "#1abc9c", "#34495e"],
 ];
 
-/// One chart: a line per (metric, run).
-fn chart(title: &str, y: &str, runs: &[Run<'_>], metrics: &[Metric<'_>], extra: Vec<Series<'_>>, markers: &[(f64, String)]) -> String {
+/// How a chart is drawn, beyond its lines.
+#[derive(Default)]
+struct Look<'a> {
+    caption: &'a str,
+    log_y: bool,
+    integer: bool,
+    limits: Vec<Limit<'a>>,
+    y_top: Option<f64>,
+}
+
+/// One chart: a line per (metric, run), plus `extra` lines.
+fn chart(
+    title: &str,
+    y: &str,
+    runs: &[Run<'_>],
+    metrics: &[Metric<'_>],
+    extra: Vec<Series<'_>>,
+    look: Look<'_>,
+    markers: &[(f64, String)],
+) -> String {
     let labels: Vec<Vec<String>> = runs
         .iter()
         .map(|r| metrics.iter().map(|(m, _)| if runs.len() > 1 { format!("{}: {m}", r.label) } else { m.to_string() }).collect())
@@ -192,27 +245,72 @@ fn chart(title: &str, y: &str, runs: &[Run<'_>], metrics: &[Metric<'_>], extra: 
         }
     }
     series.extend(extra);
-    marked_chart(title, "simulated seconds", y, &series, markers)
+    crate::html::chart(&Chart {
+        title,
+        caption: look.caption,
+        x_label: "simulated seconds",
+        y_label: y,
+        series: &series,
+        limits: &look.limits,
+        markers,
+        log_y: look.log_y,
+        integer: look.integer,
+        y_top: look.y_top,
+    })
 }
 
-/// The HTML report of one run, or of two overlaid.
-pub fn html(title: &str, runs: &[Run<'_>]) -> String {
+/// The nodes worth a line of their own: the `n` with the highest peak of `f` (by index when equal).
+fn top_nodes(runs: &[Run<'_>], n: usize, f: impl Fn(&Second, usize) -> u64) -> Vec<usize> {
+    let nodes = runs.iter().map(|r| r.spec.nodes).max().unwrap_or(0);
+    let mut peaks: Vec<(u64, usize)> =
+        (0..nodes).map(|i| (runs.iter().flat_map(|r| r.report.series.iter().map(|s| f(s, i))).max().unwrap_or(0), i)).collect();
+    peaks.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut top: Vec<usize> = peaks.into_iter().take(n).map(|p| p.1).collect();
+    top.sort_unstable();
+    top
+}
+
+/// The report's header: what was run, how to run it again.
+pub struct Header<'a> {
+    /// (what, value) rows: scenario files, overrides, seed, duration.
+    pub inputs: Vec<(&'a str, String)>,
+    /// The commands that replay each run.
+    pub replay: Vec<String>,
+}
+
+/// The HTML report of one run, or of two overlaid: a header with the inputs and the replay
+/// command, the figures (with a change column for two runs), the expectations, what went wrong,
+/// the events, and the charts.
+pub fn html(title: &str, runs: &[Run<'_>], header: &Header<'_>) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<p>Simulated with the real ndots resolver as cluster DNS{}.</p>",
+        "<p>Simulated by ndots-sim {} with the real ndots resolver code{}.</p><table class=\"header\">",
+        env!("CARGO_PKG_VERSION"),
         if runs.len() > 1 { "; both runs overlaid" } else { "" }
     );
-    body.push_str("<table><tr><th></th>");
+    for (k, v) in &header.inputs {
+        let _ = write!(body, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    }
+    for r in &header.replay {
+        let _ = write!(body, "<tr><th>replay</th><td><code>{}</code></td></tr>", escape(r));
+    }
+    body.push_str("</table><h2>Figures</h2><table><tr><th></th>");
     for r in runs {
         let _ = write!(body, "<th>{}</th>", escape(r.label));
+    }
+    if runs.len() == 2 {
+        body.push_str("<th>change</th>");
     }
     body.push_str("</tr>");
     let cols: Vec<_> = runs.iter().map(figures).collect();
     for i in 0..cols.first().map_or(0, Vec::len) {
         let _ = write!(body, "<tr><td>{}</td>", escape(cols[0][i].0));
         for c in &cols {
-            let _ = write!(body, "<td>{}</td>", escape(&c[i].1));
+            let _ = write!(body, "<td class=\"num\">{}</td>", escape(&c[i].1));
+        }
+        if let [a, b] = &cols[..] {
+            let _ = write!(body, "<td class=\"num\">{}</td>", escape(&change_of(a[i].0, a[i].2, b[i].2)));
         }
         body.push_str("</tr>");
     }
@@ -229,6 +327,44 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
                 c.limit,
                 if c.ok { "ok" } else { "<b style=\"color:#c0392b\">FAILED</b>" }
             );
+        }
+    }
+    body.push_str("<h2>What went wrong</h2>");
+    for r in runs {
+        let top = crate::explain::top_causes(r.report, r.spec);
+        let n: usize = top.iter().map(|t| t.0).sum();
+        let all = r.report.lookups.iter().filter(|l| !l.cached).count() + r.report.stuck.len();
+        let _ = write!(
+            body,
+            "<p>{}{n} of {all} lookups failed or took ≥ {} s{}</p>",
+            if runs.len() > 1 { format!("<b>{}</b>: ", escape(r.label)) } else { String::new() },
+            crate::explain::SLOW.as_secs(),
+            if n > 0 { "; by what went wrong first:" } else { "." }
+        );
+        if n > 0 {
+            body.push_str("<table><tr><th>lookups</th><th>what went wrong first</th></tr>");
+            for (count, text, _) in top.iter().take(10) {
+                let _ = write!(body, "<tr><td class=\"num\">{count}</td><td>{}</td></tr>", escape(text));
+            }
+            body.push_str("</table>");
+        }
+        let rows = crate::explain::group_rows(r.report, r.spec);
+        if rows.len() > 1 {
+            body.push_str("<table><tr><th>pod group</th><th>pods</th><th>lookups</th><th>ok %</th><th>p50 ms</th><th>p99 ms</th><th>slow or failed</th></tr>");
+            for g in &rows {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td></tr>",
+                    escape(&g.label),
+                    g.pods,
+                    g.lookups,
+                    g.ok_pct(),
+                    g.ms(0.5),
+                    g.ms(0.99),
+                    g.slow_or_failed
+                );
+            }
+            body.push_str("</table>");
         }
     }
     // Faults and what the cluster did about them, marked on every time axis.
@@ -250,7 +386,7 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
     if !markers.is_empty() {
         body.push_str("<h2>Events</h2><ol>");
         for (t, e) in &markers {
-            let _ = write!(body, "<li>{t:.1} s: {}</li>", escape(e));
+            let _ = write!(body, "<li>{} s: {}</li>", fmt_num((t * 10.0).round() / 10.0), escape(e));
         }
         body.push_str("</ol>");
     }
@@ -262,14 +398,43 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         runs,
         &[("lookups", &|s| s.lookups as f64), ("failed", &|s| s.failed as f64)],
         Vec::new(),
+        Look { caption: "Lookups the applications finished each second, and how many of them failed.", integer: true, ..Look::default() },
         m,
     ));
     body.push_str(&chart(
         "Lookup latency",
         "ms",
         runs,
-        &[("p50", &|s| s.p50_ms), ("p99", &|s| s.p99_ms), ("max", &|s| s.max_ms)],
+        &[
+            ("p50", &|s| if s.lookups == 0 { f64::NAN } else { s.p50_ms }),
+            ("p99", &|s| if s.lookups == 0 { f64::NAN } else { s.p99_ms }),
+            ("max", &|s| if s.lookups == 0 { f64::NAN } else { s.max_ms }),
+        ],
         Vec::new(),
+        Look {
+            caption: "Per second, of the lookups finished that second (application cache hits left out).\nLog scale: a 5 s retransmission and a 0.1 ms cache hit on one axis; a gap: none finished.",
+            log_y: true,
+            ..Look::default()
+        },
+        m,
+    ));
+    body.push_str(&chart(
+        "Success and SERVFAIL",
+        "%",
+        runs,
+        &[
+            ("lookups ok %", &|s| if s.lookups == 0 { f64::NAN } else { 100.0 * (s.lookups - s.failed) as f64 / s.lookups as f64 }),
+            ("SERVFAIL % of responses", &|s| {
+                let t: u64 = s.wire.rcodes.iter().sum();
+                if t == 0 { f64::NAN } else { 100.0 * s.wire.rcodes[2] as f64 / t as f64 }
+            }),
+        ],
+        Vec::new(),
+        Look {
+            caption: "The share of the lookups finished each second that succeeded, and of the answers pods got that were SERVFAIL.\nA gap: nothing finished (or was answered) that second.",
+            y_top: Some(100.0),
+            ..Look::default()
+        },
         m,
     ));
     body.push_str("<h2>Queries</h2>");
@@ -279,6 +444,7 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         runs,
         &[("A", &|s| s.wire.by_type[0] as f64), ("AAAA", &|s| s.wire.by_type[1] as f64), ("other", &|s| s.wire.by_type[2] as f64)],
         Vec::new(),
+        Look { caption: "What the pods' libraries put on the wire (every search-path try and retry).", integer: true, ..Look::default() },
         m,
     ));
     let domain = runs.first().map_or("cluster.local".to_string(), |r| r.spec.cluster_domain.clone());
@@ -289,6 +455,11 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         runs,
         &[(in_cluster.as_str(), &|s| s.wire.cluster as f64), (". (everything else)", &|s| s.wire.external as f64)],
         Vec::new(),
+        Look {
+            caption: "Under the cluster domain (the search list's expansions included), and everything else.",
+            integer: true,
+            ..Look::default()
+        },
         m,
     ));
     body.push_str(&chart(
@@ -303,6 +474,7 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
             ("other", &|s| s.wire.rcodes[4] as f64),
         ],
         Vec::new(),
+        Look { caption: "The answers pods received; NXDOMAIN is mostly the search list's misses.", integer: true, ..Look::default() },
         m,
     ));
     body.push_str(&chart(
@@ -311,19 +483,19 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         runs,
         &[("hit ratio", &|s| {
             let t = s.wire.cache_hits + s.wire.cache_misses;
-            if t == 0 { 0.0 } else { s.wire.cache_hits as f64 / t as f64 }
+            if t == 0 { f64::NAN } else { s.wire.cache_hits as f64 / t as f64 }
         })],
         Vec::new(),
+        Look { caption: "The cluster DNS and node-local caches together.", y_top: Some(1.0), ..Look::default() },
         m,
     ));
     body.push_str("<h2>Kernel and cloud</h2>");
-    let t_end = runs.iter().map(|r| r.report.duration.as_secs_f64()).fold(1.0, f64::max);
     let ct_limit = runs.first().and_then(|r| r.report.conntrack_max.first().copied()).unwrap_or(0) as f64;
-    let limit_line = |label: &'static str, v: f64| Series { label, color: "#000", points: vec![(0.0, v), (t_end, v)] };
     let nodes = runs.iter().map(|r| r.spec.nodes).max().unwrap_or(0);
-    let shown = nodes.min(6);
-    let node_metrics: Vec<OwnedMetric> = (0..shown)
-        .map(|n| {
+    let ct_top = top_nodes(runs, 5, |s, i| s.conntrack.get(i).copied().unwrap_or(0) as u64);
+    let node_metrics: Vec<OwnedMetric> = ct_top
+        .iter()
+        .map(|&n| {
             (
                 format!("node {n}"),
                 Box::new(move |s: &Second| s.conntrack.get(n).copied().unwrap_or(0) as f64) as Box<dyn Fn(&Second) -> f64>,
@@ -331,37 +503,82 @@ pub fn html(title: &str, runs: &[Run<'_>]) -> String {
         })
         .collect();
     let mut ct: Vec<Metric<'_>> = node_metrics.iter().map(|(l, f)| (l.as_str(), f.as_ref())).collect();
-    let busiest = |s: &Second| s.conntrack.iter().copied().max().unwrap_or(0) as f64;
-    if nodes > shown {
-        ct.push(("busiest node", &busiest));
+    let others =
+        |s: &Second| s.conntrack.iter().enumerate().filter(|(i, _)| !ct_top.contains(i)).map(|(_, v)| *v).max().unwrap_or(0) as f64;
+    if nodes > ct_top.len() {
+        ct.push(("the other nodes' highest", &others));
     }
-    body.push_str(&chart("Conntrack entries per node", "entries", runs, &ct, vec![limit_line("nf_conntrack_max", ct_limit)], m));
-    let eni_metrics: Vec<OwnedMetric> = (0..shown)
-        .map(|n| {
+    let ct_caption = format!(
+        "Entries in each node's table; the {} busiest nodes of {nodes} by peak, the rest as one line.\nA full table drops new flows (insert_failed).",
+        ct_top.len()
+    );
+    body.push_str(&chart(
+        "Conntrack entries per node",
+        "entries",
+        runs,
+        &ct,
+        Vec::new(),
+        Look { caption: &ct_caption, integer: true, limits: vec![Limit { label: "nf_conntrack_max", value: ct_limit }], ..Look::default() },
+        m,
+    ));
+    let eni_top = top_nodes(runs, 5, |s, i| s.wire.eni.get(i).copied().unwrap_or(0));
+    let eni_metrics: Vec<OwnedMetric> = eni_top
+        .iter()
+        .map(|&n| {
             (format!("node {n}"), Box::new(move |s: &Second| s.wire.eni.get(n).copied().unwrap_or(0) as f64) as Box<dyn Fn(&Second) -> f64>)
         })
         .collect();
     let mut eni: Vec<Metric<'_>> = eni_metrics.iter().map(|(l, f)| (l.as_str(), f.as_ref())).collect();
-    let busiest_eni = |s: &Second| s.wire.eni.iter().copied().max().unwrap_or(0) as f64;
-    if nodes > shown {
-        eni.push(("busiest ENI", &busiest_eni));
+    let others_eni =
+        |s: &Second| s.wire.eni.iter().enumerate().filter(|(i, _)| !eni_top.contains(i)).map(|(_, v)| *v).max().unwrap_or(0) as f64;
+    if nodes > eni_top.len() {
+        eni.push(("the other nodes' highest", &others_eni));
     }
-    let eni_limit =
-        runs.first().and_then(|r| r.spec.eni_limit).map(|e| vec![limit_line("ENI limit (packets/s)", e.rate_per_sec)]).unwrap_or_default();
-    body.push_str(&chart("Packets per second from each node's ENI to the cloud resolver", "packets/s", runs, &eni, eni_limit, m));
+    let eni_limit: Vec<Limit<'_>> = runs
+        .first()
+        .and_then(|r| r.spec.eni_limit)
+        .map(|e| vec![Limit { label: "ENI limit (packets/s)", value: e.rate_per_sec }])
+        .unwrap_or_default();
+    body.push_str(&chart(
+        "Packets per second from each node's ENI to the cloud resolver",
+        "packets/s",
+        runs,
+        &eni,
+        Vec::new(),
+        Look {
+            caption: "Over the limit, the cloud drops packets silently (linklocal_allowance_exceeded).",
+            integer: true,
+            limits: eni_limit,
+            ..Look::default()
+        },
+        m,
+    ));
     body.push_str("<h2>Resolvers</h2>");
-    body.push_str(&chart("Cluster DNS replicas", "replicas", runs, &[("replicas alive", &|s| s.replicas as f64)], Vec::new(), m));
-    let mem_limit = runs
+    body.push_str(&chart(
+        "Cluster DNS replicas",
+        "replicas",
+        runs,
+        &[("replicas alive", &|s| s.replicas as f64)],
+        Vec::new(),
+        Look {
+            caption: "Replicas serving (a deleted one is recreated; a crashed one restarts after its back-off).",
+            integer: true,
+            ..Look::default()
+        },
+        m,
+    ));
+    let mem_limit: Vec<Limit<'_>> = runs
         .first()
         .and_then(|r| r.spec.replica_memory)
-        .map(|mm| vec![limit_line("memory limit", mm.limit as f64 / f64::from(1u32 << 20))])
+        .map(|mm| vec![Limit { label: "memory limit (MiB)", value: mm.limit as f64 / f64::from(1u32 << 20) }])
         .unwrap_or_default();
     body.push_str(&chart(
         "Replica memory (largest replica)",
         "MiB",
         runs,
         &[("memory", &|s| s.memory_max as f64 / f64::from(1u32 << 20))],
-        mem_limit,
+        Vec::new(),
+        Look { caption: "By the scenario's memory model; over the limit the replica is OOM-killed.", limits: mem_limit, ..Look::default() },
         m,
     ));
     page(title, &body)

@@ -98,6 +98,10 @@ fn run_writes_a_self_contained_report_whose_charts_carry_the_data() {
     assert!(html.contains(r#"data-label="NXDOMAIN" data-points="12""#), "rcode series");
     assert!(html.contains(r#"data-label="nf_conntrack_max""#), "the table size is drawn");
     assert!(html.contains(r#"<g class="marker" data-label="kill_replica: 0">"#), "fault marker");
+    assert!(html.contains("1 · 4 s · kill_replica: 0"), "the marker's label under the chart");
+    // The header says how to run it again; latency is on a log axis; what went wrong is named.
+    assert!(html.contains(&format!("<code>ndots-sim run {f} --seed 7</code>")), "replay command in the header");
+    assert!(html.contains("ms (log)") && html.contains("What went wrong"));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rep.join("kill.json")).expect("json")).expect("valid json");
     assert_eq!(json["series"].as_array().map(Vec::len), Some(12));
     let replicas: Vec<u64> = json["series"].as_array().into_iter().flatten().filter_map(|s| s["replicas"].as_u64()).collect();
@@ -122,7 +126,9 @@ fn compare_runs_the_change_beside_the_original_and_overlays_both() {
     let header = out.lines().nth(1).expect("table header");
     assert!(header.contains("as is") && header.contains("coredns.replicas=3"), "{out}");
     let fewest = out.lines().find(|l| l.starts_with("cluster DNS replicas, fewest")).expect("row");
-    let cols: Vec<&str> = fewest.split_whitespace().rev().take(2).collect();
+    // Side A, side B, and B's change against A.
+    let cols: Vec<&str> = fewest.split_whitespace().rev().skip(1).take(2).collect();
+    assert_eq!(fewest.split_whitespace().last(), Some("x2.0"), "the change column: {fewest}");
     assert_eq!(cols, vec!["2", "1"], "3 replicas minus one vs 2 minus one: {fewest}");
     let html = std::fs::read_to_string(rep.join("kill-compare.html")).expect("html");
     assert!(html.contains(r#"data-label="as is: p99""#) && html.contains(r#"data-label="coredns.replicas=3: p99""#));
@@ -135,7 +141,7 @@ fn compare_runs_the_change_beside_the_original_and_overlays_both() {
     let o = sim(&["compare", &f, "--set", "faults=[]", "--set-b", "coredns.replicas=3"]);
     let (out, err) = text(&o);
     let fewest = out.lines().find(|l| l.starts_with("cluster DNS replicas, fewest")).unwrap_or_else(|| panic!("{out}{err}"));
-    assert_eq!(fewest.split_whitespace().rev().take(2).collect::<Vec<_>>(), vec!["3", "2"], "{fewest}");
+    assert_eq!(fewest.split_whitespace().rev().take(3).collect::<Vec<_>>(), vec!["+50.0%", "3", "2"], "{fewest}");
 }
 
 #[test]
