@@ -10,6 +10,7 @@ pub use sim::client::Hints;
 pub use sim::spec::{ClusterSpec, Fault, PodGroup, ProxyMode, ServerProfile};
 pub use sim::{Report, run};
 
+pub mod charts;
 pub mod s01;
 pub mod s02;
 pub mod s03;

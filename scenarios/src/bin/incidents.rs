@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use scenarios::{Report, incidents, run};
-use sim::html::{Series, line_chart, page};
+use sim::html::{Chart, Limit, Series, chart, page};
 
-fn series(r: &Report, f: impl Fn(&sim::report::Second) -> f64) -> Vec<(f64, f64)> {
+fn series(r: &Report, f: fn(&sim::report::Second) -> f64) -> Vec<(f64, f64)> {
     r.series.iter().map(|s| (s.t.as_secs_f64(), f(s))).collect()
 }
 
@@ -124,32 +124,54 @@ fn main() -> ExitCode {
             fail.trace_hash,
             fixed.trace_hash,
         );
-        html.push_str(&line_chart(
-            &format!("{}: lookup latency p99 per second", inc.id),
-            "simulated time (s)",
-            "ms",
-            &[
-                Series { label: inc.failure.label, color: "#c0392b", points: series(&fail, |s| s.p99_ms) },
-                Series { label: inc.mitigation.label, color: "#27ae60", points: series(&fixed, |s| s.p99_ms) },
-            ],
-        ));
-        html.push_str(&line_chart(
-            &format!("{}: conntrack entries per node (max)", inc.id),
-            "simulated time (s)",
-            "entries",
-            &[
+        let own = scenarios::charts::own(inc.id);
+        let spec = (inc.failure.spec)(seed);
+        let limits: Vec<Limit<'_>> = own.limit.iter().map(|(label, f)| Limit { label, value: f(&spec, &fail) }).collect();
+        let sides = [
+            Series { label: inc.failure.label, color: "#c0392b", points: series(&fail, own.metric) },
+            Series { label: inc.mitigation.label, color: "#27ae60", points: series(&fixed, own.metric) },
+        ];
+        let markers: Vec<(f64, String)> = spec.faults.iter().map(|(at, f)| (at.as_secs_f64(), f.label())).collect();
+        let title = format!("{}: {}", inc.id, own.title);
+        html.push_str(&chart(&Chart {
+            title: &title,
+            caption: own.caption,
+            x_label: "simulated seconds",
+            y_label: own.y,
+            series: &sides,
+            limits: &limits,
+            markers: &markers,
+            log_y: own.log_y,
+            integer: own.integer,
+            y_top: own.y_top,
+        }));
+        if !own.log_y {
+            let p99 = [
                 Series {
                     label: inc.failure.label,
                     color: "#c0392b",
-                    points: series(&fail, |s| s.conntrack.iter().copied().max().unwrap_or(0) as f64),
+                    points: series(&fail, |s| if s.lookups == 0 { f64::NAN } else { s.p99_ms }),
                 },
                 Series {
                     label: inc.mitigation.label,
                     color: "#27ae60",
-                    points: series(&fixed, |s| s.conntrack.iter().copied().max().unwrap_or(0) as f64),
+                    points: series(&fixed, |s| if s.lookups == 0 { f64::NAN } else { s.p99_ms }),
                 },
-            ],
-        ));
+            ];
+            let title = format!("{}: lookup latency p99 per second", inc.id);
+            html.push_str(&chart(&Chart {
+                title: &title,
+                caption: "The 99th percentile of the lookups finished each second (log scale; a gap: none finished).",
+                x_label: "simulated seconds",
+                y_label: "ms",
+                series: &p99,
+                limits: &[],
+                markers: &markers,
+                log_y: true,
+                integer: false,
+                y_top: None,
+            }));
+        }
     }
     if hashes {
         return ExitCode::SUCCESS;
