@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>` (alias in .cargo/config.toml).
 //!
 //! - `ci`: what CI checks, in order: `cargo fmt --check`, `cargo clippy --all-targets -- -D warnings`,
-//!   `cargo test --workspace`, then `client-check`. Stops at the first failure with its exit code.
+//!   `cargo test --workspace`, then `client-check` and `report-check`. Stops at the first failure with its exit code.
 //! - `sim check-determinism [SEED]`: the smoke scenario twice in two processes, same trace hash or fail.
 //! - `bench sim`: simulated seconds per wall second for 10, 100 and 1,000-node clusters (release build).
 //! - `bench dns [SERVERS...]`: ndots beside unbound, dnsdist, kresd, pdns-recursor and the floor
@@ -23,6 +23,9 @@
 //!   libevent-dev.
 //! - `client-table`: rewrites README.md's library × release table from the models
 //!   (`sim::client::table`).
+//! - `report-check [HTML...]`: the simulator's HTML reports in headless Chromium: text overlapping
+//!   or clipped, badges on top of each other, charts without a line; screenshots beside them (see
+//!   `report_check.rs`).
 //! - `soak [SECONDS]`: the release `ndots` under steady load while upstreams fail and the config
 //!   reloads (see `soak.rs`); report in `target/soak/`.
 
@@ -34,6 +37,7 @@ mod bench_dns;
 mod clients;
 mod kernel;
 mod race;
+mod report_check;
 mod rss;
 mod soak;
 #[cfg(test)]
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Some("kernel-check") => kernel::check(),
         Some("client-check") => clients::check(&args[1..]),
         Some("client-table") => client_table(),
+        Some("report-check") => report_check::check(&args[1..]),
         Some("__udp") => kernel::helper(&args[1..]),
         Some("soak") => soak::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600)),
         Some("sim") if args.get(1).map(String::as_str) == Some("sweep") => {
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots and the floor beside unbound, dnsdist, kresd, pdns-recursor (dnsperf; root)\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots and the floor beside unbound, dnsdist, kresd, pdns-recursor (dnsperf; root)\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models\n  report-check [HTML...]        the simulator's reports in headless Chromium: overlapping or clipped text, screenshots"
             );
             ExitCode::from(2)
         }
@@ -132,10 +137,16 @@ fn ci() -> ExitCode {
     }
     // The client models against the real libraries (skips, with a message, without root or netns).
     eprintln!("==> cargo xtask client-check");
-    clients::check(&[])
+    let code = clients::check(&[]);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    // The reports as a person sees them (skips, with a message, without Chromium).
+    eprintln!("==> cargo xtask report-check");
+    report_check::check(&[])
 }
 
-fn build_sim() -> Result<std::path::PathBuf, ExitCode> {
+pub(crate) fn build_sim() -> Result<std::path::PathBuf, ExitCode> {
     run("cargo build --release -p sim", cargo().args(["build", "--release", "-p", "sim", "--bin", "ndots-sim"]))?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     Ok(std::path::Path::new(&target).join("release").join("ndots-sim"))
