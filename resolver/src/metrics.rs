@@ -81,6 +81,38 @@ impl Histogram {
     }
 }
 
+/// `coredns_dns_request_size_bytes` and `_response_size_bytes` buckets (plugin/metrics/vars).
+pub const SIZE_BOUNDS: [f64; 14] = [0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3];
+
+/// A histogram of message sizes in bytes.
+#[derive(Debug, Clone, Default)]
+pub struct SizeHistogram {
+    pub buckets: [u64; 14],
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl SizeHistogram {
+    pub fn observe(&mut self, bytes: usize) {
+        // Cumulative: every bucket whose bound is at least the size (no allocation, 14 compares).
+        for (b, bound) in self.buckets.iter_mut().zip(SIZE_BOUNDS) {
+            if bytes as f64 <= bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += bytes as u64;
+    }
+
+    fn merge(&mut self, o: &SizeHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.sum += o.sum;
+    }
+}
+
 /// Per server block (CoreDNS's `server` and `zone` labels).
 #[derive(Debug, Clone)]
 pub struct BlockMetrics {
@@ -98,6 +130,11 @@ pub struct BlockMetrics {
     pub cache_prefetch: u64,
     pub autopath_success: u64,
     pub forward_max_concurrent_rejects: u64,
+    /// [udp, tcp]: the query's and the answer's size.
+    pub request_size: [SizeHistogram; 2],
+    pub response_size: [SizeHistogram; 2],
+    /// `coredns_plugin_enabled`: the block's plugins.
+    pub plugins: Vec<&'static str>,
 }
 
 impl BlockMetrics {
@@ -115,15 +152,22 @@ impl BlockMetrics {
             cache_prefetch: 0,
             autopath_success: 0,
             forward_max_concurrent_rejects: 0,
+            request_size: Default::default(),
+            response_size: Default::default(),
+            plugins: Vec::new(),
         }
     }
 }
 
 impl BlockMetrics {
-    /// One answer sent: `coredns_dns_responses_total` and `coredns_dns_request_duration_seconds`.
-    pub fn answered(&mut self, rcode: u8, qtype: u16, took: Duration, plugin: u8) {
+    /// One answer sent: `coredns_dns_responses_total`, `coredns_dns_request_duration_seconds` and
+    /// the request and response sizes (`tcp`: the query came over TCP).
+    pub fn answered(&mut self, rcode: u8, qtype: u16, took: Duration, plugin: u8, sizes: (bool, usize, usize)) {
         self.responses[usize::from(plugin).min(PLUGIN_LABELS.len() - 1)][usize::from(rcode & 0x0f)] += 1;
         self.duration[type_bucket(qtype)].observe(took);
+        let (tcp, request, response) = sizes;
+        self.request_size[usize::from(tcp)].observe(request);
+        self.response_size[usize::from(tcp)].observe(response);
     }
 }
 
@@ -196,6 +240,13 @@ impl Metrics {
             b.cache_prefetch += ob.cache_prefetch;
             b.autopath_success += ob.autopath_success;
             b.forward_max_concurrent_rejects += ob.forward_max_concurrent_rejects;
+            for p in 0..2 {
+                b.request_size[p].merge(&ob.request_size[p]);
+                b.response_size[p].merge(&ob.response_size[p]);
+            }
+            if b.plugins.is_empty() {
+                b.plugins.clone_from(&ob.plugins);
+            }
         }
         for (addr, ou) in &o.upstreams {
             let u = self.upstreams.entry(*addr).or_default();
@@ -270,13 +321,54 @@ impl Metrics {
             o,
             "# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took per zone.\n# TYPE coredns_dns_request_duration_seconds histogram"
         );
+        // Labelled server, zone and view since CoreDNS 1.8.4 dropped `type` (sources.md#coredns-metrics).
         for b in &self.blocks {
-            for (t, h) in b.duration.iter().enumerate() {
-                if h.count == 0 {
-                    continue;
+            let mut all = Histogram::default();
+            for h in &b.duration {
+                all.merge(h);
+            }
+            if all.count == 0 {
+                continue;
+            }
+            let labels = format!("server=\"{}\",zone=\"{}\",view=\"\"", b.server, b.zone);
+            write_histogram(&mut o, "coredns_dns_request_duration_seconds", &labels, &all);
+        }
+        for (name, help, pick) in [
+            (
+                "coredns_dns_request_size_bytes",
+                "Size of the EDNS0 UDP buffer in bytes (64K for TCP).",
+                (|b: &BlockMetrics| &b.request_size) as fn(&BlockMetrics) -> &[SizeHistogram; 2],
+            ),
+            ("coredns_dns_response_size_bytes", "Size of the returned response in bytes.", |b: &BlockMetrics| &b.response_size),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for b in &self.blocks {
+                for (p, proto) in ["udp", "tcp"].iter().enumerate() {
+                    let h = &pick(b)[p];
+                    if h.count == 0 {
+                        continue;
+                    }
+                    let labels = format!("server=\"{}\",zone=\"{}\",view=\"\",proto=\"{proto}\"", b.server, b.zone);
+                    for (c, bound) in h.buckets.iter().zip(SIZE_BOUNDS) {
+                        let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{bound}\"}} {c}");
+                    }
+                    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+                    let _ = writeln!(o, "{name}_sum{{{labels}}} {}", h.sum);
+                    let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.count);
                 }
-                let labels = format!("server=\"{}\",zone=\"{}\",view=\"\",type=\"{}\"", b.server, b.zone, TYPE_LABELS[t]);
-                write_histogram(&mut o, "coredns_dns_request_duration_seconds", &labels, h);
+            }
+        }
+        // CoreDNS counts the panics its recover handler caught; ndots recovers none (a panic ends
+        // the process and the kubelet restarts it), so this stays 0 for the dashboards that read it.
+        let _ = writeln!(o, "# HELP coredns_panics_total A metrics that counts the number of panics.\n# TYPE coredns_panics_total counter");
+        let _ = writeln!(o, "coredns_panics_total 0");
+        let _ = writeln!(
+            o,
+            "# HELP coredns_plugin_enabled A metric that indicates whether a plugin is enabled on per server and zone basis.\n# TYPE coredns_plugin_enabled gauge"
+        );
+        for b in &self.blocks {
+            for p in &b.plugins {
+                let _ = writeln!(o, "coredns_plugin_enabled{{server=\"{}\",zone=\"{}\",view=\"\",name=\"{p}\"}} 1", b.server, b.zone);
             }
         }
         let _ = writeln!(o, "# HELP coredns_cache_entries The number of elements in the cache.\n# TYPE coredns_cache_entries gauge");

@@ -76,6 +76,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Zones as given (dotted, lowercase, fully qualified).
     pub zones: Vec<String>,
+    /// The plugins the block enables, in execution order (`coredns_plugin_enabled`).
+    pub plugins: Vec<&'static str>,
     /// The same zones as lowercased wire names.
     pub zones_wire: Vec<Vec<u8>>,
     pub port: u16,
@@ -186,6 +188,7 @@ impl Config {
             let zones_wire: Vec<Vec<u8>> = zones.iter().map(|z| wire::name_from_str(z).unwrap_or_else(|| vec![0])).collect();
             let mut s = ServerConfig {
                 zones,
+                plugins: Vec::new(),
                 zones_wire,
                 port,
                 bind: Vec::new(),
@@ -224,6 +227,7 @@ impl Config {
                 seen.push(name);
                 apply(&mut s, d, files)?;
             }
+            s.plugins = PLUGIN_ORDER.iter().copied().filter(|p| seen.contains(p)).collect();
             if s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes) && s.kubernetes.is_none() {
                 return Err(ConfigError::at(&s.pos, "autopath @kubernetes needs a kubernetes plugin in the same server block"));
             }

@@ -156,7 +156,8 @@ impl Server {
                 }
                 let m = &mut self.metrics.blocks[task.block];
                 let plugin = if b.cache.is_some() { PLUGIN_CACHE } else { PLUGIN_KUBERNETES };
-                m.answered(wire::flags::rcode(out), task.qtype, now.saturating_sub(task.started), plugin);
+                let sizes = (client.transport == Transport::Tcp, usize::from(task.qsize), out.len());
+                m.answered(wire::flags::rcode(out), task.qtype, now.saturating_sub(task.started), plugin, sizes);
                 if !b.cfg.log.is_empty() {
                     log_answer(&mut self.query_log, &b.cfg.log, task, name, out, now);
                 }
@@ -195,7 +196,8 @@ impl Server {
                 if b.cfg.loadbalance {
                     round_robin(out, &entry.spans, &mut self.rng);
                 }
-                m.answered(rcode, task.qtype, now.saturating_sub(task.started), PLUGIN_CACHE);
+                let sizes = (client.transport == Transport::Tcp, usize::from(task.qsize), out.len());
+                m.answered(rcode, task.qtype, now.saturating_sub(task.started), PLUGIN_CACHE, sizes);
                 if !b.cfg.log.is_empty() {
                     log_answer(&mut self.query_log, &b.cfg.log, task, name, out, now);
                 }
@@ -436,7 +438,8 @@ impl Server {
             p => p,
         };
         if let Some(m) = self.metrics.blocks.get_mut(task.block) {
-            m.answered(wire::flags::rcode(&out), task.qtype, now.saturating_sub(task.started), plugin);
+            let sizes = (client.transport == Transport::Tcp, usize::from(task.qsize), out.len());
+            m.answered(wire::flags::rcode(&out), task.qtype, now.saturating_sub(task.started), plugin, sizes);
         }
         if !b.cfg.log.is_empty() {
             log_answer(&mut self.query_log, &b.cfg.log, &task.ask(client), &task.qname, &out, now);

@@ -299,14 +299,18 @@ fn new_block(cfg: &ServerConfig, rng: &mut fastrand::Rng) -> Block {
     }
 }
 
+/// A server block's metrics, labelled as CoreDNS labels them, with its plugins.
+fn block_metrics(s: &ServerConfig) -> BlockMetrics {
+    let mut m = BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default());
+    m.plugins.clone_from(&s.plugins);
+    m
+}
+
 impl Server {
     pub fn new(cfg: Arc<Config>, state: Arc<ClusterState>, seed: u64) -> Server {
         let mut rng = fastrand::Rng::with_seed(seed);
         let blocks: Vec<Block> = cfg.servers.iter().map(|s| new_block(s, &mut rng)).collect();
-        let metrics = Metrics {
-            blocks: cfg.servers.iter().map(|s| BlockMetrics::new(server_label(s), s.zones.first().cloned().unwrap_or_default())).collect(),
-            ..Metrics::default()
-        };
+        let metrics = Metrics { blocks: cfg.servers.iter().map(block_metrics).collect(), ..Metrics::default() };
         let mut s = Server {
             cfg,
             blocks,
@@ -394,8 +398,12 @@ impl Server {
             .map(|s| {
                 let (server, zone) = (server_label(s), s.zones.first().cloned().unwrap_or_default());
                 match old_metrics.iter().position(|m| m.server == server && m.zone == zone) {
-                    Some(i) => old_metrics.swap_remove(i),
-                    None => BlockMetrics::new(server, zone),
+                    Some(i) => {
+                        let mut m = old_metrics.swap_remove(i);
+                        m.plugins.clone_from(&s.plugins);
+                        m
+                    }
+                    None => block_metrics(s),
                 }
             })
             .collect();
