@@ -465,7 +465,11 @@ pub struct ClusterSpec {
     pub azs: usize,
     pub nodes: usize,
     pub cpus_per_node: usize,
+    /// Every node's kernel, unless `node_kernels` gives each its own (then the oldest of them, which
+    /// IPVS's configuration follows).
     pub kernel: Kernel,
+    /// Node i's kernel (a cluster part-way through an upgrade); empty: every node runs `kernel`.
+    pub node_kernels: Vec<Kernel>,
     pub proxy: ProxyMode,
     pub kube_proxy: KubeProxyConfig,
     /// kube-proxy --conntrack-max-per-core and --conntrack-min.
@@ -523,6 +527,11 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The kernel node `node` runs.
+    pub fn kernel_of(&self, node: usize) -> Kernel {
+        self.node_kernels.get(node).copied().unwrap_or(self.kernel)
+    }
+
     /// A small healthy cluster: kubeadm's Corefile, iptables mode, kernel 5.15, glibc pods looking up
     /// a mix of cluster and external names.
     pub fn smoke(seed: u64) -> ClusterSpec {
@@ -532,6 +541,7 @@ impl ClusterSpec {
             nodes: 3,
             cpus_per_node: 2,
             kernel: Kernel::new(5, 15),
+            node_kernels: Vec::new(),
             proxy: ProxyMode::Iptables,
             kube_proxy: KubeProxyConfig::default(),
             server: ServerProfile::Ndots,

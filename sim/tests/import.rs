@@ -52,6 +52,8 @@ fn an_eks_dump_becomes_its_cluster_and_runs_healthy() {
     let s = &sc.spec;
     assert_eq!((s.nodes, s.azs, s.cpus_per_node), (9, 3, 4));
     assert_eq!(s.kernel, "5.10".parse().expect("kernel"), "the oldest of the nodes' kernels");
+    let k = |v: &str| v.parse::<netmodel::Kernel>().expect("kernel");
+    assert_eq!(s.node_kernels, [vec![k("5.10"); 6], vec![k("6.1"); 3]].concat(), "six on 5.10, three upgraded to 6.1");
     assert_eq!(s.node_search, ["eu-west-1.compute.internal"], "the region's search domain");
     assert!(s.eni_limit.is_some(), "AWS: the ENI's packet budget");
     assert_eq!(s.server, sim::spec::ServerProfile::CoreDns(Some("1.11.1".into())));

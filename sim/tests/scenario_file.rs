@@ -389,3 +389,21 @@ pods:
     let e = err("version: 1\npod_defaults:\n  count: 3\n");
     assert!(e.contains(":3:3:") && e.contains("give `count` in each group"), "{e}");
 }
+
+#[test]
+fn a_cluster_mid_upgrade_runs_each_node_s_own_kernel() {
+    // Node 0 on 4.15 (the race drops), nodes 1 and 2 on 5.15: only node 0's pods stall.
+    let text =
+        "version: 1\nseed: 2\nduration: 20s\ncluster:\n  kernels: {\"4.15\": 1, \"5.15\": 2}\npods:\n  - count: 30\n    names: {web: 1}\n";
+    let sc = load(text).expect("valid");
+    assert_eq!(sc.spec.kernel, "4.15".parse().expect("kernel"), "the oldest");
+    let r = sim::run(sc.spec).expect("runs");
+    let stalled: Vec<usize> = r.lookups.iter().filter(|l| l.latency() >= Duration::from_secs(5)).map(|l| l.pod % 3).collect();
+    assert!(!stalled.is_empty() && stalled.iter().all(|n| *n == 0), "pods are placed round-robin: pod % 3 is its node; {stalled:?}");
+    let e = err("version: 1\ncluster:\n  nodes: 4\n  kernels: {\"5.10\": 3}\n");
+    assert!(e.contains(":4:3:") && e.contains("add up to 3; cluster.nodes is 4"), "{e}");
+    let e = err("version: 1\ncluster:\n  kernel: \"5.4\"\n  kernels: {\"5.10\": 3}\n");
+    assert!(e.contains("not both"), "{e}");
+    let again = load(&sim::file::to_yaml(&load(text).expect("valid"), "")).expect("round trip");
+    assert_eq!(again.spec.node_kernels.len(), 3);
+}

@@ -35,7 +35,8 @@ impl Engine {
             .map(|i| Node {
                 az: i % spec.azs,
                 ip: node_ip(i),
-                ct: Conntrack::new(conntrack::Config { nfqueue: spec.nfqueue, ..conntrack::Config::for_kernel(spec.kernel, ct_max) }),
+                kernel: spec.kernel_of(i),
+                ct: Conntrack::new(conntrack::Config { nfqueue: spec.nfqueue, ..conntrack::Config::for_kernel(spec.kernel_of(i), ct_max) }),
                 rules: Rules::default(),
                 ipvs: match spec.proxy {
                     ProxyMode::Ipvs(cfg) => Some(Ipvs::new(cfg)),

@@ -69,6 +69,7 @@ type InstId = usize;
 struct Node {
     az: usize,
     ip: IpAddr,
+    kernel: netmodel::Kernel,
     ct: Conntrack,
     rules: Rules,
     ipvs: Option<Ipvs>,

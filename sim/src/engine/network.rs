@@ -161,7 +161,7 @@ impl Engine {
         }
         let tuple = Tuple { proto: proto(pkt.transport), src: pkt.src, dst: pkt.dst };
         let race = self.spec.race;
-        let kernel = self.spec.kernel;
+        let kernel = self.nodes[node].kernel;
         let new_tcp = pkt.transport == Transport::Tcp && !self.tcp.contains_key(&(pkt.src, pkt.dst));
         let n = &mut self.nodes[node];
         let target = if let Some((orig, is_reply)) = n.ct.lookup(now, &tuple) {

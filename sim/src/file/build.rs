@@ -45,6 +45,27 @@ pub(super) fn build(raw: RawFile, file: &str, text: &str, base: &Path) -> Result
     }
     spec.cpus_per_node = c.cpus_per_node.unwrap_or(spec.cpus_per_node);
     spec.kernel = c.kernel.map_or(spec.kernel, |k| k.0);
+    if let Some(kernels) = c.kernels {
+        if c.kernel.is_some() {
+            return Err(err_at(
+                &["cluster", "kernels"],
+                "give `kernel` (every node) or `kernels` (how many nodes run each), not both".into(),
+            ));
+        }
+        let mut per_node = Vec::new();
+        for (k, n) in &kernels {
+            let kernel: netmodel::Kernel = k.parse().map_err(|e: String| err_at(&["cluster", "kernels"], e))?;
+            per_node.extend(std::iter::repeat_n(kernel, *n));
+        }
+        if per_node.len() != spec.nodes {
+            return Err(err_at(
+                &["cluster", "kernels"],
+                format!("the kernels' node counts add up to {}; cluster.nodes is {}", per_node.len(), spec.nodes),
+            ));
+        }
+        spec.kernel = per_node.iter().copied().min().unwrap_or(spec.kernel);
+        spec.node_kernels = per_node;
+    }
     spec.cluster_domain = c.domain.unwrap_or(spec.cluster_domain);
     spec.node_search = match (c.region, c.node_search) {
         (Some(_), Some(_)) => {

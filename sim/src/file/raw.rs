@@ -51,6 +51,8 @@ pub(super) struct RawCluster {
     pub(super) nodes: Option<usize>,
     pub(super) cpus_per_node: Option<usize>,
     pub(super) kernel: Option<KernelName>,
+    /// How many nodes run each kernel (`"5.10": 6`), in node order: a cluster mid-upgrade.
+    pub(super) kernels: Option<IndexMap<String, usize>>,
     pub(super) domain: Option<String>,
     /// The AWS region: the nodes' search domain is `ec2.internal` in us-east-1, else
     /// `<region>.compute.internal`.

@@ -35,7 +35,14 @@ pub(super) fn unbuild(sc: &Scenario) -> RawFile {
         azs: differs(s.azs, d.azs),
         nodes: differs(s.nodes, d.nodes),
         cpus_per_node: differs(s.cpus_per_node, d.cpus_per_node),
-        kernel: differs(s.kernel, d.kernel).map(KernelName),
+        kernel: if s.node_kernels.is_empty() { differs(s.kernel, d.kernel).map(KernelName) } else { None },
+        kernels: (!s.node_kernels.is_empty()).then(|| {
+            let mut m: indexmap::IndexMap<String, usize> = indexmap::IndexMap::new();
+            for k in &s.node_kernels {
+                *m.entry(format!("{}.{}", k.major, k.minor)).or_default() += 1;
+            }
+            m
+        }),
         domain: differs(s.cluster_domain.clone(), d.cluster_domain.clone()),
         region: None,
         node_search: differs(s.node_search.clone(), d.node_search.clone()),

@@ -48,12 +48,17 @@ pub fn scenario_text(c: &Cluster, opts: &Options) -> String {
     let _ = writeln!(w, "  nodes: {}", c.nodes);
     kv(w, &format!("  cpus_per_node: {}", c.cpus), "the most common node size");
     let kernels: Vec<String> = c.kernels.iter().map(|(k, n)| format!("{}.{} on {n}", k.major, k.minor)).collect();
+    let counted: usize = c.kernels.values().sum();
     match c.kernels.keys().next() {
+        Some(_) if c.kernels.len() > 1 && counted == c.nodes => {
+            let pairs: Vec<String> = c.kernels.iter().map(|(k, n)| format!("\"{}.{}\": {n}", k.major, k.minor)).collect();
+            kv(w, &format!("  kernels: {{{}}}", pairs.join(", ")), "nodes per kernel, oldest first: a cluster mid-upgrade");
+        }
         Some(k) if c.kernels.len() > 1 => {
             kv(
                 w,
                 &format!("  kernel: \"{}.{}\"", k.major, k.minor),
-                &format!("the oldest of: {} (one kernel per cluster here)", kernels.join(", ")),
+                &format!("the oldest of: {} (some nodes reported none)", kernels.join(", ")),
             );
         }
         Some(k) => {
