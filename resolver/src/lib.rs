@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod corefile;
+pub mod detect;
 pub mod driver;
 pub mod flags;
 pub mod fuzzing;

@@ -189,6 +189,8 @@ pub struct Metrics {
     pub dropped: u64,
     pub healthcheck_broken: u64,
     pub cache_entries: Vec<(String, usize, usize)>,
+    /// The detectors' counts (`detect`), rendered as `ndots_*`.
+    pub detect: crate::detect::Stats,
 }
 
 /// A histogram's `_bucket`, `_sum` and `_count` lines.
@@ -262,6 +264,7 @@ impl Metrics {
         }
         self.dropped += o.dropped;
         self.healthcheck_broken += o.healthcheck_broken;
+        self.detect.merge(&o.detect);
         for (k, s, d) in &o.cache_entries {
             match self.cache_entries.iter_mut().find(|(k2, ..)| k2 == k) {
                 Some(e) => {
@@ -492,6 +495,7 @@ impl Metrics {
         );
         let rejects: u64 = self.blocks.iter().map(|b| b.forward_max_concurrent_rejects).sum();
         let _ = writeln!(o, "coredns_forward_max_concurrent_rejects_total {rejects}");
+        self.detect.render(&mut o);
         o
     }
 }

@@ -11,6 +11,7 @@ pub use sim::spec::{ClusterSpec, Fault, PodGroup, ProxyMode, ServerProfile};
 pub use sim::{Report, run};
 
 pub mod charts;
+pub mod detectors;
 pub mod s01;
 pub mod s02;
 pub mod s03;

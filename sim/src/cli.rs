@@ -121,6 +121,7 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], report: Option<&Path
         println!();
         print!("{}", crate::explain::groups_table(&r, &sc.spec));
         print!("{}", crate::explain::summary(&r, &sc.spec));
+        print!("{}", crate::explain::findings_text(&r));
     }
     let run = Run { label: &label, spec: &sc.spec, report: &r, checks: &checks };
     if let Some(dir) = report {

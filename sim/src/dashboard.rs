@@ -174,6 +174,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
         "lookups": lookups_json(run),
         "faults": run.spec.faults.iter().enumerate().map(|(i, (at, f))| json!({"index": i, "at_s": at.as_secs_f64(), "fault": f.label()})).collect::<Vec<_>>(),
         "explain": crate::explain::json(r, run.spec),
+        "findings": r.findings.iter().map(|(at, f)| json!({"at": at, "detector": f.detector, "subject": f.subject, "recent": f.recent, "total": f.total, "message": f.message, "fix": f.fix})).collect::<Vec<_>>(),
     })
 }
 
@@ -366,6 +367,26 @@ pub fn html(title: &str, runs: &[Run<'_>], header: &Header<'_>) -> String {
             }
             body.push_str("</table>");
         }
+    }
+    body.push_str("<h2>What the resolvers' detectors found</h2>");
+    for r in runs {
+        let who = if runs.len() > 1 { format!("<b>{}</b>: ", escape(r.label)) } else { String::new() };
+        if r.report.findings.is_empty() {
+            let _ = write!(body, "<p>{who}nothing.</p>");
+            continue;
+        }
+        let _ = write!(body, "<p>{who}</p><table><tr><th>detector</th><th>where</th><th>finding</th><th>fix</th></tr>");
+        for (at, f) in &r.report.findings {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.detector,
+                escape(at),
+                escape(&f.message),
+                escape(f.fix)
+            );
+        }
+        body.push_str("</table>");
     }
     // Faults and what the cluster did about them, marked on every time axis.
     // An event every run had at the same time is shown once, without a run's label.

@@ -7,6 +7,9 @@ use netmodel::conntrack::Race;
 
 use crate::spec::ClusterSpec;
 
+/// A resolver's detector finding (`resolver::detect`), as the report carries them.
+pub use resolver::detect::Finding;
+
 /// One application lookup (one getaddrinfo call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupRecord {
@@ -137,6 +140,9 @@ pub struct Report {
     /// The lookups still in flight at the end after `STUCK` or more, as records ending at the end
     /// of the run (outcome `Again`, cause `Stuck` last).
     pub stuck: Vec<LookupRecord>,
+    /// What the resolvers' detectors found at the end of the run (`resolver::detect`), by where they
+    /// run: "cluster DNS" (every replica's counts summed) and "node-local-dns" (every node's).
+    pub findings: Vec<(String, Finding)>,
 }
 
 /// The `q`-quantile (0..=1) of durations in milliseconds, nearest-rank.
@@ -168,6 +174,7 @@ impl Report {
             trace_hash: 0,
             unfinished: Vec::new(),
             stuck: Vec::new(),
+            findings: Vec::new(),
         }
     }
 

@@ -42,6 +42,7 @@ pub const PLUGIN_ORDER: &[&str] = &[
     "prometheus",
     "errors",
     "log",
+    "detect",
     "loadbalance",
     "autopath",
     "cache",
@@ -78,6 +79,8 @@ pub struct ServerConfig {
     pub zones: Vec<String>,
     /// The plugins the block enables, in execution order (`coredns_plugin_enabled`).
     pub plugins: Vec<&'static str>,
+    /// The `detect` plugin (ndots): the detectors, on unless `detect off`.
+    pub detect: crate::detect::DetectConfig,
     /// The same zones as lowercased wire names.
     pub zones_wire: Vec<Vec<u8>>,
     pub port: u16,
@@ -189,6 +192,7 @@ impl Config {
             let mut s = ServerConfig {
                 zones,
                 plugins: Vec::new(),
+                detect: crate::detect::DetectConfig::default(),
                 zones_wire,
                 port,
                 bind: Vec::new(),
@@ -314,6 +318,12 @@ fn apply(s: &mut ServerConfig, d: &Directive, files: &Files) -> Result<(), Confi
             };
             let rules = crate::querylog::rules(&args, &classes, name).map_err(|e| ConfigError::at(&d.name.pos, format!("log: {e}")))?;
             s.log.extend(rules);
+        }
+        "detect" => {
+            let args: Vec<String> = d.args.iter().map(|t| t.text.clone()).collect();
+            let block: Vec<(String, Vec<String>)> =
+                d.block.iter().map(|b| (b.name.text.clone(), b.args.iter().map(|t| t.text.clone()).collect())).collect();
+            s.detect = crate::detect::DetectConfig::parse(&args, &block).map_err(|e| ConfigError::at(&d.name.pos, e))?;
         }
         "health" => {
             let addr = a.next().map(|t| t.text.clone()).unwrap_or_else(|| ":8080".into());

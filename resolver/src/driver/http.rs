@@ -21,8 +21,10 @@ use super::{DriverError, Shared};
 /// Answers worker 0's requests for this worker's metrics.
 pub(super) async fn metrics_responder(shared: Rc<Shared>, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Metrics>>) {
     while let Some(reply) = rx.recv().await {
+        let now = shared.now();
         let mut s = shared.server.borrow_mut();
         s.refresh_gauges();
+        s.detect_tick(now);
         let _ = reply.send(s.metrics.clone());
     }
 }
@@ -30,8 +32,10 @@ pub(super) async fn metrics_responder(shared: Rc<Shared>, mut rx: mpsc::Unbounde
 /// Every worker's metrics, summed (worker 0's own plus the others' snapshots).
 pub(super) async fn all_metrics(shared: &Rc<Shared>) -> Metrics {
     let mut total = {
+        let now = shared.now();
         let mut s = shared.server.borrow_mut();
         s.refresh_gauges();
+        s.detect_tick(now);
         s.metrics.clone()
     };
     for tx in &shared.hub.snapshots {
@@ -43,6 +47,20 @@ pub(super) async fn all_metrics(shared: &Rc<Shared>) -> Metrics {
         }
     }
     total
+}
+
+/// Every 10 s, the findings over every worker; each logged at most once a minute per detector
+/// and subject (`detect::Throttle`), as a warning naming the pattern and the fix.
+pub(super) async fn findings_logger(shared: Rc<Shared>) {
+    let mut throttle = crate::detect::Throttle::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = shared.now();
+        let m = all_metrics(&shared).await;
+        for f in throttle.due(now, m.detect.findings(now)) {
+            tracing::warn!("finding [{}]: {} (fix: {})", f.detector, f.message, f.fix);
+        }
+    }
 }
 
 /// Parses `:8080`, `localhost:9153`, `169.254.20.10:8080` into listen addresses.
@@ -129,6 +147,12 @@ pub(super) async fn http_response(shared: &Rc<Shared>, eps: &[Endpoint], path: &
                 shared.hub.workers
             );
             (200, all_metrics(shared).await.render() + &super::process::process_metrics() + &workers)
+        }
+        // The detectors' current findings over every worker, as JSON (`detect`).
+        "/debug/findings" if eps.iter().any(|e| matches!(e, Endpoint::Metrics)) => {
+            let now = shared.now();
+            let f = all_metrics(shared).await.detect.findings(now);
+            (200, format!("[{}]\n", f.iter().map(crate::detect::Finding::json).collect::<Vec<_>>().join(",")))
         }
         _ => (404, "not found".to_string()),
     };

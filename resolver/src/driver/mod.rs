@@ -341,6 +341,9 @@ async fn serve(
         tasks.push(tokio::task::spawn_local(metrics_responder(shared.clone(), rx)));
     }
     tasks.push(tokio::task::spawn_local(fill_receiver(shared.clone(), w.inbox)));
+    if w.id == 0 {
+        tasks.push(tokio::task::spawn_local(http::findings_logger(shared.clone())));
+    }
     shared.wake.notify_one();
 
     let halted = if w.id == 0 {

@@ -74,6 +74,8 @@ impl Server {
             let fam = usize::from(client.src.is_ipv6());
             m.requests[usize::from(client.transport == Transport::Tcp)][fam][type_bucket(view.qtype)] += 1;
         }
+        let tcp = client.transport == Transport::Tcp;
+        self.detect.on_query(now, &self.detect_cfg, &mut self.metrics.detect, client.src, tcp, view.id, view.qtype, qname);
         // loop: count our own probe.
         let b = &mut self.blocks[bi];
         if let Some((probe, seen)) = &mut b.loop_probe
@@ -162,6 +164,7 @@ impl Server {
                     log_answer(&mut self.query_log, &b.cfg.log, task, name, out, now);
                 }
                 self.scratch_key = key;
+                self.detect_answer(now, &client, name, out);
                 return Some(Handled::Answered);
             }
             self.scratch_key = key;
@@ -210,6 +213,7 @@ impl Server {
         };
         self.scratch_key = key;
         let (refresh, _) = result?;
+        self.detect_answer(now, &client, name, out);
         if refresh {
             self.start_refresh(now, task, name);
         }
@@ -444,6 +448,7 @@ impl Server {
         if !b.cfg.log.is_empty() {
             log_answer(&mut self.query_log, &b.cfg.log, &task.ask(client), &task.qname, &out, now);
         }
+        self.detect_answer(now, &client, &task.qname, &out);
         self.transmits.push_back(Transmit { dest: Dest::Client(client), payload: out });
     }
 

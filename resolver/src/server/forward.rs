@@ -151,6 +151,7 @@ impl Server {
             XKind::Probe { .. } => build_query(id, &[0], wire::TYPE_NS, wire::CLASS_IN, None, false),
         };
         self.wire_ids.insert((up, id), xid);
+        self.detect.on_upstream(now, &self.detect_cfg, &mut self.metrics.detect, up);
         self.metrics.upstreams.entry(up).or_default().requests += u64::from(matches!(self.exchanges[&xid].kind, XKind::Query { .. }));
         self.transmits.push_back(Transmit { dest: Dest::Upstream { addr: up, transport }, payload });
         self.add_timer(now + read_timeout, TimerKind::Read { xid, attempt });

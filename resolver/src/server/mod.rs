@@ -264,6 +264,26 @@ pub struct Server {
     fills: VecDeque<CacheFill>,
     /// Upstreams whose pooled TCP connection timed out and must be closed (`poll_close_tcp`).
     close_tcp: VecDeque<SocketAddr>,
+    /// The detectors' recent-traffic tables, their configuration and the cluster domain (wire)
+    /// the search-walk detector looks under.
+    detect: crate::detect::Trackers,
+    detect_cfg: crate::detect::DetectConfig,
+    detect_domain: Vec<u8>,
+}
+
+/// The detectors' configuration: the first block with a `detect` directive, else all on; and the
+/// cluster domain, the first forward zone of a `kubernetes` plugin.
+fn detect_setup(cfg: &Config) -> (crate::detect::DetectConfig, Vec<u8>) {
+    let dc = cfg.servers.iter().find(|s| s.plugins.contains(&"detect")).map(|s| s.detect.clone()).unwrap_or_default();
+    let domain = cfg
+        .servers
+        .iter()
+        .filter_map(|s| s.kubernetes.as_ref())
+        .flat_map(|k| k.zones.iter())
+        .find(|z| !z.ends_with(b"\x04arpa\x00"))
+        .cloned()
+        .unwrap_or_else(|| wire::name_from_str("cluster.local").unwrap_or_default());
+    (dc, domain)
 }
 
 /// An upstream answer one server stored in its cache, for a sibling server to store too.
@@ -310,7 +330,9 @@ impl Server {
     pub fn new(cfg: Arc<Config>, state: Arc<ClusterState>, seed: u64) -> Server {
         let mut rng = fastrand::Rng::with_seed(seed);
         let blocks: Vec<Block> = cfg.servers.iter().map(|s| new_block(s, &mut rng)).collect();
-        let metrics = Metrics { blocks: cfg.servers.iter().map(block_metrics).collect(), ..Metrics::default() };
+        let mut metrics = Metrics { blocks: cfg.servers.iter().map(block_metrics).collect(), ..Metrics::default() };
+        let (detect_cfg, detect_domain) = detect_setup(&cfg);
+        metrics.detect.budget = detect_cfg.upstream_budget;
         let mut s = Server {
             cfg,
             blocks,
@@ -340,6 +362,9 @@ impl Server {
             share_fills: false,
             fills: VecDeque::new(),
             close_tcp: VecDeque::new(),
+            detect: crate::detect::Trackers::default(),
+            detect_cfg,
+            detect_domain,
         };
         s.send_loop_probes();
         s
@@ -389,6 +414,8 @@ impl Server {
             blocks.push(b);
         }
         self.blocks = blocks;
+        (self.detect_cfg, self.detect_domain) = detect_setup(&cfg);
+        self.metrics.detect.budget = self.detect_cfg.upstream_budget;
         // Counters survive a reload, as CoreDNS's process-wide Prometheus registry keeps them: a
         // block with the same labels carries its counts over; only new blocks start at zero.
         let mut old_metrics = std::mem::take(&mut self.metrics.blocks);
@@ -438,9 +465,11 @@ impl Server {
                         // closes a connection that errored instead of returning it to its pool
                         // (sources.md#coredns-forward). Otherwise a connection DNATed to a pod that vanished
                         // without a reset keeps swallowing every query while traffic keeps it busy.
-                        if x.transport == Transport::Tcp && !self.close_tcp.contains(&x.upstream) {
-                            self.close_tcp.push_back(x.upstream);
+                        let up = x.upstream;
+                        if x.transport == Transport::Tcp && !self.close_tcp.contains(&up) {
+                            self.close_tcp.push_back(up);
                         }
+                        self.detect.on_upstream_timeout(now, &self.detect_cfg, &mut self.metrics.detect, up);
                         self.exchange_failed(now, xid);
                     }
                 }
@@ -488,6 +517,43 @@ impl Server {
         let Some(c) = self.blocks.get_mut(fill.block).and_then(|b| b.cache.as_mut()).filter(|c| c.covers(&fill.qname)) else { return };
         let Ok(layout) = wire::layout(&fill.msg) else { return };
         let _ = c.store(&fill.key, &fill.qname, &fill.msg, &layout, now, &mut self.rng);
+    }
+
+    /// The detectors' current findings (after settling what timed out by `now`).
+    pub fn findings(&mut self, now: Now) -> Vec<crate::detect::Finding> {
+        self.detect.sweep(now, &self.detect_cfg, &mut self.metrics.detect);
+        self.metrics.detect.findings(now)
+    }
+
+    /// The packets per second each upstream may receive (`detect { upstream_budget }`), set by a
+    /// caller that knows it (the simulator, from the cloud's limit).
+    pub fn set_detect_budget(&mut self, budget: Option<u32>) {
+        self.detect_cfg.upstream_budget = budget;
+        self.metrics.detect.budget = budget;
+    }
+
+    /// Settles what timed out in the detectors' tables (the driver calls this before a scrape).
+    pub fn detect_tick(&mut self, now: Now) {
+        self.detect.sweep(now, &self.detect_cfg, &mut self.metrics.detect);
+    }
+
+    /// An answer is leaving for `client`: the detectors read its question, rcode and TC bit.
+    pub(super) fn detect_answer(&mut self, now: Now, client: &Client, qname: &[u8], out: &[u8]) {
+        if out.len() < 12 {
+            return;
+        }
+        let (rcode, tc) = (out[3] & 0x0f, out[2] & 0x02 != 0 && client.transport == Transport::Udp);
+        if rcode != wire::RCODE_NXDOMAIN && !tc {
+            return;
+        }
+        let st = &self.state;
+        let ns = st
+            .pods
+            .binary_search_by(|p| p.0.cmp(&client.src.ip()))
+            .ok()
+            .and_then(|i| st.namespaces.get(st.pods[i].1 as usize))
+            .map(String::as_str);
+        self.detect.on_answer(now, &self.detect_cfg, &mut self.metrics.detect, client.src.ip(), qname, rcode, tc, ns, &self.detect_domain);
     }
 
     /// When `handle_timeout` wants to be called next.

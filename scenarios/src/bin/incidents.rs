@@ -32,17 +32,25 @@ fn export(dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-const USAGE: &str = "usage: incidents [S1 S2 ...] [--hashes] | --export DIR
+const USAGE: &str = "usage: incidents [S1 S2 ...] [--hashes] | --export DIR | --detectors N
   (no arguments)  every incident as it failed and as mitigated, a table, and target/ndots-report/incidents.html
   S1 S2 ...       only these incidents
   --hashes        only each side's trace hash, one line each (a refactor leaves every one as it was)
-  --export DIR    write the registry as scenario files (sNN-<slug>.yaml and .fixed.yaml) into DIR";
+  --export DIR    write the registry as scenario files (sNN-<slug>.yaml and .fixed.yaml) into DIR
+  --detectors N   each incident's detector over seeds 1..=N: how often it misses the failure, how often it fires on the mitigation";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--detectors") {
+        let Some(n) = args.get(i + 1).and_then(|n| n.parse::<u64>().ok()) else {
+            eprintln!("--detectors N: the number of seeds");
+            return ExitCode::from(2);
+        };
+        return detector_sweep(n);
     }
     if let Some(bad) = args.iter().find(|a| a.starts_with('-') && !["--export", "--hashes"].contains(&a.as_str())) {
         eprintln!("incidents: unknown option `{bad}`\n{USAGE}");
@@ -200,4 +208,48 @@ fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Every (incident, detector) of `scenarios::detectors::EXPECTED` over seeds 1..=n, both sides, in
+/// parallel (one thread per core): misses on the failing side, false alarms on the mitigated side.
+fn detector_sweep(n: u64) -> ExitCode {
+    use scenarios::detectors::{EXPECTED, fired};
+    let mut ids: Vec<&str> = EXPECTED.iter().map(|e| e.0).collect();
+    ids.dedup();
+    let jobs: Vec<(&str, u64)> = ids.iter().flat_map(|id| (1..=n).map(move |s| (*id, s))).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    let t0 = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(id, seed)) = jobs.get(k) else { break };
+                    let inc = incidents().into_iter().find(|i| i.id == id).expect("registered");
+                    let (Ok(fail), Ok(fixed)) = (run((inc.failure.spec)(seed)), run((inc.mitigation.spec)(seed))) else { continue };
+                    let row: Vec<(&str, bool, bool)> =
+                        EXPECTED.iter().filter(|e| e.0 == id).map(|e| (e.1, fired(&fail, e.1), fired(&fixed, e.1))).collect();
+                    let mut r = results.lock().expect("lock");
+                    r.push((id, seed, row));
+                    if r.len() % 20 == 0 {
+                        eprintln!("[{}/{}] runs done ({:.0} s)", r.len(), jobs.len(), t0.elapsed().as_secs_f64());
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("lock");
+    println!("| Incident | Detector | Missed on the failing side | Fired on the mitigated side |");
+    println!("|---|---|---|---|");
+    for (id, det) in EXPECTED {
+        let rows: Vec<(bool, bool)> =
+            results.iter().filter(|r| r.0 == *id).flat_map(|r| r.2.iter().filter(|x| x.0 == *det).map(|x| (x.1, x.2))).collect();
+        let missed = rows.iter().filter(|r| !r.0).count();
+        let alarms = rows.iter().filter(|r| r.1).count();
+        println!("| {id} | `{det}` | {missed} of {} | {alarms} of {} |", rows.len(), rows.len());
+    }
+    eprintln!("{} seeds x {} incidents in {:.0} s", n, ids.len(), t0.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
 }

@@ -121,7 +121,7 @@ impl Engine {
                     InstKind::ClusterDns,
                     *node,
                     *ip,
-                    server_for(&corefile, az, profile(&spec, InstKind::ClusterDns), state.clone(), seed)?,
+                    server_for(&corefile, az, &spec, InstKind::ClusterDns, state.clone(), seed)?,
                     corefile,
                     seed,
                 )
@@ -143,7 +143,7 @@ impl Engine {
                     InstKind::NodeLocal,
                     i,
                     NODE_LOCAL_IP,
-                    server_for(&corefile, n.az, profile(&spec, InstKind::NodeLocal), state.clone(), seed)?,
+                    server_for(&corefile, n.az, &spec, InstKind::NodeLocal, state.clone(), seed)?,
                     corefile,
                     seed,
                 ));
@@ -253,20 +253,26 @@ pub(super) fn profile(spec: &ClusterSpec, kind: InstKind) -> &ServerProfile {
 }
 
 /// A resolver as it starts on a node of `az`: its Corefile's files are the node's, never the host's.
+/// The resolver an instance runs: its Corefile for its server (`profile`), and the detectors'
+/// upstream budget the cloud's packet limit (as an operator would set `detect { upstream_budget }`).
 pub(super) fn server_for(
     corefile: &str,
     az: usize,
-    profile: &ServerProfile,
+    spec: &ClusterSpec,
+    kind: InstKind,
     state: Arc<ClusterState>,
     seed: u64,
 ) -> Result<Server, SimError> {
+    let profile = profile(spec, kind);
     // kube-dns has no Corefile: its dnsmasq and kubedns as server blocks (kube_dns.rs).
     let corefile = if *profile == ServerProfile::KubeDns { super::kube_dns::KUBE_DNS_COREFILE } else { corefile };
     let cf = resolver::corefile::parse_str(corefile, "Corefile", None, &|_| None)?;
     let rc = node_resolv_conf(az);
     let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
     configure(profile, &cf, &mut cfg).map_err(SimError::Spec)?;
-    Ok(Server::new(Arc::new(cfg), state, seed))
+    let mut server = Server::new(Arc::new(cfg), state, seed);
+    server.set_detect_budget(spec.eni_limit.map(|e| e.rate_per_sec as u32));
+    Ok(server)
 }
 
 /// The Corefile a scenario runs when it gives none: kubeadm's, as the named CoreDNS release's

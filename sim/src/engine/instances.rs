@@ -10,7 +10,7 @@ use resolver::{Dest, Handled};
 use crate::client::Transport;
 use crate::spec::MemoryModel;
 
-use super::build::{pod_ip, profile, server_for};
+use super::build::{pod_ip, server_for};
 use super::{Engine, Ev, Inst, InstId, InstKind, NodeId, Owner, Packet, from_res, to_res, upstream_ip};
 
 impl Engine {
@@ -37,8 +37,7 @@ impl Engine {
         let seed = self.spec.seed ^ (0x5eed_0000 + self.replica_ips.len() as u64);
         let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
         // The Corefile parsed when the cluster was built, so it parses again.
-        let Ok(server) = server_for(&corefile, self.nodes[node].az, profile(&self.spec, InstKind::ClusterDns), self.state.clone(), seed)
-        else {
+        let Ok(server) = server_for(&corefile, self.nodes[node].az, &self.spec, InstKind::ClusterDns, self.state.clone(), seed) else {
             return;
         };
         self.insts.push(Inst {
@@ -140,7 +139,7 @@ impl Engine {
             i.relist_until = Some(now + relist);
         }
         i.seed = i.seed.wrapping_add(0x9e37_79b9);
-        match server_for(&i.corefile, self.nodes[i.node].az, profile(&self.spec, i.kind), self.state.clone(), i.seed) {
+        match server_for(&i.corefile, self.nodes[i.node].az, &self.spec, i.kind, self.state.clone(), i.seed) {
             Ok(s) => i.server = s,
             Err(_) => return,
         }

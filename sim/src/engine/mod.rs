@@ -383,6 +383,19 @@ impl Engine {
         }
         stuck.sort_by_key(|l| (l.start, l.pod));
         self.report.stuck = stuck;
+        // The detectors' view, summed over the replicas and over the node-local caches.
+        for (kind, label) in [(InstKind::ClusterDns, "cluster DNS"), (InstKind::NodeLocal, "node-local-dns")] {
+            let mut all = resolver::detect::Stats::default();
+            let mut any = false;
+            for i in self.insts.iter_mut().filter(|i| i.kind == kind) {
+                i.server.detect_tick(now);
+                all.merge(&i.server.metrics.detect);
+                any = true;
+            }
+            if any {
+                self.report.findings.extend(all.findings(now).into_iter().map(|f| (label.to_string(), f)));
+            }
+        }
         self.report
     }
 }

@@ -208,3 +208,17 @@ pub fn json(r: &Report, spec: &ClusterSpec) -> serde_json::Value {
         "lookups": lookups,
     })
 }
+
+/// What the resolvers' detectors said at the end of the run (ndots's `detect` plugin), a line each.
+pub fn findings_text(r: &Report) -> String {
+    let mut o = String::new();
+    if r.findings.is_empty() {
+        let _ = writeln!(o, "the resolvers' detectors found nothing");
+        return o;
+    }
+    let _ = writeln!(o, "the resolvers' detectors found:");
+    for (at, f) in &r.findings {
+        let _ = writeln!(o, "  [{}] {at}: {}\n      fix: {}", f.detector, f.message, f.fix);
+    }
+    o
+}

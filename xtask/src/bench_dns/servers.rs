@@ -26,7 +26,8 @@ impl Server {
 }
 
 /// Every server `all` starts, by name (ndots and the floor always run; the others on request).
-pub const NAMES: [&str; 8] = ["ndots", "ndots-cluster", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
+pub const NAMES: [&str; 9] =
+    ["ndots", "ndots-nodetect", "ndots-cluster", "ndots-forward", "floor", "unbound", "dnsdist", "kresd", "pdns-recursor"];
 
 const PACKAGES: [&str; 6] = ["dnsperf", "dnsutils", "unbound", "dnsdist", "knot-resolver", "pdns-recursor"];
 
@@ -69,6 +70,13 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
             ".:53 {{\n    bind 127.0.0.20\n    cache 3600 {{\n        success 100000\n        denial 100000\n    }}\n    forward . {UPSTREAM}\n}}\n"
         ),
     );
+    // The same with the detectors off: what they cost on the hit path.
+    let nodetect_conf = write(
+        &dir.join("ndots-nodetect.Corefile"),
+        &format!(
+            ".:53 {{\n    bind 127.0.0.27\n    detect off\n    cache 3600 {{\n        success 100000\n        denial 100000\n    }}\n    forward . {UPSTREAM}\n}}\n"
+        ),
+    );
     // Cluster DNS: CoreDNS's default Corefile, the API replaced by a cluster-state file.
     let cluster_conf = write(
         &dir.join("ndots-cluster.Corefile"),
@@ -107,6 +115,10 @@ pub fn all(release: &Path, dir: &Path) -> Vec<Server> {
         Server {
             env: vec![("NDOTS_LOG", "warn".into())],
             ..s("ndots", "127.0.0.20", release.join("ndots"), vec!["-conf".into(), ndots_conf.display().to_string()])
+        },
+        Server {
+            env: vec![("NDOTS_LOG", "warn".into())],
+            ..s("ndots-nodetect", "127.0.0.27", release.join("ndots"), vec!["-conf".into(), nodetect_conf.display().to_string()])
         },
         Server {
             env: vec![("NDOTS_LOG", "warn".into())],

@@ -1,0 +1,422 @@
+//! The detectors' counters: fixed-size top-K tables of subjects (a namespace, a source /24, a
+//! client, an upstream) with their counts in 30 s windows, summed over workers like the metrics,
+//! rendered as `ndots_*` metrics and read as findings.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{KINDS, RACE, RETRANSMIT, SEARCH_WALK, TRUNCATION, UPSTREAM_BUDGET};
+
+/// The window counts are kept in; "recent" is this window and the previous one.
+pub const WINDOW: Duration = Duration::from_secs(30);
+const KEY: usize = 64;
+
+/// A count with its total and the events of the current and previous window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Count {
+    pub total: u64,
+    win: u64,
+    cur: u64,
+    prev: u64,
+}
+
+impl Count {
+    fn roll(&mut self, w: u64) {
+        if w != self.win {
+            self.prev = if w == self.win + 1 { self.cur } else { 0 };
+            self.cur = 0;
+            self.win = w;
+        }
+    }
+
+    pub fn add(&mut self, now: Duration, n: u64) {
+        self.roll(now.as_secs() / WINDOW.as_secs());
+        self.cur += n;
+        self.total += n;
+    }
+
+    /// Events in this window and the previous one (up to a minute).
+    pub fn recent(&self, now: Duration) -> u64 {
+        let w = now.as_secs() / WINDOW.as_secs();
+        if w == self.win {
+            self.cur + self.prev
+        } else if w == self.win + 1 {
+            self.cur
+        } else {
+            0
+        }
+    }
+
+    fn merge(&mut self, o: &Count) {
+        self.total += o.total;
+        if o.win == self.win {
+            self.cur += o.cur;
+            self.prev += o.prev;
+        } else if o.win > self.win {
+            let (t, c, p, w) = (self.total, o.cur, o.prev + if o.win == self.win + 1 { self.cur } else { 0 }, o.win);
+            *self = Count { total: t, win: w, cur: c, prev: p };
+        } else if o.win + 1 == self.win {
+            self.prev += o.cur;
+        }
+    }
+}
+
+/// One subject of a top-K table and its counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slot<const N: usize> {
+    key: [u8; KEY],
+    len: u8,
+    pub counts: [Count; N],
+    /// When its finding was last logged.
+    pub logged: Option<Duration>,
+    /// The highest per-second count seen (upstream packets).
+    pub peak: u64,
+}
+
+impl<const N: usize> Slot<N> {
+    pub fn key(&self) -> &str {
+        std::str::from_utf8(&self.key[..usize::from(self.len)]).unwrap_or("?")
+    }
+}
+
+/// At most K subjects; a new one takes an empty slot, else evicts the one with the fewest events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopK<const N: usize> {
+    pub slots: Vec<Slot<N>>,
+}
+
+impl<const N: usize> TopK<N> {
+    fn new(k: usize) -> Self {
+        TopK { slots: vec![Slot { key: [0; KEY], len: 0, counts: [Count::default(); N], logged: None, peak: 0 }; k] }
+    }
+
+    /// The slot of `key` (truncated to 64 bytes), made if needed. No allocation.
+    pub fn slot(&mut self, key: &[u8]) -> &mut Slot<N> {
+        let key = &key[..key.len().min(KEY)];
+        let i = match self.slots.iter().position(|s| s.len > 0 && &s.key[..usize::from(s.len)] == key) {
+            Some(i) => i,
+            None => {
+                let i = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| if s.len == 0 { 0 } else { 1 + s.counts.iter().map(|c| c.total).sum::<u64>() })
+                    .map_or(0, |(i, _)| i);
+                let s = &mut self.slots[i];
+                s.key = [0; KEY];
+                s.key[..key.len()].copy_from_slice(key);
+                s.len = key.len() as u8;
+                s.counts = [Count::default(); N];
+                s.logged = None;
+                s.peak = 0;
+                i
+            }
+        };
+        &mut self.slots[i]
+    }
+
+    fn merge(&mut self, o: &TopK<N>) {
+        for s in o.slots.iter().filter(|s| s.len > 0) {
+            let mine = self.slot(&s.key[..usize::from(s.len)]);
+            for (a, b) in mine.counts.iter_mut().zip(&s.counts) {
+                a.merge(b);
+            }
+            mine.logged = mine.logged.max(s.logged);
+            mine.peak = mine.peak.max(s.peak);
+        }
+    }
+
+    /// The slot of `key` if it has one (no new subject).
+    pub fn find_mut(&mut self, key: &[u8]) -> Option<&mut Slot<N>> {
+        self.slots.iter_mut().find(|s| s.len > 0 && &s.key[..usize::from(s.len)] == key)
+    }
+
+    pub fn used(&self) -> impl Iterator<Item = &Slot<N>> {
+        self.slots.iter().filter(|s| s.len > 0)
+    }
+}
+
+/// Every detector's counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// By the asking namespace: [walks (first step), NXDOMAIN steps].
+    pub walks: TopK<2>,
+    /// By the name walked: [steps].
+    pub walk_names: TopK<1>,
+    /// By source /24: [after about 5 s, about 2.5 s, other intervals].
+    pub retransmits: TopK<3>,
+    /// By client: [truncated answers]. With `tcp_clients` ([queries over TCP] by client): a client
+    /// that gets truncated answers and never asks over TCP ignores TC=1. Counted per client and
+    /// summed over servers, so a TCP retry that went to another replica (the Service spreads them)
+    /// still counts where the views are summed.
+    pub truncated: TopK<1>,
+    pub tcp_clients: TopK<1>,
+    /// By upstream: [packets, seconds over the budget, exchanges unanswered]; `peak`: packets/s.
+    pub upstreams: TopK<3>,
+    /// By source /24: [half pairs].
+    pub race: TopK<1>,
+    pub budget: Option<u32>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            walks: TopK::new(16),
+            walk_names: TopK::new(8),
+            retransmits: TopK::new(16),
+            truncated: TopK::new(16),
+            tcp_clients: TopK::new(64),
+            upstreams: TopK::new(16),
+            race: TopK::new(16),
+            budget: None,
+        }
+    }
+}
+
+/// A pattern seen in live traffic, what it is about, and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub detector: &'static str,
+    /// A namespace, a source /24, a client, an upstream.
+    pub subject: String,
+    /// Events in the last minute (up to two 30 s windows).
+    pub recent: u64,
+    pub total: u64,
+    pub message: String,
+    pub fix: &'static str,
+}
+
+impl Finding {
+    pub fn json(&self) -> String {
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(
+            r#"{{"detector":"{}","subject":"{}","recent":{},"total":{},"message":"{}","fix":"{}"}}"#,
+            self.detector,
+            esc(&self.subject),
+            self.recent,
+            self.total,
+            esc(&self.message),
+            esc(self.fix)
+        )
+    }
+}
+
+pub const FIX_WALK: &str = "set `options ndots:2` in the pods' dnsConfig (or end external names with a dot), or enable autopath";
+pub const FIX_RETRANSMIT: &str = "look at that node: conntrack insert_failed and drops (the insertion race: single-request-reopen, node-local-dns, kernel >= 5.0), packet loss on its links";
+pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns before 2.2, PgBouncer): use a resolver that retries over TCP, or keep answers under 512 bytes";
+pub const FIX_BUDGET: &str =
+    "cache in front of the upstream (cache, node-local-dns), fewer search-path walks (ndots:2), or spread the queries over more interfaces";
+pub const FIX_RACE: &str = "the conntrack insertion race on the clients' node: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE)";
+
+impl Stats {
+    pub fn merge(&mut self, o: &Stats) {
+        self.walks.merge(&o.walks);
+        self.walk_names.merge(&o.walk_names);
+        self.retransmits.merge(&o.retransmits);
+        self.truncated.merge(&o.truncated);
+        self.tcp_clients.merge(&o.tcp_clients);
+        self.upstreams.merge(&o.upstreams);
+        self.race.merge(&o.race);
+        self.budget = self.budget.or(o.budget);
+    }
+
+    /// The current findings: subjects with enough events in the last minute.
+    pub fn findings(&self, now: Duration) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for s in self.walks.used() {
+            let (walks, steps) = (s.counts[0].recent(now), s.counts[1].recent(now));
+            if walks >= 5 {
+                let names: Vec<String> = self
+                    .walk_names
+                    .used()
+                    .filter(|n| n.counts[0].recent(now) > 0)
+                    .map(|n| format!("{} ({})", n.key(), n.counts[0].recent(now)))
+                    .take(3)
+                    .collect();
+                out.push(Finding {
+                    detector: KINDS[SEARCH_WALK],
+                    subject: format!("namespace {}", s.key()),
+                    recent: walks,
+                    total: s.counts[0].total,
+                    message: format!(
+                        "namespace {} walks the search path for external names: {walks} walks in the last minute, {:.1} NXDOMAIN answers each before the name itself; walked: {}",
+                        s.key(),
+                        steps as f64 / walks.max(1) as f64,
+                        if names.is_empty() { "-".to_string() } else { names.join(", ") }
+                    ),
+                    fix: FIX_WALK,
+                });
+            }
+        }
+        for s in self.retransmits.used() {
+            let [five, two, other] = [s.counts[0].recent(now), s.counts[1].recent(now), s.counts[2].recent(now)];
+            let n = five + two + other;
+            if n >= 3 {
+                out.push(Finding {
+                    detector: KINDS[RETRANSMIT],
+                    subject: format!("source {}", s.key()),
+                    recent: n,
+                    total: s.counts.iter().map(|c| c.total).sum(),
+                    message: format!(
+                        "pods in {} sent {n} queries again in the last minute ({five} after about 5 s: glibc's or Go's timeout; {two} after about 2.5 s: musl's retry; {other} other): their queries or answers are lost",
+                        s.key()
+                    ),
+                    fix: FIX_RETRANSMIT,
+                });
+            }
+        }
+        for s in self.truncated.used() {
+            let tc = s.counts[0].recent(now);
+            let tcp = self.tcp_clients.used().find(|c| c.key() == s.key()).map_or(0, |c| c.counts[0].recent(now));
+            if tc >= 2 && tcp == 0 {
+                out.push(Finding {
+                    detector: KINDS[TRUNCATION],
+                    subject: format!("client {}", s.key()),
+                    recent: tc,
+                    total: s.counts[0].total,
+                    message: format!(
+                        "client {} got {tc} truncated answers (TC=1) in the last minute and never asked over TCP: it takes the truncated answer or fails",
+                        s.key()
+                    ),
+                    fix: FIX_TRUNCATION,
+                });
+            }
+        }
+        if let Some(budget) = self.budget {
+            for s in self.upstreams.used() {
+                let over = s.counts[1].recent(now);
+                if over >= 1 {
+                    let peak = s.peak;
+                    out.push(Finding {
+                        detector: KINDS[UPSTREAM_BUDGET],
+                        subject: format!("upstream {}", s.key()),
+                        recent: over,
+                        total: s.counts[1].total,
+                        message: format!(
+                            "upstream {} received more than its budget of {budget} packets/s in {over} of the last seconds (peak {peak}/s); {} exchanges went unanswered: over the budget the cloud drops packets without a word",
+                            s.key(),
+                            s.counts[2].recent(now)
+                        ),
+                        fix: FIX_BUDGET,
+                    });
+                }
+            }
+        }
+        for s in self.race.used() {
+            let n = s.counts[0].recent(now);
+            if n >= 2 {
+                out.push(Finding {
+                    detector: KINDS[RACE],
+                    subject: format!("source {}", s.key()),
+                    recent: n,
+                    total: s.counts[0].total,
+                    message: format!(
+                        "pods in {} that send A and AAAA together had {n} pairs arrive half in the last minute: the other query was dropped before it reached the DNS server",
+                        s.key()
+                    ),
+                    fix: FIX_RACE,
+                });
+            }
+        }
+        out
+    }
+
+    /// The `ndots_*` metrics (Prometheus text format).
+    pub fn render(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "# HELP ndots_search_walks_total Search-path walks for external names seen (first NXDOMAIN step), by source namespace.\n# TYPE ndots_search_walks_total counter"
+        );
+        for s in self.walks.used() {
+            let _ = writeln!(o, "ndots_search_walks_total{{namespace=\"{}\"}} {}", s.key(), s.counts[0].total);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_search_walk_nxdomain_total NXDOMAIN answers of search-path walks, by source namespace.\n# TYPE ndots_search_walk_nxdomain_total counter"
+        );
+        for s in self.walks.used() {
+            let _ = writeln!(o, "ndots_search_walk_nxdomain_total{{namespace=\"{}\"}} {}", s.key(), s.counts[1].total);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_client_retransmits_total Queries a client sent again (same socket, ID and question), by source /24 and interval.\n# TYPE ndots_client_retransmits_total counter"
+        );
+        for s in self.retransmits.used() {
+            for (i, interval) in ["5s", "2.5s", "other"].iter().enumerate() {
+                let _ =
+                    writeln!(o, "ndots_client_retransmits_total{{source=\"{}\",interval=\"{interval}\"}} {}", s.key(), s.counts[i].total);
+            }
+        }
+        let _ =
+            writeln!(o, "# HELP ndots_truncated_answers_total UDP answers sent with TC=1.\n# TYPE ndots_truncated_answers_total counter");
+        let _ = writeln!(o, "ndots_truncated_answers_total {}", self.truncated.used().map(|s| s.counts[0].total).sum::<u64>());
+        let _ = writeln!(
+            o,
+            "# HELP ndots_truncated_answers_ignored_total Truncated answers to clients that never asked over TCP.\n# TYPE ndots_truncated_answers_ignored_total counter"
+        );
+        let ignored =
+            self.truncated.used().filter(|s| !self.tcp_clients.used().any(|c| c.key() == s.key())).map(|s| s.counts[0].total).sum::<u64>();
+        let _ = writeln!(o, "ndots_truncated_answers_ignored_total {ignored}");
+        let _ =
+            writeln!(o, "# HELP ndots_upstream_packets_total Packets sent to each upstream.\n# TYPE ndots_upstream_packets_total counter");
+        for s in self.upstreams.used() {
+            let _ = writeln!(o, "ndots_upstream_packets_total{{to=\"{}\"}} {}", s.key(), s.counts[0].total);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_upstream_peak_packets_per_second The most packets sent to each upstream in one second.\n# TYPE ndots_upstream_peak_packets_per_second gauge"
+        );
+        for s in self.upstreams.used() {
+            let _ = writeln!(o, "ndots_upstream_peak_packets_per_second{{to=\"{}\"}} {}", s.key(), s.peak);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_upstream_over_budget_seconds_total Seconds in which an upstream received more packets than its budget.\n# TYPE ndots_upstream_over_budget_seconds_total counter"
+        );
+        for s in self.upstreams.used() {
+            let _ = writeln!(o, "ndots_upstream_over_budget_seconds_total{{to=\"{}\"}} {}", s.key(), s.counts[1].total);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_upstream_unanswered_total Exchanges with an upstream that timed out (silence, not an error).\n# TYPE ndots_upstream_unanswered_total counter"
+        );
+        for s in self.upstreams.used() {
+            let _ = writeln!(o, "ndots_upstream_unanswered_total{{to=\"{}\"}} {}", s.key(), s.counts[2].total);
+        }
+        let _ = writeln!(
+            o,
+            "# HELP ndots_race_half_pairs_total A/AAAA pairs of which one query never arrived, by source /24.\n# TYPE ndots_race_half_pairs_total counter"
+        );
+        for s in self.race.used() {
+            let _ = writeln!(o, "ndots_race_half_pairs_total{{source=\"{}\"}} {}", s.key(), s.counts[0].total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_roll_by_window_and_merge_across_workers() {
+        let t = |s: u64| Duration::from_secs(s);
+        let mut a = Count::default();
+        a.add(t(5), 2);
+        a.add(t(35), 1);
+        assert_eq!((a.recent(t(40)), a.recent(t(65)), a.recent(t(95)), a.total), (3, 1, 0, 3));
+        let mut b = Count::default();
+        b.add(t(36), 4);
+        a.merge(&b);
+        assert_eq!((a.recent(t(40)), a.total), (7, 7));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_quietest_subject() {
+        let mut k: TopK<1> = TopK::new(2);
+        k.slot(b"a").counts[0].add(Duration::ZERO, 5);
+        k.slot(b"b").counts[0].add(Duration::ZERO, 1);
+        k.slot(b"c").counts[0].add(Duration::ZERO, 1);
+        let keys: Vec<&str> = k.used().map(Slot::key).collect();
+        assert_eq!(keys, ["a", "c"]);
+    }
+}

@@ -1,0 +1,86 @@
+//! The resolver's detectors (`resolver::detect`) judged where the truth is known: each incident's
+//! failing side makes its detector fire, naming the right namespace, source, client or upstream,
+//! and the mitigated side keeps it quiet. The findings are what every simulated replica and
+//! node-local cache reported, summed (`Report::findings`).
+
+use scenarios::*;
+
+const FILE: &str = "detectors";
+
+fn sides(id: &str, test: &str) -> (Report, Report, String) {
+    let inc = incidents().into_iter().find(|i| i.id == id).expect("incident");
+    let seed = seed(inc.seed);
+    let fail = run((inc.failure.spec)(seed)).expect("runs");
+    let fixed = run((inc.mitigation.spec)(seed)).expect("runs");
+    (fail, fixed, replay(FILE, test, seed))
+}
+
+#[test]
+fn every_expected_detector_has_its_test_here() {
+    let src = include_str!("detectors.rs");
+    for (id, det) in scenarios::detectors::EXPECTED {
+        assert!(src.contains(&format!("sides(\"{id}\"")) && src.contains(&format!("\"{det}\"")), "{id} {det}");
+    }
+}
+
+fn fired<'a>(r: &'a Report, detector: &str) -> Vec<&'a sim::report::Finding> {
+    r.findings.iter().map(|(_, f)| f).filter(|f| f.detector == detector).collect()
+}
+
+fn all(r: &Report) -> String {
+    r.findings.iter().map(|(at, f)| format!("[{}] {at}: {}", f.detector, f.message)).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn s1_search_walks_fire_for_the_namespace_and_stop_with_ndots_2() {
+    let (fail, fixed, hint) = sides("S1", "s1_search_walks_fire_for_the_namespace_and_stop_with_ndots_2");
+    let f = fired(&fail, "search_walk");
+    assert!(f.iter().any(|f| f.subject == "namespace default" && f.message.contains("www.google.com")), "{}; {hint}", all(&fail));
+    assert!(fired(&fixed, "search_walk").is_empty(), "{}; {hint}", all(&fixed));
+}
+
+#[test]
+fn s2_the_race_and_5s_retransmissions_fire_and_single_request_reopen_is_quiet() {
+    let (fail, fixed, hint) = sides("S2", "s2_the_race_and_5s_retransmissions_fire_and_single_request_reopen_is_quiet");
+    assert!(!fired(&fail, "race").is_empty(), "{}; {hint}", all(&fail));
+    let re = fired(&fail, "retransmit");
+    assert!(re.iter().any(|f| f.message.contains("after about 5 s")), "{}; {hint}", all(&fail));
+    for d in ["race", "retransmit"] {
+        assert!(fired(&fixed, d).is_empty(), "{d}: {}; {hint}", all(&fixed));
+    }
+}
+
+#[test]
+fn s8_the_cloud_resolver_over_its_budget_is_named_and_a_cache_keeps_it_under() {
+    let (fail, fixed, hint) = sides("S8", "s8_the_cloud_resolver_over_its_budget_is_named_and_a_cache_keeps_it_under");
+    let f = fired(&fail, "upstream_budget");
+    assert!(!f.is_empty() && f.iter().all(|f| f.subject.starts_with("upstream 10.255.")), "{}; {hint}", all(&fail));
+    assert!(fired(&fixed, "upstream_budget").is_empty(), "{}; {hint}", all(&fixed));
+}
+
+#[test]
+fn s11_truncation_ignored_fires_for_evdns_and_not_for_c_ares() {
+    let (fail, fixed, hint) = sides("S11", "s11_truncation_ignored_fires_for_evdns_and_not_for_c_ares");
+    assert!(!fired(&fail, "truncation_ignored").is_empty(), "{}; {hint}", all(&fail));
+    assert!(fired(&fixed, "truncation_ignored").is_empty(), "{}; {hint}", all(&fixed));
+}
+
+#[test]
+fn s12_retransmissions_name_the_nodes_of_the_lossy_az_and_node_local_dns_is_quiet() {
+    let (fail, fixed, hint) = sides("S12", "s12_retransmissions_name_the_nodes_of_the_lossy_az_and_node_local_dns_is_quiet");
+    let f = fired(&fail, "retransmit");
+    assert!(!f.is_empty(), "{}; {hint}", all(&fail));
+    let azs = scenarios::s12::spec(1, false).azs;
+    for x in &f {
+        // Pod IPs are 10.(100 + node / 256).(node % 256).x: the /24 names the node.
+        let third: usize =
+            x.subject.trim_start_matches("source 10.100.").split('.').next().and_then(|n| n.parse().ok()).expect("a node's /24");
+        // A lookup from another AZ whose query or answer crossed AZ 0 can be lost too (its replica
+        // is there): the loud sources are AZ 0's, and every one is a real node.
+        assert!(third < scenarios::s12::spec(1, false).nodes, "{}; {hint}", x.subject);
+    }
+    let loudest = f.iter().max_by_key(|x| x.recent).expect("one");
+    let node: usize = loudest.subject.trim_start_matches("source 10.100.").split('.').next().and_then(|n| n.parse().ok()).expect("node");
+    assert_eq!(node % azs, 0, "the loudest source is a node in the lossy AZ 0: {}; {hint}", all(&fail));
+    assert!(fired(&fixed, "retransmit").is_empty(), "{}; {hint}", all(&fixed));
+}
