@@ -103,23 +103,43 @@ impl DetectConfig {
     }
 }
 
-/// Hashes bytes into a table index (FNV-1a: no allocation, stable across runs).
-pub(crate) fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+/// Hashes a name for the tables: foldhash with a fixed seed (stable across runs and processes,
+/// several bytes per step; no allocation).
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6e64_6f74_7321).hash_one(b)
+}
+
+/// Mixes a value into a hash: splitmix64's finalizer, so every input bit reaches the low bits the
+/// tables index by (a plain multiply leaves a 32-bit address out of them).
+pub(crate) fn mix(h: u64, v: u64) -> u64 {
+    let mut z = h ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// An address as one number for `mix`.
+pub(crate) fn ip_hash(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => {
+            let n = u128::from(v6);
+            mix(n as u64, (n >> 64) as u64)
         }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbouring_addresses_spread_over_a_small_table() {
+        let slots: std::collections::BTreeSet<u64> =
+            (1..=30u8).map(|i| mix(ip_hash(std::net::IpAddr::from([10, 100, i % 3, i])), 2) % 256).collect();
+        assert!(slots.len() >= 25, "30 pod addresses in {} of 256 slots", slots.len());
+    }
 
     #[test]
     fn a_finding_is_logged_at_most_once_a_minute_per_subject() {

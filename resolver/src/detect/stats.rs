@@ -71,6 +71,8 @@ pub struct Slot<const N: usize> {
     pub logged: Option<Duration>,
     /// The highest per-second count seen (upstream packets).
     pub peak: u64,
+    /// Misses of other keys hashed to this slot since it was taken (`TopK::slot_hashed`).
+    contest: u64,
 }
 
 impl<const N: usize> Slot<N> {
@@ -83,17 +85,23 @@ impl<const N: usize> Slot<N> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopK<const N: usize> {
     pub slots: Vec<Slot<N>>,
+    /// The slot used last: most traffic comes from few subjects, so it is tried first.
+    last: usize,
 }
 
 impl<const N: usize> TopK<N> {
     fn new(k: usize) -> Self {
-        TopK { slots: vec![Slot { key: [0; KEY], len: 0, counts: [Count::default(); N], logged: None, peak: 0 }; k] }
+        TopK { slots: vec![Slot { key: [0; KEY], len: 0, counts: [Count::default(); N], logged: None, peak: 0, contest: 0 }; k], last: 0 }
     }
 
     /// The slot of `key` (truncated to 64 bytes), made if needed. No allocation.
     pub fn slot(&mut self, key: &[u8]) -> &mut Slot<N> {
         let key = &key[..key.len().min(KEY)];
-        let i = match self.slots.iter().position(|s| s.len > 0 && &s.key[..usize::from(s.len)] == key) {
+        let hit = |s: &Slot<N>| usize::from(s.len) == key.len() && &s.key[..key.len()] == key;
+        if self.slots.get(self.last).is_some_and(hit) {
+            return &mut self.slots[self.last];
+        }
+        let i = match self.slots.iter().position(hit) {
             Some(i) => i,
             None => {
                 let i = self
@@ -109,9 +117,11 @@ impl<const N: usize> TopK<N> {
                 s.counts = [Count::default(); N];
                 s.logged = None;
                 s.peak = 0;
+                s.contest = 0;
                 i
             }
         };
+        self.last = i;
         &mut self.slots[i]
     }
 
@@ -124,6 +134,30 @@ impl<const N: usize> TopK<N> {
             mine.logged = mine.logged.max(s.logged);
             mine.peak = mine.peak.max(s.peak);
         }
+    }
+
+    /// For keys that change at every call (walked names): the slot `hash` maps to, if it holds
+    /// `key`, is empty, or has been contested by other keys more often than it was counted (a
+    /// frequent key keeps its slot, a rare one gives way). O(1), no scan; None: `key` lost.
+    pub fn slot_hashed(&mut self, key: &[u8], hash: u64) -> Option<&mut Slot<N>> {
+        let key = &key[..key.len().min(KEY)];
+        let i = (hash % self.slots.len() as u64) as usize;
+        let s = &mut self.slots[i];
+        let mine = usize::from(s.len) == key.len() && &s.key[..key.len()] == key;
+        if !mine {
+            s.contest += 1;
+            if s.len > 0 && s.contest <= s.counts[0].total {
+                return None;
+            }
+            s.key = [0; KEY];
+            s.key[..key.len()].copy_from_slice(key);
+            s.len = key.len() as u8;
+            s.counts = [Count::default(); N];
+            s.logged = None;
+            s.peak = 0;
+            s.contest = 0;
+        }
+        Some(s)
     }
 
     /// The slot of `key` if it has one (no new subject).
@@ -162,7 +196,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             walks: TopK::new(16),
-            walk_names: TopK::new(8),
+            walk_names: TopK::new(32),
             retransmits: TopK::new(16),
             truncated: TopK::new(16),
             tcp_clients: TopK::new(64),
@@ -226,13 +260,9 @@ impl Stats {
         for s in self.walks.used() {
             let (walks, steps) = (s.counts[0].recent(now), s.counts[1].recent(now));
             if walks >= 5 {
-                let names: Vec<String> = self
-                    .walk_names
-                    .used()
-                    .filter(|n| n.counts[0].recent(now) > 0)
-                    .map(|n| format!("{} ({})", n.key(), n.counts[0].recent(now)))
-                    .take(3)
-                    .collect();
+                let mut top: Vec<&Slot<1>> = self.walk_names.used().filter(|n| n.counts[0].recent(now) > 0).collect();
+                top.sort_by(|a, b| b.counts[0].recent(now).cmp(&a.counts[0].recent(now)).then(a.key().cmp(b.key())));
+                let names: Vec<String> = top.iter().take(3).map(|n| format!("{} ({})", n.key(), n.counts[0].recent(now))).collect();
                 out.push(Finding {
                     detector: KINDS[SEARCH_WALK],
                     subject: format!("namespace {}", s.key()),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::stats::Stats;
-use super::{DetectConfig, RACE, RETRANSMIT, SEARCH_WALK, TRUNCATION, UPSTREAM_BUDGET, fnv};
+use super::{DetectConfig, RACE, RETRANSMIT, SEARCH_WALK, TRUNCATION, UPSTREAM_BUDGET, hash_bytes, ip_hash, mix};
 use crate::wire;
 
 const RETRANSMIT_SLOTS: usize = 4096;
@@ -82,13 +82,6 @@ fn ip_key(ip: IpAddr, buf: &mut [u8; 48]) -> usize {
     c.position() as usize
 }
 
-fn ip_bytes(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 impl Trackers {
     /// A client query arrived (`qname`: lowercased wire name). `tcp`: it came over TCP.
     #[allow(clippy::too_many_arguments)] // One value per part of the query the detectors read.
@@ -106,10 +99,11 @@ impl Trackers {
         if now.saturating_sub(self.last_sweep) >= Duration::from_secs(1) {
             self.sweep(now, cfg, stats);
         }
-        let ip = ip_bytes(src.ip());
-        let question = fnv(&[qname, &qtype.to_be_bytes()]);
+        // One pass over the name; the rest is mixed in.
+        let socket = mix(ip_hash(src.ip()), u64::from(src.port()));
+        let name = hash_bytes(qname);
         if cfg.on[RETRANSMIT] && !tcp {
-            let key = fnv(&[&ip, &src.port().to_be_bytes(), &id.to_be_bytes(), &question.to_be_bytes()]) | 1;
+            let key = mix(mix(socket, name), (u64::from(id) << 16) | u64::from(qtype)) | 1;
             let slot = &mut self.retransmits[(key % RETRANSMIT_SLOTS as u64) as usize];
             if slot.0 == key {
                 let dt = now.saturating_sub(slot.1);
@@ -136,7 +130,7 @@ impl Trackers {
             stats.tcp_clients.slot(&buf[..n]).counts[0].add(now, 1);
         }
         if cfg.on[RACE] && !tcp && (qtype == wire::TYPE_A || qtype == wire::TYPE_AAAA) {
-            let key = fnv(&[&ip, &src.port().to_be_bytes(), qname]) | 1;
+            let key = mix(socket, name) | 1;
             let bit = if qtype == wire::TYPE_A { 1 } else { 2 };
             let i = (key % PAIR_SLOTS as u64) as usize;
             let p = self.pairs[i];
@@ -166,7 +160,7 @@ impl Trackers {
         domain: &[u8],
     ) {
         if cfg.on[SEARCH_WALK] && rcode == wire::RCODE_NXDOMAIN {
-            let w = &mut self.walkers[(fnv(&[&ip_bytes(client)]) % 256) as usize];
+            let w = &mut self.walkers[(mix(ip_hash(client), 1) % 256) as usize];
             let remembered = (w.0 == Some(client)).then(|| &w.1[..usize::from(w.2)]);
             let mut learned = [0u8; 63];
             let learned_len = walk_step(now, stats, qname, namespace.map(str::as_bytes).or(remembered), domain, &mut learned);
@@ -230,7 +224,7 @@ impl Trackers {
     }
 
     fn pair_done(&mut self, ip: IpAddr) {
-        let i = (fnv(&[&ip_bytes(ip)]) % self.pair_clients.len() as u64) as usize;
+        let i = (mix(ip_hash(ip), 2) % self.pair_clients.len() as u64) as usize;
         let c = &mut self.pair_clients[i];
         if c.ip != Some(ip) {
             *c = PairClient { ip: Some(ip), pairs: 0 };
@@ -246,7 +240,7 @@ impl Trackers {
         }
         self.pairs[i] = Pair::default();
         let Some(ip) = p.src else { return };
-        let c = self.pair_clients[(fnv(&[&ip_bytes(ip)]) % self.pair_clients.len() as u64) as usize];
+        let c = self.pair_clients[(mix(ip_hash(ip), 2) % self.pair_clients.len() as u64) as usize];
         if c.ip == Some(ip) && c.pairs >= PAIRS_BEFORE {
             let mut buf = [0u8; 48];
             let n = source_key(ip, &mut buf);
@@ -349,8 +343,8 @@ fn walk_step(now: Duration, stats: &mut Stats, qname: &[u8], namespace: Option<&
         name[len..len + l.len()].copy_from_slice(l);
         len += l.len();
     }
-    if first {
-        stats.walk_names.slot(&name[..len]).counts[0].add(now, 1);
+    if first && let Some(s) = stats.walk_names.slot_hashed(&name[..len], super::hash_bytes(&name[..len])) {
+        s.counts[0].add(now, 1);
     }
     learned_len
 }
