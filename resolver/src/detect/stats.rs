@@ -160,11 +160,6 @@ impl<const N: usize> TopK<N> {
         Some(s)
     }
 
-    /// The slot of `key` if it has one (no new subject).
-    pub fn find_mut(&mut self, key: &[u8]) -> Option<&mut Slot<N>> {
-        self.slots.iter_mut().find(|s| s.len > 0 && &s.key[..usize::from(s.len)] == key)
-    }
-
     pub fn used(&self) -> impl Iterator<Item = &Slot<N>> {
         self.slots.iter().filter(|s| s.len > 0)
     }
