@@ -348,23 +348,20 @@ impl Stats {
 
     /// The `ndots_*` metrics (Prometheus text format).
     pub fn render(&self, o: &mut String) {
-        let _ = writeln!(
+        family(
             o,
-            "# HELP ndots_search_walks_total Search-path walks for external names seen (first NXDOMAIN step), by source namespace.\n# TYPE ndots_search_walks_total counter"
+            "ndots_search_walks_total",
+            "Search-path walks for external names seen (first NXDOMAIN step), by source namespace.",
+            "counter",
         );
-        for s in self.walks.used() {
-            let _ = writeln!(o, "ndots_search_walks_total{{namespace=\"{}\"}} {}", s.key(), s.counts[0].total);
-        }
-        let _ = writeln!(
+        per_subject(o, "ndots_search_walks_total", "namespace", &self.walks, |s| s.counts[0].total);
+        family(o, "ndots_search_walk_nxdomain_total", "NXDOMAIN answers of search-path walks, by source namespace.", "counter");
+        per_subject(o, "ndots_search_walk_nxdomain_total", "namespace", &self.walks, |s| s.counts[1].total);
+        family(
             o,
-            "# HELP ndots_search_walk_nxdomain_total NXDOMAIN answers of search-path walks, by source namespace.\n# TYPE ndots_search_walk_nxdomain_total counter"
-        );
-        for s in self.walks.used() {
-            let _ = writeln!(o, "ndots_search_walk_nxdomain_total{{namespace=\"{}\"}} {}", s.key(), s.counts[1].total);
-        }
-        let _ = writeln!(
-            o,
-            "# HELP ndots_client_retransmits_total Queries a client sent again (same socket, ID and question), by source /24 and interval.\n# TYPE ndots_client_retransmits_total counter"
+            "ndots_client_retransmits_total",
+            "Queries a client sent again (same socket, ID and question), by source /24 and interval.",
+            "counter",
         );
         for s in self.retransmits.used() {
             for (i, interval) in ["5s", "2.5s", "other"].iter().enumerate() {
@@ -372,49 +369,39 @@ impl Stats {
                     writeln!(o, "ndots_client_retransmits_total{{source=\"{}\",interval=\"{interval}\"}} {}", s.key(), s.counts[i].total);
             }
         }
-        let _ =
-            writeln!(o, "# HELP ndots_truncated_answers_total UDP answers sent with TC=1.\n# TYPE ndots_truncated_answers_total counter");
+        family(o, "ndots_truncated_answers_total", "UDP answers sent with TC=1.", "counter");
         let _ = writeln!(o, "ndots_truncated_answers_total {}", self.truncated.used().map(|s| s.counts[0].total).sum::<u64>());
-        let _ = writeln!(
-            o,
-            "# HELP ndots_truncated_answers_ignored_total Truncated answers to clients that never asked over TCP.\n# TYPE ndots_truncated_answers_ignored_total counter"
-        );
+        family(o, "ndots_truncated_answers_ignored_total", "Truncated answers to clients that never asked over TCP.", "counter");
         let ignored =
             self.truncated.used().filter(|s| !self.tcp_clients.used().any(|c| c.key() == s.key())).map(|s| s.counts[0].total).sum::<u64>();
         let _ = writeln!(o, "ndots_truncated_answers_ignored_total {ignored}");
-        let _ =
-            writeln!(o, "# HELP ndots_upstream_packets_total Packets sent to each upstream.\n# TYPE ndots_upstream_packets_total counter");
-        for s in self.upstreams.used() {
-            let _ = writeln!(o, "ndots_upstream_packets_total{{to=\"{}\"}} {}", s.key(), s.counts[0].total);
-        }
-        let _ = writeln!(
+        family(o, "ndots_upstream_packets_total", "Packets sent to each upstream.", "counter");
+        per_subject(o, "ndots_upstream_packets_total", "to", &self.upstreams, |s| s.counts[0].total);
+        family(o, "ndots_upstream_peak_packets_per_second", "The most packets sent to each upstream in one second.", "gauge");
+        per_subject(o, "ndots_upstream_peak_packets_per_second", "to", &self.upstreams, |s| s.peak);
+        family(
             o,
-            "# HELP ndots_upstream_peak_packets_per_second The most packets sent to each upstream in one second.\n# TYPE ndots_upstream_peak_packets_per_second gauge"
+            "ndots_upstream_over_budget_seconds_total",
+            "Seconds in which an upstream received more packets than its budget.",
+            "counter",
         );
-        for s in self.upstreams.used() {
-            let _ = writeln!(o, "ndots_upstream_peak_packets_per_second{{to=\"{}\"}} {}", s.key(), s.peak);
-        }
-        let _ = writeln!(
-            o,
-            "# HELP ndots_upstream_over_budget_seconds_total Seconds in which an upstream received more packets than its budget.\n# TYPE ndots_upstream_over_budget_seconds_total counter"
-        );
-        for s in self.upstreams.used() {
-            let _ = writeln!(o, "ndots_upstream_over_budget_seconds_total{{to=\"{}\"}} {}", s.key(), s.counts[1].total);
-        }
-        let _ = writeln!(
-            o,
-            "# HELP ndots_upstream_unanswered_total Exchanges with an upstream that timed out (silence, not an error).\n# TYPE ndots_upstream_unanswered_total counter"
-        );
-        for s in self.upstreams.used() {
-            let _ = writeln!(o, "ndots_upstream_unanswered_total{{to=\"{}\"}} {}", s.key(), s.counts[2].total);
-        }
-        let _ = writeln!(
-            o,
-            "# HELP ndots_race_half_pairs_total A/AAAA pairs of which one query never arrived, by source /24.\n# TYPE ndots_race_half_pairs_total counter"
-        );
-        for s in self.race.used() {
-            let _ = writeln!(o, "ndots_race_half_pairs_total{{source=\"{}\"}} {}", s.key(), s.counts[0].total);
-        }
+        per_subject(o, "ndots_upstream_over_budget_seconds_total", "to", &self.upstreams, |s| s.counts[1].total);
+        family(o, "ndots_upstream_unanswered_total", "Exchanges with an upstream that timed out (silence, not an error).", "counter");
+        per_subject(o, "ndots_upstream_unanswered_total", "to", &self.upstreams, |s| s.counts[2].total);
+        family(o, "ndots_race_half_pairs_total", "A/AAAA pairs of which one query never arrived, by source /24.", "counter");
+        per_subject(o, "ndots_race_half_pairs_total", "source", &self.race, |s| s.counts[0].total);
+    }
+}
+
+/// A metric family's HELP and TYPE lines.
+fn family(o: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample per subject of a table, labelled `label="<subject>"`.
+fn per_subject<const N: usize>(o: &mut String, name: &str, label: &str, t: &TopK<N>, value: impl Fn(&Slot<N>) -> u64) {
+    for s in t.used() {
+        let _ = writeln!(o, "{name}{{{label}=\"{}\"}} {}", s.key(), value(s));
     }
 }
 
@@ -433,6 +420,33 @@ mod tests {
         b.add(t(36), 4);
         a.merge(&b);
         assert_eq!((a.recent(t(40)), a.total), (7, 7));
+    }
+
+    #[test]
+    fn every_family_is_rendered_with_its_subjects() {
+        let t = Duration::from_secs(1);
+        let mut st = Stats::default();
+        let up = st.upstreams.slot(b"10.0.0.2:53");
+        up.counts[0].add(t, 30);
+        up.counts[1].add(t, 2);
+        up.counts[2].add(t, 4);
+        up.peak = 25;
+        st.race.slot(b"10.100.0.0/24").counts[0].add(t, 3);
+        st.truncated.slot(b"10.100.1.5").counts[0].add(t, 7);
+        let mut o = String::new();
+        st.render(&mut o);
+        for line in [
+            "# TYPE ndots_upstream_peak_packets_per_second gauge",
+            "ndots_upstream_packets_total{to=\"10.0.0.2:53\"} 30",
+            "ndots_upstream_peak_packets_per_second{to=\"10.0.0.2:53\"} 25",
+            "ndots_upstream_over_budget_seconds_total{to=\"10.0.0.2:53\"} 2",
+            "ndots_upstream_unanswered_total{to=\"10.0.0.2:53\"} 4",
+            "ndots_race_half_pairs_total{source=\"10.100.0.0/24\"} 3",
+            "ndots_truncated_answers_total 7",
+            "ndots_truncated_answers_ignored_total 7",
+        ] {
+            assert!(o.lines().any(|l| l == line), "{line} missing:\n{o}");
+        }
     }
 
     #[test]
