@@ -266,6 +266,14 @@ impl Conntrack {
         live.into_iter().filter_map(|(_, k)| self.entries.get(&k))
     }
 
+    /// The entries whose original destination is one of `dsts` (what `conntrack -L -p udp
+    /// --orig-dst VIP` lists), ordered by original tuple.
+    pub fn flows_to(&self, proto: Proto, dsts: &[SocketAddr]) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.entries().filter(|e| e.orig.proto == proto && dsts.contains(&e.orig.dst)).collect();
+        v.sort_unstable_by_key(|e| e.orig);
+        v
+    }
+
     /// Removes every entry that expired by `now` (the kernel's gc worker).
     pub fn expire(&mut self, now: Duration) {
         if self.by_expiry.earliest > now {
