@@ -7,6 +7,7 @@
 
 mod args;
 mod cache;
+mod detect;
 mod files;
 mod forward;
 mod kubernetes;
@@ -323,7 +324,7 @@ fn apply(s: &mut ServerConfig, d: &Directive, files: &Files) -> Result<(), Confi
             let args: Vec<String> = d.args.iter().map(|t| t.text.clone()).collect();
             let block: Vec<(String, Vec<String>)> =
                 d.block.iter().map(|b| (b.name.text.clone(), b.args.iter().map(|t| t.text.clone()).collect())).collect();
-            s.detect = crate::detect::DetectConfig::parse(&args, &block).map_err(|e| ConfigError::at(&d.name.pos, e))?;
+            s.detect = detect::parse_detect(&args, &block).map_err(|e| ConfigError::at(&d.name.pos, e))?;
         }
         "health" => {
             let addr = a.next().map(|t| t.text.clone()).unwrap_or_else(|| ":8080".into());

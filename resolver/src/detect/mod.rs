@@ -12,14 +12,19 @@
 //!   the AWS ENI's 1024 packets/s), and how many exchanges went unanswered.
 //! - `race`: half of an A/AAAA pair (same client socket, same name) from a client that sends pairs:
 //!   the other half never arrived, the conntrack insertion race's signature.
+//! - `stale_conntrack`: UDP conntrack entries on the node that pin a client to an address that
+//!   left the DNS Service's endpoints, still in use (`conntrack`; node-local mode reads the node's
+//!   table, the simulator every node's).
 //!
 //! State is fixed-size (tables indexed by a hash, top-K subjects with eviction of the smallest);
 //! nothing on the query path allocates. `Stats` holds the counters (summed over workers like the
 //! metrics); `Trackers` the per-worker recent-query tables.
 
+pub mod conntrack;
 mod stats;
 mod track;
 
+pub use conntrack::{CtFlow, DnsService, StaleFlows};
 pub use stats::{Finding, Stats};
 pub use track::Trackers;
 
@@ -48,58 +53,27 @@ impl Throttle {
 }
 
 /// The detectors, in `Stats` order.
-pub const KINDS: [&str; 5] = ["search_walk", "retransmit", "truncation_ignored", "upstream_budget", "race"];
+pub const KINDS: [&str; 6] = ["search_walk", "retransmit", "truncation_ignored", "upstream_budget", "race", "stale_conntrack"];
 pub const SEARCH_WALK: usize = 0;
 pub const RETRANSMIT: usize = 1;
 pub const TRUNCATION: usize = 2;
 pub const UPSTREAM_BUDGET: usize = 3;
 pub const RACE: usize = 4;
+pub const STALE_CONNTRACK: usize = 5;
 
 /// The `detect` plugin's configuration: which detectors run, the upstream packet budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {
-    pub on: [bool; 5],
+    pub on: [bool; KINDS.len()],
     /// Packets per second each upstream may receive (None: no budget, the rate is still measured).
     pub upstream_budget: Option<u32>,
+    /// How often node-local mode reads the node's conntrack table (`stale_conntrack`).
+    pub conntrack_scan: std::time::Duration,
 }
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        DetectConfig { on: [true; 5], upstream_budget: None }
-    }
-}
-
-impl DetectConfig {
-    /// `detect [off]` and its block: `off NAME...` (or `off` alone: all), `upstream_budget N`.
-    pub fn parse(args: &[String], block: &[(String, Vec<String>)]) -> Result<DetectConfig, String> {
-        let mut c = DetectConfig::default();
-        match args {
-            [] => {}
-            [a] if a == "off" => c.on = [false; 5],
-            _ => return Err(format!("detect: unexpected arguments {args:?}; expected `detect`, `detect off` or a block")),
-        }
-        for (key, vals) in block {
-            match key.as_str() {
-                "off" if vals.is_empty() => c.on = [false; 5],
-                "off" => {
-                    for v in vals {
-                        let i = KINDS
-                            .iter()
-                            .position(|k| k == v)
-                            .ok_or_else(|| format!("detect: unknown detector '{v}'; expected one of {}", KINDS.join(", ")))?;
-                        c.on[i] = false;
-                    }
-                }
-                "upstream_budget" => {
-                    let [v] = &vals[..] else { return Err("detect: upstream_budget takes one number, packets per second".into()) };
-                    let n: u32 =
-                        v.parse().map_err(|_| format!("detect: upstream_budget '{v}': expected packets per second, such as 1024"))?;
-                    c.upstream_budget = Some(n);
-                }
-                k => return Err(format!("detect: unknown option '{k}'; expected off or upstream_budget")),
-            }
-        }
-        Ok(c)
+        DetectConfig { on: [true; KINDS.len()], upstream_budget: None, conntrack_scan: std::time::Duration::from_secs(10) }
     }
 }
 
@@ -157,17 +131,5 @@ mod tests {
         assert_eq!(t.due(s(20), vec![f("a"), f("b")]).len(), 0);
         let again = t.due(s(71), vec![f("a"), f("c")]);
         assert_eq!(again.iter().map(|x| x.subject.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-    }
-
-    #[test]
-    fn the_plugin_turns_detectors_off_and_sets_the_budget() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(DetectConfig::parse(&[], &[]).expect("ok"), DetectConfig::default());
-        assert_eq!(DetectConfig::parse(&s(&["off"]), &[]).expect("ok").on, [false; 5]);
-        let c =
-            DetectConfig::parse(&[], &[("off".into(), s(&["race", "retransmit"])), ("upstream_budget".into(), s(&["1024"]))]).expect("ok");
-        assert_eq!((c.on, c.upstream_budget), ([true, false, true, true, false], Some(1024)));
-        assert!(DetectConfig::parse(&[], &[("off".into(), s(&["walks"]))]).expect_err("unknown").contains("search_walk"));
-        assert!(DetectConfig::parse(&[], &[("upstream_budget".into(), s(&["lots"]))]).is_err());
     }
 }

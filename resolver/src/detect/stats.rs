@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{KINDS, RACE, RETRANSMIT, SEARCH_WALK, TRUNCATION, UPSTREAM_BUDGET};
+use super::{KINDS, RACE, RETRANSMIT, SEARCH_WALK, STALE_CONNTRACK, TRUNCATION, UPSTREAM_BUDGET};
 
 /// The window counts are kept in; "recent" is this window and the previous one.
 pub const WINDOW: Duration = Duration::from_secs(30);
@@ -69,7 +69,7 @@ pub struct Slot<const N: usize> {
     pub counts: [Count; N],
     /// When its finding was last logged.
     pub logged: Option<Duration>,
-    /// The highest per-second count seen (upstream packets).
+    /// Upstream packets: the highest per-second count seen. Stale flows: the flows at the last scan.
     pub peak: u64,
     /// Misses of other keys hashed to this slot since it was taken (`TopK::slot_hashed`).
     contest: u64,
@@ -184,6 +184,10 @@ pub struct Stats {
     pub upstreams: TopK<3>,
     /// By source /24: [half pairs].
     pub race: TopK<1>,
+    /// By `<service> <ip:port> via <former endpoint>`: [stale flows seen at a scan]; `peak`: the
+    /// flows at the last scan. With `stale_clients` (by `<former endpoint> <client>`).
+    pub stale: TopK<1>,
+    pub stale_clients: TopK<1>,
     pub budget: Option<u32>,
 }
 
@@ -197,6 +201,8 @@ impl Default for Stats {
             tcp_clients: TopK::new(64),
             upstreams: TopK::new(16),
             race: TopK::new(16),
+            stale: TopK::new(16),
+            stale_clients: TopK::new(64),
             budget: None,
         }
     }
@@ -235,6 +241,7 @@ pub const FIX_RETRANSMIT: &str = "look at that node: conntrack insert_failed and
 pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns before 2.2, PgBouncer): use a resolver that retries over TCP, or keep answers under 512 bytes";
 pub const FIX_BUDGET: &str =
     "cache in front of the upstream (cache, node-local-dns), fewer search-path walks (ndots:2), or spread the queries over more interfaces";
+pub const FIX_STALE: &str = "kube-proxy did not delete the UDP conntrack entries of a removed DNS endpoint (its sync was late or failed, or it has no conntrack binary): delete them (`conntrack -D -p udp --orig-dst SERVICE_IP --reply-src FORMER_ENDPOINT`), then fix kube-proxy's cleanup; clients that keep one UDP socket (Envoy, c-ares, dnsmasq) stay cut off until then";
 pub const FIX_RACE: &str = "the conntrack insertion race on the clients' node: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE)";
 
 impl Stats {
@@ -246,6 +253,8 @@ impl Stats {
         self.tcp_clients.merge(&o.tcp_clients);
         self.upstreams.merge(&o.upstreams);
         self.race.merge(&o.race);
+        self.stale.merge(&o.stale);
+        self.stale_clients.merge(&o.stale_clients);
         self.budget = self.budget.or(o.budget);
     }
 
@@ -343,6 +352,39 @@ impl Stats {
                 });
             }
         }
+        for s in self.stale.used() {
+            let n = s.counts[0].recent(now);
+            if n >= 1 {
+                let backend = s.key().rsplit(' ').next().unwrap_or("");
+                let mut clients: Vec<&str> = self
+                    .stale_clients
+                    .used()
+                    .filter(|c| c.counts[0].recent(now) > 0)
+                    .filter_map(|c| c.key().split_once(' ').filter(|(b, _)| *b == backend).map(|(_, client)| client))
+                    .collect();
+                clients.sort_unstable();
+                let more = clients.len().saturating_sub(8);
+                clients.truncate(8);
+                out.push(Finding {
+                    detector: KINDS[STALE_CONNTRACK],
+                    subject: s.key().to_string(),
+                    recent: n,
+                    total: s.counts[0].total,
+                    message: format!(
+                        "conntrack on this node pins {} to {backend}, which is no longer an endpoint: every query sent on {} is lost; clients: {}{}",
+                        match s.peak {
+                            0 => format!("client sockets of {} (in the last minute; none at the last scan)", s.key().split(" via ").next().unwrap_or("")),
+                            1 => format!("1 client socket of {}", s.key().split(" via ").next().unwrap_or("")),
+                            n => format!("{n} client sockets of {}", s.key().split(" via ").next().unwrap_or("")),
+                        },
+                        if s.peak == 1 { "it" } else { "them" },
+                        clients.join(", "),
+                        if more > 0 { format!(" and {more} more") } else { String::new() }
+                    ),
+                    fix: FIX_STALE,
+                });
+            }
+        }
         out
     }
 
@@ -390,6 +432,20 @@ impl Stats {
         per_subject(o, "ndots_upstream_unanswered_total", "to", &self.upstreams, |s| s.counts[2].total);
         family(o, "ndots_race_half_pairs_total", "A/AAAA pairs of which one query never arrived, by source /24.", "counter");
         per_subject(o, "ndots_race_half_pairs_total", "source", &self.race, |s| s.counts[0].total);
+        family(
+            o,
+            "ndots_stale_conntrack_flows",
+            "UDP flows on this node pinned by conntrack to an address that left a DNS Service's endpoints, at the last scan.",
+            "gauge",
+        );
+        per_subject(o, "ndots_stale_conntrack_flows", "flow", &self.stale, |s| s.peak);
+        family(
+            o,
+            "ndots_stale_conntrack_observations_total",
+            "Scans that found a UDP flow pinned to a former DNS endpoint and still in use.",
+            "counter",
+        );
+        per_subject(o, "ndots_stale_conntrack_observations_total", "flow", &self.stale, |s| s.counts[0].total);
     }
 }
 

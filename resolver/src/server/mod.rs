@@ -267,6 +267,8 @@ pub struct Server {
     /// The detectors' recent-traffic tables, their configuration and the cluster domain (wire)
     /// the search-walk detector looks under.
     detect: crate::detect::Trackers,
+    /// `stale_conntrack`'s memory between scans of the node's table (node-local mode).
+    stale_flows: crate::detect::StaleFlows,
     detect_cfg: crate::detect::DetectConfig,
     detect_domain: Vec<u8>,
 }
@@ -363,6 +365,7 @@ impl Server {
             fills: VecDeque::new(),
             close_tcp: VecDeque::new(),
             detect: crate::detect::Trackers::default(),
+            stale_flows: crate::detect::StaleFlows::default(),
             detect_cfg,
             detect_domain,
         };
@@ -530,6 +533,19 @@ impl Server {
     pub fn set_detect_budget(&mut self, budget: Option<u32>) {
         self.detect_cfg.upstream_budget = budget;
         self.metrics.detect.budget = budget;
+    }
+
+    /// How often the node's conntrack table should be scanned for `stale_conntrack` (None: off).
+    pub fn conntrack_scan_every(&self) -> Option<Duration> {
+        self.detect_cfg.on[crate::detect::STALE_CONNTRACK].then_some(self.detect_cfg.conntrack_scan)
+    }
+
+    /// A scan of the node's conntrack table (UDP flows to port 53) beside the DNS Services as the
+    /// API has them: the `stale_conntrack` detector (node-local mode's driver, the simulator).
+    pub fn handle_conntrack(&mut self, now: Now, services: &[crate::detect::DnsService], flows: &[crate::detect::CtFlow]) {
+        if self.detect_cfg.on[crate::detect::STALE_CONNTRACK] {
+            self.stale_flows.handle_scan(now, services, flows, &mut self.metrics.detect);
+        }
     }
 
     /// Settles what timed out in the detectors' tables (the driver calls this before a scrape).
