@@ -9,7 +9,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
 
 fn deploy_dir() -> PathBuf {
@@ -69,6 +69,8 @@ fn check_typed(kind: &str, v: &Value) -> Result<Vec<String>, String> {
         "ServiceAccount" => typed_round_trip::<ServiceAccount>(v),
         "ClusterRole" => typed_round_trip::<ClusterRole>(v),
         "ClusterRoleBinding" => typed_round_trip::<ClusterRoleBinding>(v),
+        "Role" => typed_round_trip::<Role>(v),
+        "RoleBinding" => typed_round_trip::<RoleBinding>(v),
         "ConfigMap" => typed_round_trip::<ConfigMap>(v),
         "Deployment" => typed_round_trip::<Deployment>(v),
         "DaemonSet" => typed_round_trip::<DaemonSet>(v),

@@ -9,9 +9,15 @@
 //! conntrack; after SIGTERM every rule is gone and the DNAT decides again; a restart after SIGKILL
 //! adds no second copy of any rule. Each iptables back end is run.
 //!
+//! The `stale_conntrack` detector is run here too: a fake apiserver inside the namespace says the
+//! kube-dns-upstream pod left its endpoints while a client's fixed-port socket keeps its DNAT'd
+//! entry alive; node-local mode reads the node's table over ctnetlink and names the flow until the
+//! entry is deleted.
+//!
 //! Skips, saying why, when not root or without network namespaces.
 
 mod common;
+mod fake_apiserver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -134,8 +140,8 @@ fn stop(child: &mut Child, signal: &str) {
 
 /// The kube-dns ClusterIP's DNAT sends queries to a pod where nothing listens: without node-local
 /// mode's rules, a query to the ClusterIP is lost.
-fn setup(backend: &str) -> Option<(Netns, String)> {
-    let name = format!("ndots-nl-{backend}-{}", std::process::id());
+fn setup(backend: &str, tag: &str) -> Option<(Netns, String)> {
+    let name = format!("ndots-nl-{tag}-{}", std::process::id());
     if let Err(e) = sh(&["ip", "netns", "add", &name]) {
         eprintln!("node-local test skipped: cannot make a network namespace ({e})");
         return None;
@@ -215,7 +221,7 @@ fn log(f: &Files, name: &str) -> String {
 }
 
 fn run_backend(backend: &str) {
-    let Some((ns, ipt)) = setup(backend) else { return };
+    let Some((ns, ipt)) = setup(backend, backend) else { return };
     let f = files(&format!("nl-{backend}"));
     let bin = env!("CARGO_BIN_EXE_ndots");
     let upstream_conf = f.dir.join("upstream.Corefile");
@@ -338,4 +344,154 @@ fn node_local_mode_with_nft_iptables() {
     if ready() {
         run_backend("nft");
     }
+}
+
+/// The fake apiserver on the namespace's loopback: its thread joins the namespace to bind.
+fn api_in(ns: &Netns) -> (fake_apiserver::FakeApi, tokio::runtime::Runtime) {
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("the namespace");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let api = rt.block_on(fake_apiserver::FakeApi::start());
+        (api, rt)
+    })
+    .join()
+    .expect("the apiserver's thread")
+}
+
+fn http(ns: &Netns, port: u16, path: &str) -> String {
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+    ns.exec(&["bash", "-c", &script]).unwrap_or_default()
+}
+
+#[test]
+fn stale_conntrack_names_a_socket_pinned_to_a_removed_endpoint_until_the_entry_goes() {
+    use fake_apiserver::{Kind, service, slice};
+    if !ready() {
+        return;
+    }
+    let Some((ns, ipt)) = setup("legacy", "stale") else { return };
+    let f = files("nl-stale");
+    let base = base_template().replacen("reload 2s 1s\n", "reload 2s 1s\n    detect {\n        conntrack_scan 1s\n    }\n", 1);
+    std::fs::write(&f.base, base).expect("write");
+    let bin = env!("CARGO_BIN_EXE_ndots");
+    let upstream_conf = f.dir.join("upstream.Corefile");
+    let mut coredns = ns.spawn(&[bin, "-conf", upstream_conf.to_str().expect("utf8"), "-workers", "1"], &[], &f.dir.join("upstream.log"));
+    let (api, _rt) = api_in(&ns);
+    api.put(Kind::Service, service("kube-system", "kube-dns", KUBE_DNS));
+    api.put(Kind::Service, service("kube-system", "kube-dns-upstream", UPSTREAM_SVC));
+    api.put(Kind::EndpointSlice, slice("kube-system", "kube-dns-upstream", &[(COREDNS_POD, true)]));
+    api.put(Kind::EndpointSlice, slice("kube-system", "kube-dns", &[(COREDNS_POD, true)]));
+    // Another namespace's Service of the same name is not the cluster DNS.
+    api.put(Kind::EndpointSlice, slice("default", "kube-dns", &[("10.244.0.77", true)]));
+    let kubeconfig = f.dir.join("kubeconfig.yaml");
+    std::fs::write(&kubeconfig, api.kubeconfig()).expect("write");
+    let bin_args = {
+        let (base, conf, kd, pid) = (
+            f.base.to_str().expect("utf8"),
+            f.conf.to_str().expect("utf8"),
+            f.kubedns.to_str().expect("utf8"),
+            f.pidfile.to_str().expect("utf8"),
+        );
+        let localips = format!("{LOCAL},{KUBE_DNS}");
+        [
+            bin,
+            "-localip",
+            &localips,
+            "-conf",
+            conf,
+            "-basecorefile",
+            base,
+            "-kubednscm",
+            kd,
+            "-upstreamsvc",
+            "kube-dns-upstream",
+            "-pidfile",
+            pid,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["-setupinterface=false", "-iptables", "legacy", "-workers", "2"].map(String::from))
+        .collect::<Vec<_>>()
+    };
+    let args: Vec<&str> = bin_args.iter().map(String::as_str).collect();
+    let kc = kubeconfig.to_str().expect("utf8");
+    let mut nl = ns.spawn(&args, &[("KUBE_DNS_UPSTREAM_SERVICE_HOST", UPSTREAM_SVC), ("KUBECONFIG", kc)], &f.dir.join("stale.log"));
+    wait_for("the DNS Services from the API", Duration::from_secs(15), || log(&f, "stale.log").contains("the DNS Services are known"));
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices?") && r.contains("labelSelector")),
+        "a narrow watch: {reqs:?}"
+    );
+
+    // A client that keeps one socket (fixed port 40053) asks the kube-dns-upstream ClusterIP
+    // every 200 ms: its entry DNATs to the CoreDNS pod and stays refreshed.
+    let stop_client = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (name, stop) = (ns.name.clone(), stop_client.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &name,
+                        "dig",
+                        "+time=1",
+                        "+tries=1",
+                        "-b",
+                        "127.0.0.1#40053",
+                        "@10.96.0.11",
+                        "kubernetes.default.svc.cluster.local",
+                    ])
+                    .output();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let findings = || http(&ns, 9253, "/debug/findings");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!findings().contains("stale_conntrack"), "every endpoint live: quiet: {}", findings());
+
+    // The pod leaves the endpoints; kube-proxy never deletes the entry.
+    api.put(Kind::EndpointSlice, slice("kube-system", "kube-dns-upstream", &[("10.244.0.6", true)]));
+    let flow = format!("kube-dns-upstream {UPSTREAM_SVC}:53 via {COREDNS_POD}");
+    wait_for("the stale flow's finding", Duration::from_secs(30), || {
+        let j = findings();
+        j.contains("\"detector\":\"stale_conntrack\"") && j.contains(&flow) && j.contains(":40053")
+    });
+    let metrics = http(&ns, 9253, "/metrics");
+    assert!(metrics.contains(&format!("ndots_stale_conntrack_flows{{flow=\"{flow}\"}} 1")), "{metrics}");
+    assert!(log(&f, "stale.log").contains("stale_conntrack"), "logged: {}", log(&f, "stale.log"));
+
+    // kube-proxy's cleanup, late: the rule points at the new pod and the entry is deleted.
+    ns.must(&[
+        &ipt,
+        "-t",
+        "nat",
+        "-R",
+        "OUTPUT",
+        "2",
+        "-d",
+        UPSTREAM_SVC,
+        "-p",
+        "udp",
+        "--dport",
+        "53",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "10.244.0.6:53",
+    ]);
+    ns.must(&["conntrack", "-D", "-p", "udp", "--orig-dst", UPSTREAM_SVC, "--reply-src", COREDNS_POD]);
+    wait_for("no stale flow at the last scan", Duration::from_secs(15), || {
+        http(&ns, 9253, "/metrics").contains(&format!("ndots_stale_conntrack_flows{{flow=\"{flow}\"}} 0"))
+    });
+    stop_client.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = client.join();
+    stop(&mut nl, "-TERM");
+    stop(&mut coredns, "-TERM");
+    let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             }
         }) as Box<dyn FnOnce() + Send>
     });
-    let opts = resolver::driver::Options { conf, seed, workers, freebind: false, on_listening };
+    let opts = resolver::driver::Options { conf, seed, workers, freebind: false, on_listening, dns_services: None };
     let result = match &f.node_local {
         Some(nl) => resolver::driver::nodelocal::run(nl, opts),
         None => resolver::driver::run(opts, std::future::pending()),

@@ -23,6 +23,7 @@ mod http;
 mod iptables;
 mod kube_api;
 mod netif;
+pub mod node_scan;
 pub mod nodelocal;
 mod process;
 mod reload;
@@ -111,6 +112,8 @@ struct Hub {
     cluster: Option<watch::Receiver<Arc<ClusterState>>>,
     /// Each worker's UDP receive counts, for the steering controller (`steer`).
     loads: Arc<[steer::Load]>,
+    /// Node-local mode's DNS Services, for the conntrack scans (`node_scan`).
+    dns_services: Option<node_scan::Services>,
     /// How many workers the kernel hands UDP queries to (all of them unless steering is on).
     udp_active: std::sync::atomic::AtomicUsize,
 }
@@ -141,6 +144,9 @@ pub struct Options {
     /// Called once every listening socket is bound, before any query is served (the pidfile, and
     /// node-local mode's rules, wait for it).
     pub on_listening: Option<Box<dyn FnOnce() + Send>>,
+    /// Node-local mode: the DNS Services from the API, for worker 0's conntrack scans
+    /// (`stale_conntrack`, `node_scan`).
+    pub dns_services: Option<node_scan::Services>,
 }
 
 /// One worker per CPU this process may use (cgroup quotas included).
@@ -191,6 +197,7 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
         fills,
         cluster,
         loads: (0..workers).map(|_| steer::Load::default()).collect(),
+        dns_services: opts.dns_services.clone(),
         udp_active: std::sync::atomic::AtomicUsize::new(workers),
     });
     let mut inboxes = inboxes.into_iter();
@@ -343,6 +350,9 @@ async fn serve(
     tasks.push(tokio::task::spawn_local(fill_receiver(shared.clone(), w.inbox)));
     if w.id == 0 {
         tasks.push(tokio::task::spawn_local(http::findings_logger(shared.clone())));
+        if let Some(rx) = w.hub.dns_services.clone() {
+            tasks.push(tokio::task::spawn_local(node_scan::scanner(shared.clone(), rx)));
+        }
     }
     shared.wake.notify_one();
 

@@ -268,6 +268,13 @@ fn renderer(flags: &NodeLocalFlags, conf: &Path) -> Result<Renderer, DriverError
 pub fn run(flags: &NodeLocalFlags, mut opts: Options) -> Result<(), DriverError> {
     let mut renderer = renderer(flags, &opts.conf)?;
     renderer.sync().map_err(DriverError::Halted)?;
+    // The node's conntrack is readable here (host network, NET_ADMIN): `stale_conntrack` scans it
+    // unless the Corefile turns it off.
+    let cfg = super::load_config(&opts.conf)?;
+    let detect = cfg.servers.iter().find(|s| s.plugins.contains(&"detect")).map(|s| &s.detect);
+    if detect.is_none_or(|d| d.on[crate::detect::STALE_CONNTRACK]) {
+        opts.dns_services = Some(super::node_scan::watch_services(&flags.upstream_svc));
+    }
     let ipv6 = flags.local_ips.first().is_some_and(IpAddr::is_ipv6);
     let iptables = if flags.setup_iptables {
         let ipt = Iptables::new(flags.iptables, ipv6).map_err(DriverError::Halted)?;

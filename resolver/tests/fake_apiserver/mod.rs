@@ -3,6 +3,10 @@
 //! `metadata.resourceVersion`; WATCH (`?watch=true&resourceVersion=N`) streams newline-delimited
 //! `{"type", "object"}` events after N, a BOOKMARK, then live events; a watch from a compacted version
 //! gets an in-stream `ERROR` with a 410 `Status`; "down" answers 503 and drops every stream.
+//! Namespaced paths (`/api/v1/namespaces/NS/services`) and `labelSelector`s of the forms `k=v` and
+//! `k in (a,b)` narrow a list or watch as the real server does.
+
+#![allow(dead_code)] // Each test file uses its own subset of the helpers.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -40,6 +44,73 @@ fn api_version(k: Kind) -> &'static str {
     if k == Kind::EndpointSlice { "discovery.k8s.io/v1" } else { "v1" }
 }
 
+/// What a namespaced path and a label selector let through.
+#[derive(Default, Clone)]
+struct Filter {
+    namespace: Option<String>,
+    /// (label, accepted values)
+    label: Option<(String, Vec<String>)>,
+}
+
+impl Filter {
+    fn parse(namespace: Option<String>, selector: Option<&str>) -> Filter {
+        let label = selector.filter(|s| !s.is_empty()).map(|s| {
+            if let Some((k, vals)) = s.split_once(" in ") {
+                let vals = vals.trim().trim_start_matches('(').trim_end_matches(')');
+                (k.trim().to_string(), vals.split(',').map(|v| v.trim().to_string()).collect())
+            } else {
+                let (k, v) = s.split_once('=').unwrap_or((s, ""));
+                (k.trim_end_matches('=').to_string(), vec![v.trim_start_matches('=').to_string()])
+            }
+        });
+        Filter { namespace, label }
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        let ns_ok = self.namespace.as_deref().is_none_or(|ns| obj["metadata"]["namespace"] == ns);
+        let label_ok =
+            self.label.as_ref().is_none_or(|(k, vals)| obj["metadata"]["labels"][k].as_str().is_some_and(|v| vals.iter().any(|x| x == v)));
+        ns_ok && label_ok
+    }
+}
+
+/// `%XX` and `+` decoded (a query string's value).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The kind and namespace of a path: cluster-wide or under `namespaces/NS/`.
+fn route(path: &str) -> Option<(Kind, Option<String>)> {
+    if let Some(k) = Kind::ALL.into_iter().find(|k| self::path(*k) == path) {
+        return Some((k, None));
+    }
+    for k in Kind::ALL.into_iter().filter(|k| *k != Kind::Namespace) {
+        let full = self::path(k);
+        let (prefix, plural) = full.rsplit_once('/')?;
+        let rest = path.strip_prefix(prefix)?.strip_prefix("/namespaces/");
+        if let Some((ns, p)) = rest.and_then(|r| r.split_once('/'))
+            && p == plural
+        {
+            return Some((k, Some(ns.to_string())));
+        }
+    }
+    None
+}
+
 #[derive(Default)]
 struct State {
     rv: u64,
@@ -48,7 +119,7 @@ struct State {
     log: Vec<(u64, Kind, &'static str, Value)>,
     /// Events at or below this version are forgotten: a watch from there gets 410 Gone.
     compacted: u64,
-    watches: Vec<(Kind, mpsc::UnboundedSender<Bytes>)>,
+    watches: Vec<(Kind, Filter, mpsc::UnboundedSender<Bytes>)>,
     down: bool,
     /// Requests seen, for the test to read (path and query).
     requests: Vec<String>,
@@ -106,7 +177,7 @@ impl FakeApi {
             .query()
             .unwrap_or("")
             .split('&')
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), decode(v))))
             .collect();
         let mut st = self.state.lock().expect("lock");
         st.requests.push(format!("{path}?{}", req.uri().query().unwrap_or("")));
@@ -116,11 +187,13 @@ impl FakeApi {
                 &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "reason": "ServiceUnavailable"}),
             );
         }
-        let Some(kind) = Kind::ALL.into_iter().find(|k| self::path(*k) == path) else {
+        let Some((kind, namespace)) = route(&path) else {
             return full(404, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}));
         };
+        let filter = Filter::parse(namespace, query.get("labelSelector").map(String::as_str));
         if query.get("watch").map(String::as_str) != Some("true") {
-            let items: Vec<Value> = st.objects.iter().filter(|((k, _, _), _)| *k == kind).map(|(_, v)| v.clone()).collect();
+            let items: Vec<Value> =
+                st.objects.iter().filter(|((k, _, _), v)| *k == kind && filter.matches(v)).map(|(_, v)| v.clone()).collect();
             let list = json!({"apiVersion": api_version(kind), "kind": format!("{}List", kind_name(kind)),
                 "metadata": {"resourceVersion": st.rv.to_string()}, "items": items});
             return full(200, &list);
@@ -134,7 +207,7 @@ impl FakeApi {
             drop(tx);
         } else {
             for (rv, k, ty, obj) in &st.log {
-                if *k == kind && *rv > from {
+                if *k == kind && *rv > from && filter.matches(obj) {
                     let _ = tx.send(line(&json!({"type": ty, "object": obj})));
                 }
             }
@@ -143,7 +216,7 @@ impl FakeApi {
                     "metadata": {"resourceVersion": st.rv.to_string()}}});
                 let _ = tx.send(line(&bm));
             }
-            st.watches.push((kind, tx));
+            st.watches.push((kind, filter, tx));
         }
         let stream =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) });
@@ -157,8 +230,8 @@ impl FakeApi {
     fn event(st: &mut State, kind: Kind, ty: &'static str, obj: Value) {
         let rv = st.rv;
         st.log.push((rv, kind, ty, obj.clone()));
-        let l = line(&json!({"type": ty, "object": obj}));
-        st.watches.retain(|(k, tx)| *k != kind || tx.send(l.clone()).is_ok());
+        let l = line(&json!({"type": ty, "object": obj.clone()}));
+        st.watches.retain(|(k, f, tx)| *k != kind || !f.matches(&obj) || tx.send(l.clone()).is_ok());
     }
 
     /// Creates or replaces an object (its kind, namespace and name from the JSON).
