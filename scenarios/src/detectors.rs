@@ -12,6 +12,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("S8", "upstream_budget"),
     ("S11", "truncation_ignored"),
     ("S12", "retransmit"),
+    ("S17", "stale_conntrack"),
 ];
 
 /// Whether `detector` reported anything in the run.

@@ -1,7 +1,8 @@
 //! The resolver's detectors (`resolver::detect`) judged where the truth is known: each incident's
 //! failing side makes its detector fire, naming the right namespace, source, client or upstream,
 //! and the mitigated side keeps it quiet. The findings are what every simulated replica and
-//! node-local cache reported, summed (`Report::findings`).
+//! node-local cache reported, summed, and what each node's conntrack scan found
+//! (`Report::findings`).
 
 use scenarios::*;
 
@@ -83,4 +84,30 @@ fn s12_retransmissions_name_the_nodes_of_the_lossy_az_and_node_local_dns_is_quie
     let node: usize = loudest.subject.trim_start_matches("source 10.100.").split('.').next().and_then(|n| n.parse().ok()).expect("node");
     assert_eq!(node % azs, 0, "the loudest source is a node in the lossy AZ 0: {}; {hint}", all(&fail));
     assert!(fired(&fixed, "retransmit").is_empty(), "{}; {hint}", all(&fixed));
+}
+
+#[test]
+fn s17_stale_conntrack_names_the_deleted_replica_and_its_cut_off_pods_and_cleanup_is_quiet() {
+    let (fail, fixed, hint) = sides("S17", "s17_stale_conntrack_names_the_deleted_replica_and_its_cut_off_pods_and_cleanup_is_quiet");
+    let f = fired(&fail, "stale_conntrack");
+    assert!(!f.is_empty(), "{}; {hint}", all(&fail));
+    // The deleted replica is the first one: its pod IP is the one every finding names.
+    let dead: Vec<String> = f.iter().map(|x| x.subject.rsplit(' ').next().unwrap_or("").to_string()).collect();
+    assert!(
+        dead.iter().all(|d| *d == dead[0]) && f.iter().all(|x| x.subject.starts_with("kube-dns 10.96.0.10:53 via ")),
+        "{}; {hint}",
+        all(&fail)
+    );
+    // The pods that never got an answer again after 20 s are the clients the findings name.
+    let cut_off: Vec<usize> = scenarios::s17::success_by_pod(&fail, std::time::Duration::from_secs(20))
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == 0.0)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!cut_off.is_empty(), "{hint}");
+    // Each such pod keeps one c-ares socket: one client address each, named by its node's finding.
+    let clients: usize = f.iter().map(|x| x.message.rsplit("clients: ").next().unwrap_or("").split(", ").count()).sum();
+    assert_eq!(clients, cut_off.len(), "{}; {hint}", all(&fail));
+    assert!(fired(&fixed, "stale_conntrack").is_empty(), "{}; {hint}", all(&fixed));
 }

@@ -185,6 +185,7 @@ impl Engine {
             outbox: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             last_sample_lookups: 0,
+            node_detect: BTreeMap::new(),
             wire: Wire::default(),
             cache_seen: Vec::new(),
             inst_trouble: BTreeMap::new(),

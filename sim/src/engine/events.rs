@@ -205,6 +205,9 @@ impl Engine {
                 for n in &mut self.nodes {
                     n.ct.expire(self.now);
                 }
+                if self.now.as_secs().is_multiple_of(super::node_detect::SCAN.as_secs()) {
+                    self.scan_conntrack();
+                }
                 let entries = self.conntrack_entries();
                 let done = self.report.lookups.len();
                 let window = self.report.lookups[self.last_sample_lookups..].to_vec();

@@ -24,6 +24,7 @@ mod frame;
 mod instances;
 mod kube_dns;
 mod network;
+mod node_detect;
 mod pods;
 mod queue;
 mod state;
@@ -255,6 +256,8 @@ pub struct Engine {
     outbox: Vec<Frame>,
     trace: u64,
     last_sample_lookups: usize,
+    /// ndots' node-side detector, on the nodes whose table ever held a suspect flow.
+    node_detect: BTreeMap<NodeId, node_detect::NodeDetect>,
     /// Objects from the scenario's cluster-state dump.
     dump: Vec<serde_json::Value>,
     /// What pods put on the wire and got back since the last sample.
@@ -396,6 +399,8 @@ impl Engine {
                 self.report.findings.extend(all.findings(now).into_iter().map(|f| (label.to_string(), f)));
             }
         }
+        let nodes = self.node_findings();
+        self.report.findings.extend(nodes);
         self.report
     }
 }
