@@ -17,5 +17,5 @@ pub const EXPECTED: &[(&str, &str)] = &[
 
 /// Whether `detector` reported anything in the run.
 pub fn fired(r: &Report, detector: &str) -> bool {
-    r.findings.iter().any(|(_, f)| f.detector == detector)
+    r.findings.iter().any(|x| x.finding.detector == detector)
 }

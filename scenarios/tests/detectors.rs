@@ -25,11 +25,15 @@ fn every_expected_detector_has_its_test_here() {
 }
 
 fn fired<'a>(r: &'a Report, detector: &str) -> Vec<&'a sim::report::Finding> {
-    r.findings.iter().map(|(_, f)| f).filter(|f| f.detector == detector).collect()
+    r.findings.iter().map(|x| &x.finding).filter(|f| f.detector == detector).collect()
 }
 
 fn all(r: &Report) -> String {
-    r.findings.iter().map(|(at, f)| format!("[{}] {at}: {}", f.detector, f.message)).collect::<Vec<_>>().join("\n")
+    r.findings
+        .iter()
+        .map(|x| format!("[{}] {} {}: {}", x.finding.detector, x.at, x.when(), x.finding.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

@@ -174,7 +174,7 @@ pub fn json(run: &Run<'_>) -> serde_json::Value {
         "lookups": lookups_json(run),
         "faults": run.spec.faults.iter().enumerate().map(|(i, (at, f))| json!({"index": i, "at_s": at.as_secs_f64(), "fault": f.label()})).collect::<Vec<_>>(),
         "explain": crate::explain::json(r, run.spec),
-        "findings": r.findings.iter().map(|(at, f)| json!({"at": at, "detector": f.detector, "subject": f.subject, "recent": f.recent, "total": f.total, "message": f.message, "fix": f.fix})).collect::<Vec<_>>(),
+        "findings": r.findings.iter().map(|x| { let f = &x.finding; json!({"at": x.at, "first_s": x.first.as_secs_f64(), "last_s": x.last.as_secs_f64(), "detector": f.detector, "subject": f.subject, "recent": f.recent, "total": f.total, "message": f.message, "fix": f.fix}) }).collect::<Vec<_>>(),
     })
 }
 
@@ -375,13 +375,15 @@ pub fn html(title: &str, runs: &[Run<'_>], header: &Header<'_>) -> String {
             let _ = write!(body, "<p>{who}nothing.</p>");
             continue;
         }
-        let _ = write!(body, "<p>{who}</p><table><tr><th>detector</th><th>where</th><th>finding</th><th>fix</th></tr>");
-        for (at, f) in &r.report.findings {
+        let _ = write!(body, "<p>{who}</p><table><tr><th>detector</th><th>where</th><th>when</th><th>finding</th><th>fix</th></tr>");
+        for x in &r.report.findings {
+            let f = &x.finding;
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 f.detector,
-                escape(at),
+                escape(&x.at),
+                x.when(),
                 escape(&f.message),
                 escape(f.fix)
             );

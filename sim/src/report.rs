@@ -140,9 +140,32 @@ pub struct Report {
     /// The lookups still in flight at the end after `STUCK` or more, as records ending at the end
     /// of the run (outcome `Again`, cause `Stuck` last).
     pub stuck: Vec<LookupRecord>,
-    /// What the resolvers' detectors found at the end of the run (`resolver::detect`), by where they
-    /// run: "cluster DNS" (every replica's counts summed) and "node-local-dns" (every node's).
-    pub findings: Vec<(String, Finding)>,
+    /// What the resolvers' detectors raised during the run (`resolver::detect`), checked every
+    /// 10 s as the driver's log does and at the end, in the order first raised: by where they run,
+    /// "cluster DNS" (every replica's counts summed), "node-local-dns" (every node's) and "node N"
+    /// (that node's conntrack scan).
+    pub findings: Vec<Raised>,
+}
+
+/// A finding as the run raised it: where, the first and last check that raised it, and its state
+/// at the last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raised {
+    pub at: String,
+    pub first: Duration,
+    pub last: Duration,
+    pub finding: Finding,
+}
+
+impl Raised {
+    /// `20-60 s` (or `at 60 s` for one check).
+    pub fn when(&self) -> String {
+        if self.first == self.last {
+            format!("at {} s", self.first.as_secs())
+        } else {
+            format!("{}-{} s", self.first.as_secs(), self.last.as_secs())
+        }
+    }
 }
 
 /// The `q`-quantile (0..=1) of durations in milliseconds, nearest-rank.

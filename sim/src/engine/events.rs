@@ -208,6 +208,9 @@ impl Engine {
                 if self.now.as_secs().is_multiple_of(super::node_detect::SCAN.as_secs()) {
                     self.scan_conntrack();
                 }
+                if self.now.as_secs().is_multiple_of(super::findings::CHECK.as_secs()) {
+                    self.raise_findings();
+                }
                 let entries = self.conntrack_entries();
                 let done = self.report.lookups.len();
                 let window = self.report.lookups[self.last_sample_lookups..].to_vec();

@@ -20,6 +20,7 @@ mod build;
 mod coredns;
 mod events;
 mod faults;
+mod findings;
 mod frame;
 mod instances;
 mod kube_dns;
@@ -386,21 +387,8 @@ impl Engine {
         }
         stuck.sort_by_key(|l| (l.start, l.pod));
         self.report.stuck = stuck;
-        // The detectors' view, summed over the replicas and over the node-local caches.
-        for (kind, label) in [(InstKind::ClusterDns, "cluster DNS"), (InstKind::NodeLocal, "node-local-dns")] {
-            let mut all = resolver::detect::Stats::default();
-            let mut any = false;
-            for i in self.insts.iter_mut().filter(|i| i.kind == kind) {
-                i.server.detect_tick(now);
-                all.merge(&i.server.metrics.detect);
-                any = true;
-            }
-            if any {
-                self.report.findings.extend(all.findings(now).into_iter().map(|f| (label.to_string(), f)));
-            }
-        }
-        let nodes = self.node_findings();
-        self.report.findings.extend(nodes);
+        // The detectors' view at the end, beside what the 10 s checks raised.
+        self.raise_findings();
         self.report
     }
 }

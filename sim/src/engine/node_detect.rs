@@ -49,7 +49,7 @@ impl Engine {
         }
     }
 
-    /// The node detectors' findings at the end of the run, labelled by node.
+    /// The node detectors' current findings, labelled by node.
     pub(super) fn node_findings(&self) -> Vec<(String, resolver::detect::Finding)> {
         self.node_detect.iter().flat_map(|(n, d)| d.stats.findings(self.now).into_iter().map(move |f| (format!("node {n}"), f))).collect()
     }

@@ -209,7 +209,7 @@ pub fn json(r: &Report, spec: &ClusterSpec) -> serde_json::Value {
     })
 }
 
-/// What the resolvers' detectors said at the end of the run (ndots's `detect` plugin), a line each.
+/// What the resolvers' detectors raised during the run (ndots's `detect` plugin), a line each.
 pub fn findings_text(r: &Report) -> String {
     let mut o = String::new();
     if r.findings.is_empty() {
@@ -217,8 +217,9 @@ pub fn findings_text(r: &Report) -> String {
         return o;
     }
     let _ = writeln!(o, "the resolvers' detectors found:");
-    for (at, f) in &r.findings {
-        let _ = writeln!(o, "  [{}] {at}: {}\n      fix: {}", f.detector, f.message, f.fix);
+    for x in &r.findings {
+        let f = &x.finding;
+        let _ = writeln!(o, "  [{}] {}, {}: {}\n      fix: {}", f.detector, x.at, x.when(), f.message, f.fix);
     }
     o
 }
