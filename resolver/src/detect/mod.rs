@@ -10,8 +10,10 @@
 //! - `truncation_ignored`: a UDP answer with TC=1 whose client never asked again over TCP.
 //! - `upstream_budget`: packets per second to each upstream against a budget (`upstream_budget N`,
 //!   the AWS ENI's 1024 packets/s), and how many exchanges went unanswered.
-//! - `race`: half of an A/AAAA pair (same client socket, same name) from a client that sends pairs:
-//!   the other half never arrived, the conntrack insertion race's signature.
+//! - `race`: half of an A/AAAA pair (same client socket, same name) from a client that sends pairs,
+//!   asked again from that socket after a timeout: the other half never arrived, the conntrack
+//!   insertion race's signature (a half whose other query reached another replica is answered and
+//!   not asked again).
 //! - `stale_conntrack`: UDP conntrack entries on the node that pin a client to an address that
 //!   left the DNS Service's endpoints, still in use (`conntrack`; node-local mode reads the node's
 //!   table, the simulator every node's).

@@ -182,7 +182,7 @@ pub struct Stats {
     pub tcp_clients: TopK<1>,
     /// By upstream: [packets, seconds over the budget, exchanges unanswered]; `peak`: packets/s.
     pub upstreams: TopK<3>,
-    /// By source /24: [half pairs].
+    /// By source /24: [half pairs asked again after a timeout].
     pub race: TopK<1>,
     /// By `<service> <ip:port> via <former endpoint>`: [stale flows seen at a scan]; `peak`: the
     /// flows at the last scan. With `stale_clients` (by `<former endpoint> <client>`).
@@ -242,7 +242,7 @@ pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns befo
 pub const FIX_BUDGET: &str =
     "cache in front of the upstream (cache, node-local-dns), fewer search-path walks (ndots:2), or spread the queries over more interfaces";
 pub const FIX_STALE: &str = "kube-proxy did not delete the UDP conntrack entries of a removed DNS endpoint (its sync was late or failed, or it has no conntrack binary): delete them (`conntrack -D -p udp --orig-dst SERVICE_IP --reply-src FORMER_ENDPOINT`), then fix kube-proxy's cleanup; clients that keep one UDP socket (Envoy, c-ares, dnsmasq) stay cut off until then";
-pub const FIX_RACE: &str = "the conntrack insertion race on the clients' node: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE)";
+pub const FIX_RACE: &str = "if the clients' node counts conntrack insert_failed, the insertion race: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE); otherwise look for loss on that node's links or a replica that does not answer";
 
 impl Stats {
     pub fn merge(&mut self, o: &Stats) {
@@ -345,7 +345,7 @@ impl Stats {
                     recent: n,
                     total: s.counts[0].total,
                     message: format!(
-                        "pods in {} that send A and AAAA together had {n} pairs arrive half in the last minute: the other query was dropped before it reached the DNS server",
+                        "pods in {} that send A and AAAA together had {n} pairs arrive half here and ask again after a timeout in the last minute: the other query or its answer was lost (dropped on the way, as the conntrack insertion race drops it, or sent to another replica that did not answer)",
                         s.key()
                     ),
                     fix: FIX_RACE,

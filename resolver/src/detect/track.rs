@@ -15,6 +15,11 @@ const PAIR_SLOTS: usize = 2048;
 const PAIR_WINDOW: Duration = Duration::from_millis(200);
 /// Pairs a client must have completed before a lone half counts as the race's signature.
 const PAIRS_BEFORE: u32 = 2;
+/// A lone half counts when the same socket asks the same name again this long after it: the
+/// client timed out waiting for the other answer (glibc's timeout is 1 to 30 s, 5 s by default;
+/// musl retries after 2.5 s). A half whose other query went to another replica (the kernel's NAT
+/// clash resolution lets both through) is answered, and nothing is asked again.
+const RETRY_AFTER: (Duration, Duration) = (Duration::from_millis(900), Duration::from_secs(12));
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Pair {
@@ -134,11 +139,14 @@ impl Trackers {
             let bit = if qtype == wire::TYPE_A { 1 } else { 2 };
             let i = (key % PAIR_SLOTS as u64) as usize;
             let p = self.pairs[i];
-            if p.key == key && now.saturating_sub(p.at) <= PAIR_WINDOW && p.seen & bit == 0 {
+            let age = now.saturating_sub(p.at);
+            if p.key == key && age <= PAIR_WINDOW && p.seen & bit == 0 {
                 self.pairs[i].seen |= bit;
                 self.pair_done(src.ip());
             } else {
-                self.settle_pair(i, now, stats);
+                if p.key == key && p.seen != 3 && (RETRY_AFTER.0..=RETRY_AFTER.1).contains(&age) {
+                    self.count_half(p, stats);
+                }
                 self.pairs[i] = Pair { key, at: now, seen: bit, src: Some(src.ip()) };
             }
         }
@@ -232,13 +240,9 @@ impl Trackers {
         c.pairs = c.pairs.saturating_add(1);
     }
 
-    /// A pair slot is being reused or swept: a lone half from a client that sends pairs is the race.
-    fn settle_pair(&mut self, i: usize, now: Duration, stats: &mut Stats) {
-        let p = self.pairs[i];
-        if p.key == 0 || p.seen == 3 || now.saturating_sub(p.at) <= PAIR_WINDOW {
-            return;
-        }
-        self.pairs[i] = Pair::default();
+    /// A lone half whose socket asked the same name again after a timeout, from a client that
+    /// sends pairs: the race's signature.
+    fn count_half(&mut self, p: Pair, stats: &mut Stats) {
         let Some(ip) = p.src else { return };
         let c = self.pair_clients[(mix(ip_hash(ip), 2) % self.pair_clients.len() as u64) as usize];
         if c.ip == Some(ip) && c.pairs >= PAIRS_BEFORE {
@@ -248,14 +252,9 @@ impl Trackers {
         }
     }
 
-    /// Once a second: lone pair halves whose time is up; the seconds of upstreams that went quiet.
+    /// Once a second: the seconds of upstreams that went quiet.
     pub fn sweep(&mut self, now: Duration, _cfg: &DetectConfig, stats: &mut Stats) {
         self.last_sweep = now;
-        for i in 0..self.pairs.len() {
-            if self.pairs[i].key != 0 {
-                self.settle_pair(i, now, stats);
-            }
-        }
         let sec = now.as_secs();
         for i in 0..self.upstream_secs.len() {
             if self.upstream_secs[i].0.is_some() && self.upstream_secs[i].1 != sec {
@@ -387,20 +386,35 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_half_of_a_pair_from_a_pairing_client_is_the_race() {
+    fn a_lone_half_asked_again_after_a_timeout_is_the_race_and_a_split_pair_is_not() {
         let (mut tr, mut st, cfg) = (Trackers::default(), Stats::default(), DetectConfig::default());
         let q = n("web.default.svc.cluster.local");
-        for (k, port) in [40000u16, 40001, 40002].into_iter().enumerate() {
-            let src = SocketAddr::new("10.100.0.9".parse().expect("ip"), port);
-            let t = Duration::from_secs(k as u64 + 1);
+        let ms = Duration::from_millis;
+        let ip = "10.100.0.9".parse().expect("ip");
+        // Two complete pairs: this client sends A and AAAA together.
+        for (k, port) in [40000u16, 40001].into_iter().enumerate() {
+            let src = SocketAddr::new(ip, port);
+            let t = ms(1000 * (k as u64 + 1));
             tr.on_query(t, &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
-            if port != 40002 {
-                tr.on_query(t + Duration::from_micros(30), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
-            }
+            tr.on_query(t + Duration::from_micros(30), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
         }
-        tr.sweep(Duration::from_secs(10), &cfg, &mut st);
+        // A lone A never asked again: its AAAA went to another replica (NAT clash resolution)
+        // and was answered there.
+        tr.on_query(ms(3000), &cfg, &mut st, SocketAddr::new(ip, 40002), false, 1, wire::TYPE_A, &q);
+        tr.sweep(ms(10_000), &cfg, &mut st);
+        assert!(st.race.used().next().is_none(), "a split pair is not a loss");
+        // A lone A, then 5 s later the same socket asks again (glibc's timeout): the AAAA was lost.
+        let src = SocketAddr::new(ip, 40003);
+        tr.on_query(ms(11_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(16_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(16_000) + Duration::from_micros(30), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
         let s = st.race.used().next().expect("the lone A");
         assert_eq!((s.key(), s.counts[0].total), ("10.100.0.0/24", 1));
+        // single-request: the AAAA follows the A's answer a few ms later, not a loss.
+        let src = SocketAddr::new(ip, 40004);
+        tr.on_query(ms(20_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(20_300), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
+        assert_eq!(st.race.used().next().map(|s| s.counts[0].total), Some(1));
     }
 
     #[test]
