@@ -13,6 +13,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("S11", "truncation_ignored"),
     ("S12", "retransmit"),
     ("S17", "stale_conntrack"),
+    ("S21", "stale_conntrack"),
 ];
 
 /// Whether `detector` reported anything in the run.

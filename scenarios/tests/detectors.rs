@@ -115,3 +115,19 @@ fn s17_stale_conntrack_names_the_deleted_replica_and_its_cut_off_pods_and_cleanu
     assert_eq!(clients, cut_off.len(), "{}; {hint}", all(&fail));
     assert!(fired(&fixed, "stale_conntrack").is_empty(), "{}; {hint}", all(&fixed));
 }
+
+#[test]
+fn s21_stale_conntrack_fires_while_scaled_to_zero_on_1_32_and_not_on_1_37() {
+    let (fail, fixed, hint) = sides("S21", "s21_stale_conntrack_fires_while_scaled_to_zero_on_1_32_and_not_on_1_37");
+    let raised: Vec<_> = fail.findings.iter().filter(|x| x.finding.detector == "stale_conntrack").collect();
+    assert!(!raised.is_empty(), "{}; {hint}", all(&fail));
+    // Raised during the outage (no endpoints, kept sockets refreshing their entries to the deleted
+    // pods); the Service's new endpoints make kube-proxy delete the entries, and the finding stops
+    // being raised soon after.
+    let (from, to) = scenarios::s21::OUTAGE;
+    for x in &raised {
+        assert!(x.first > from && x.first <= to + std::time::Duration::from_secs(10), "{} {}; {hint}", x.at, x.when());
+        assert!(x.last < fail.duration, "still raised at the end: {} {}; {hint}", x.at, x.when());
+    }
+    assert!(fired(&fixed, "stale_conntrack").is_empty(), "{}; {hint}", all(&fixed));
+}
