@@ -380,7 +380,7 @@ pub fn html(title: &str, runs: &[Run<'_>], header: &Header<'_>) -> String {
             let f = &x.finding;
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td style=\"white-space:nowrap\">{}</td><td>{}</td><td>{}</td></tr>",
                 f.detector,
                 escape(&x.at),
                 x.when(),

@@ -163,6 +163,7 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!((f[0].detector, f[0].subject.as_str()), ("stale_conntrack", "kube-dns 10.96.0.10:53 via 10.244.1.5"));
         assert!(f[0].message.contains("10.244.2.7:40000") && !f[0].message.contains("41000"), "{}", f[0].message);
+        assert!(f[0].message.ends_with("conntrack -D -p udp --orig-dst 10.96.0.10 --reply-src 10.244.1.5"), "{}", f[0].message);
         let mut o = String::new();
         st.render(&mut o);
         assert!(o.contains("ndots_stale_conntrack_flows{flow=\"kube-dns 10.96.0.10:53 via 10.244.1.5\"} 1"), "{o}");

@@ -241,7 +241,7 @@ pub const FIX_RETRANSMIT: &str = "look at that node: conntrack insert_failed and
 pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns before 2.2, PgBouncer): use a resolver that retries over TCP, or keep answers under 512 bytes";
 pub const FIX_BUDGET: &str =
     "cache in front of the upstream (cache, node-local-dns), fewer search-path walks (ndots:2), or spread the queries over more interfaces";
-pub const FIX_STALE: &str = "kube-proxy did not delete the UDP conntrack entries of a removed DNS endpoint (its sync was late or failed, or it has no conntrack binary): delete them (`conntrack -D -p udp --orig-dst SERVICE_IP --reply-src FORMER_ENDPOINT`), then fix kube-proxy's cleanup; clients that keep one UDP socket (Envoy, c-ares, dnsmasq) stay cut off until then";
+pub const FIX_STALE: &str = "kube-proxy did not delete the UDP conntrack entries of a removed DNS endpoint (its sync was late or failed, it has no conntrack binary, or it is 1.32 to 1.36 and the Service has no endpoints): delete them with the command in the finding, then fix kube-proxy's cleanup; clients that keep one UDP socket (Envoy, c-ares, dnsmasq) stay cut off until then";
 pub const FIX_RACE: &str = "if the clients' node counts conntrack insert_failed, the insertion race: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE); otherwise look for loss on that node's links or a replica that does not answer";
 
 impl Stats {
@@ -371,7 +371,7 @@ impl Stats {
                     recent: n,
                     total: s.counts[0].total,
                     message: format!(
-                        "conntrack on this node pins {} to {backend}, which is no longer an endpoint: every query sent on {} is lost; clients: {}{}",
+                        "conntrack on this node pins {} to {backend}, which is no longer an endpoint: every query sent on {} is lost; clients: {}{}; to free them: conntrack -D -p udp --orig-dst {} --reply-src {backend}",
                         match s.peak {
                             0 => format!("client sockets of {} (in the last minute; none at the last scan)", s.key().split(" via ").next().unwrap_or("")),
                             1 => format!("1 client socket of {}", s.key().split(" via ").next().unwrap_or("")),
@@ -379,7 +379,8 @@ impl Stats {
                         },
                         if s.peak == 1 { "it" } else { "them" },
                         clients.join(", "),
-                        if more > 0 { format!(" and {more} more") } else { String::new() }
+                        if more > 0 { format!(" and {more} more") } else { String::new() },
+                        s.key().split(' ').nth(1).and_then(|a| a.rsplit_once(':')).map_or("", |(ip, _)| ip.trim_start_matches('[').trim_end_matches(']')),
                     ),
                     fix: FIX_STALE,
                 });
