@@ -59,18 +59,17 @@ pub fn watch_services(upstream_svc: &str) -> Services {
 
 /// The Services named, with their cluster IPs and the ready endpoints of their slices.
 fn services(names: &[String], svcs: &Store<Service>, slices: &Store<EndpointSlice>) -> Vec<DnsService> {
-    let mut out: BTreeMap<&str, DnsService> = BTreeMap::new();
+    let mut out: BTreeMap<String, DnsService> = BTreeMap::new();
     for s in svcs.state() {
-        let Some(name) = s.metadata.name.as_deref().filter(|n| names.iter().any(|x| x == n)) else { continue };
+        let Some(name) = s.metadata.name.clone().filter(|n| names.contains(n)) else { continue };
         let spec = s.spec.as_ref();
         let ips = spec.and_then(|sp| sp.cluster_ips.clone().or_else(|| sp.cluster_ip.clone().map(|i| vec![i]))).unwrap_or_default();
-        let d = out.entry(names.iter().find(|x| *x == name).map_or("", String::as_str)).or_default();
-        d.name = name.to_string();
-        d.ips = ips.iter().filter_map(|i| i.parse().ok()).collect();
+        let ips = ips.iter().filter_map(|i| i.parse().ok()).collect();
+        out.insert(name.clone(), DnsService { name, ips, endpoints: Vec::new() });
     }
     for sl in slices.state() {
         let svc = sl.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
-        let Some(d) = svc.and_then(|n| out.get_mut(n.as_str())) else { continue };
+        let Some(d) = svc.and_then(|n| out.get_mut(n)) else { continue };
         for ep in &sl.endpoints {
             // An endpoint without a ready condition is ready (the EndpointSlice API's rule).
             if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {

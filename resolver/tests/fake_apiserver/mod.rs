@@ -74,25 +74,6 @@ impl Filter {
     }
 }
 
-/// `%XX` and `+` decoded (a query string's value).
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The kind and namespace of a path: cluster-wide or under `namespaces/NS/`.
 fn route(path: &str) -> Option<(Kind, Option<String>)> {
     if let Some(k) = Kind::ALL.into_iter().find(|k| self::path(*k) == path) {
@@ -172,13 +153,8 @@ impl FakeApi {
 
     fn serve(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
         let path = req.uri().path().to_string();
-        let query: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), decode(v))))
-            .collect();
+        let query: BTreeMap<String, String> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         let mut st = self.state.lock().expect("lock");
         st.requests.push(format!("{path}?{}", req.uri().query().unwrap_or("")));
         if st.down {
