@@ -182,7 +182,8 @@ fn files(tag: &str) -> Files {
     Files { conf: dir.join("Corefile"), pidfile: dir.join("node-cache.pid"), base, kubedns, dir }
 }
 
-fn start_node_local(ns: &Netns, f: &Files, extra: &[&str], log: &str) -> Child {
+/// ndots in node-local mode with node-cache's args; `env` beside `$KUBE_DNS_UPSTREAM_SERVICE_HOST`.
+fn start_node_local(ns: &Netns, f: &Files, extra: &[&str], env: &[(&str, &str)], log: &str) -> Child {
     let bin = env!("CARGO_BIN_EXE_ndots");
     let (base, conf, kd, pid) = (
         f.base.to_str().expect("utf8"),
@@ -213,7 +214,9 @@ fn start_node_local(ns: &Netns, f: &Files, extra: &[&str], log: &str) -> Child {
         "2",
     ];
     args.extend_from_slice(extra);
-    ns.spawn(&args, &[("KUBE_DNS_UPSTREAM_SERVICE_HOST", UPSTREAM_SVC)], &f.dir.join(log))
+    let mut all = vec![("KUBE_DNS_UPSTREAM_SERVICE_HOST", UPSTREAM_SVC)];
+    all.extend_from_slice(env);
+    ns.spawn(&args, &all, &f.dir.join(log))
 }
 
 fn log(f: &Files, name: &str) -> String {
@@ -230,7 +233,7 @@ fn run_backend(backend: &str) {
     let before = ns.dig(KUBE_DNS, "kubernetes.default.svc.cluster.local", false);
     assert!(before.contains("timed out"), "without node-local mode the ClusterIP goes to the dead pod: {before}");
 
-    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", "auto"], "nl1.log");
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", "auto"], &[], "nl1.log");
     wait_for("the pidfile", Duration::from_secs(10), || f.pidfile.exists());
     wait_for("24 node-local rules", Duration::from_secs(10), || node_local_rules(&ns, &ipt) == 24);
     let l = log(&f, "nl1.log");
@@ -281,12 +284,12 @@ fn run_backend(backend: &str) {
     assert!(after.contains("timed out") || after.contains("refused"), "the DNAT decides again: {after}");
 
     // SIGKILL leaves the rules; the next start finds them and adds no copy.
-    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], "nl2.log");
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], &[], "nl2.log");
     wait_for("24 rules again", Duration::from_secs(10), || node_local_rules(&ns, &ipt) == 24);
     stop(&mut nl, "-KILL");
     assert_eq!(node_local_rules(&ns, &ipt), 24, "SIGKILL tears nothing down");
     let _ = std::fs::remove_file(&f.pidfile);
-    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], "nl3.log");
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", backend], &[], "nl3.log");
     wait_for("the restarted pidfile", Duration::from_secs(10), || f.pidfile.exists());
     std::thread::sleep(Duration::from_millis(2500)); // two sync intervals
     assert_eq!(node_local_rules(&ns, &ipt), 24, "no rule twice after a restart");
@@ -297,7 +300,7 @@ fn run_backend(backend: &str) {
 
     // The interface: made and removed where the kernel has the dummy type, else a start-up error
     // that says so (this machine's kernel).
-    let mut nl = start_node_local(&ns, &f, &["-iptables", backend], "nl4.log");
+    let mut nl = start_node_local(&ns, &f, &["-iptables", backend], &[], "nl4.log");
     let t = Instant::now();
     loop {
         if let Some(status) = nl.try_wait().expect("wait") {
@@ -387,37 +390,8 @@ fn stale_conntrack_names_a_socket_pinned_to_a_removed_endpoint_until_the_entry_g
     api.put(Kind::EndpointSlice, slice("default", "kube-dns", &[("10.244.0.77", true)]));
     let kubeconfig = f.dir.join("kubeconfig.yaml");
     std::fs::write(&kubeconfig, api.kubeconfig()).expect("write");
-    let bin_args = {
-        let (base, conf, kd, pid) = (
-            f.base.to_str().expect("utf8"),
-            f.conf.to_str().expect("utf8"),
-            f.kubedns.to_str().expect("utf8"),
-            f.pidfile.to_str().expect("utf8"),
-        );
-        let localips = format!("{LOCAL},{KUBE_DNS}");
-        [
-            bin,
-            "-localip",
-            &localips,
-            "-conf",
-            conf,
-            "-basecorefile",
-            base,
-            "-kubednscm",
-            kd,
-            "-upstreamsvc",
-            "kube-dns-upstream",
-            "-pidfile",
-            pid,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(["-setupinterface=false", "-iptables", "legacy", "-workers", "2"].map(String::from))
-        .collect::<Vec<_>>()
-    };
-    let args: Vec<&str> = bin_args.iter().map(String::as_str).collect();
     let kc = kubeconfig.to_str().expect("utf8");
-    let mut nl = ns.spawn(&args, &[("KUBE_DNS_UPSTREAM_SERVICE_HOST", UPSTREAM_SVC), ("KUBECONFIG", kc)], &f.dir.join("stale.log"));
+    let mut nl = start_node_local(&ns, &f, &["-setupinterface=false", "-iptables", "legacy"], &[("KUBECONFIG", kc)], "stale.log");
     wait_for("the DNS Services from the API", Duration::from_secs(15), || log(&f, "stale.log").contains("the DNS Services are known"));
     let reqs = api.requests();
     assert!(
