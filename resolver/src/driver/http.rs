@@ -82,7 +82,10 @@ pub(super) enum Endpoint {
     Metrics,
 }
 
-pub(super) async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<tokio::task::JoinHandle<()>>, DriverError> {
+/// The health, ready and metrics listeners, one per address (several endpoints may share one),
+/// bound before any worker serves: a readiness probe or scrape that follows the first DNS answer
+/// finds them listening, and a bind error stops start-up with nothing half-open.
+pub(super) fn bind_http(cfg: &Config) -> Result<Vec<(Vec<Endpoint>, std::net::TcpListener)>, DriverError> {
     let mut specs: Vec<(String, Endpoint)> = Vec::new();
     for s in &cfg.servers {
         if let Some(h) = &s.health {
@@ -102,10 +105,24 @@ pub(super) async fn start_http(cfg: &Config, shared: &Rc<Shared>) -> Result<Vec<
             http_addr(&spec).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad http address '{spec}'")))?;
         by_addr.entry(addr).or_default().push(ep);
     }
-    let mut handles = Vec::new();
+    let mut out = Vec::new();
     for (addr, eps) in by_addr {
-        let listener = TcpListener::bind(addr).await.map_err(|err| DriverError::Bind { addr, proto: "http", err })?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|err| DriverError::Bind { addr, proto: "http", err })?;
+        listener.set_nonblocking(true)?;
         info!(%addr, "http listening");
+        out.push((eps, listener));
+    }
+    Ok(out)
+}
+
+/// Serves the listeners `bind_http` bound (worker 0).
+pub(super) fn start_http(
+    listeners: Vec<(Vec<Endpoint>, std::net::TcpListener)>,
+    shared: &Rc<Shared>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, DriverError> {
+    let mut handles = Vec::new();
+    for (eps, listener) in listeners {
+        let listener = TcpListener::from_std(listener)?;
         let shared = shared.clone();
         handles.push(tokio::task::spawn_local(async move {
             loop {

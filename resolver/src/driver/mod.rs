@@ -125,6 +125,8 @@ const FILL_INBOX: usize = 4096;
 struct Bound {
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
+    /// Worker 0's: the health, ready and metrics listeners.
+    http: Vec<(Vec<http::Endpoint>, std::net::TcpListener)>,
 }
 
 impl Shared {
@@ -162,13 +164,16 @@ pub fn run(opts: Options, shutdown: impl std::future::Future<Output = ()> + 'sta
     // Bind everything before serving anything: a bind error exits non-zero with nothing half-open.
     let mut bound = Vec::new();
     for _ in 0..workers {
-        let mut b = Bound { udp: Vec::new(), tcp: Vec::new() };
+        let mut b = Bound { udp: Vec::new(), tcp: Vec::new(), http: Vec::new() };
         for addr in listen_addrs(&cfg) {
             let free = opts.freebind && !addr.ip().is_unspecified();
             b.udp.push(udp_socket(addr, workers > 1, free).map_err(|err| DriverError::Bind { addr, proto: "udp", err })?);
             b.tcp.push(tcp_listener_socket(addr, workers > 1, free).map_err(|err| DriverError::Bind { addr, proto: "tcp", err })?);
         }
         bound.push(b);
+    }
+    if let Some(first) = bound.first_mut() {
+        first.http = http::bind_http(&cfg)?;
     }
     if let Some(f) = opts.on_listening {
         f();
@@ -321,7 +326,7 @@ async fn serve(
         udp.push(u);
         tcp.push(t);
     }
-    let http = if w.id == 0 { start_http(&cfg, &shared).await? } else { Vec::new() };
+    let http = start_http(w.bound.http, &shared)?;
     let mut tasks = Vec::new();
     for u in &udp {
         tasks.push(tokio::task::spawn_local(udp_listener(shared.clone(), u.clone())));
