@@ -35,6 +35,7 @@ use std::time::Instant;
 
 mod bench_dns;
 mod clients;
+mod ct_scan;
 mod kernel;
 mod race;
 mod report_check;
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("sim") => bench_sim(),
         Some("bench") if args.get(1).map(String::as_str) == Some("dns") => bench_dns::bench(&args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("conntrack") => {
+            ct_scan::bench(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000))
+        }
+        Some("__ctscan") => ct_scan::helper(&args[1..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("rss") => {
             rss::rss(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000_000))
         }
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots and the floor beside unbound, dnsdist, kresd, pdns-recursor (dnsperf; root)\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models\n  report-check [HTML...]        the simulator's reports in headless Chromium: overlapping or clipped text, screenshots"
+                "usage: cargo xtask <command>\n  ci                            fmt --check, clippy -D warnings, the whole test suite, client-check\n  sim check-determinism [SEED]  run the smoke scenario in two processes and compare trace hashes\n  bench sim                     simulated seconds per wall second for 10, 100, 1000 nodes\n  bench dns [SERVERS...]        ndots and the floor beside unbound, dnsdist, kresd, pdns-recursor (dnsperf; root)\n  bench rss [NAMES]             RSS of ndots caching NAMES distinct names (default 1,000,000)\n  bench conntrack [ENTRIES]     node-local mode's stale_conntrack scan of a table of ENTRIES (default 100,000; root)\n  sim sweep [N] [FILTER]        every scenario test for seeds 1..=N (default 100)\n  fuzz [SECONDS] [TARGETS...]   each fuzz target for SECONDS (default 60) with libFuzzer\n  soak [SECONDS]                the release binary under load, faults and reloads (default 600 s)\n  kernel-check                  netmodel's conntrack against this kernel's, in a network namespace (root)\n  client-check [CASE|LIB...]    the client-library models against real glibc, musl, Go, c-ares and evdns on the wire (root)\n  client-table                  rewrite README.md's library x version table from the models\n  report-check [HTML...]        the simulator's reports in headless Chromium: overlapping or clipped text, screenshots"
             );
             ExitCode::from(2)
         }

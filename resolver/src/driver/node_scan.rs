@@ -128,7 +128,7 @@ async fn watch(client: Client, names: Vec<String>, tx: watch::Sender<Arc<Vec<Dns
 }
 
 /// The node's UDP conntrack entries to port 53 of `to` (ctnetlink; NET_ADMIN).
-fn dump(to: &[IpAddr]) -> Result<Vec<CtFlow>, String> {
+pub fn dump(to: &[IpAddr]) -> Result<Vec<CtFlow>, String> {
     let ct = conntrack::Conntrack::connect().map_err(|e| format!("ctnetlink: {e}"))?;
     let flows = ct.dump().map_err(|e| format!("ctnetlink dump: {e}"))?;
     let mut out = Vec::new();
