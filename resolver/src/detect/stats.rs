@@ -431,7 +431,12 @@ impl Stats {
         per_subject(o, "ndots_upstream_over_budget_seconds_total", "to", &self.upstreams, |s| s.counts[1].total);
         family(o, "ndots_upstream_unanswered_total", "Exchanges with an upstream that timed out (silence, not an error).", "counter");
         per_subject(o, "ndots_upstream_unanswered_total", "to", &self.upstreams, |s| s.counts[2].total);
-        family(o, "ndots_race_half_pairs_total", "A/AAAA pairs of which one query never arrived, by source /24.", "counter");
+        family(
+            o,
+            "ndots_race_half_pairs_total",
+            "A/AAAA pairs that arrived half and whose client asked again after a timeout, by source /24.",
+            "counter",
+        );
         per_subject(o, "ndots_race_half_pairs_total", "source", &self.race, |s| s.counts[0].total);
         family(
             o,
