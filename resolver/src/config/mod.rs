@@ -144,6 +144,11 @@ pub enum AutopathSource {
 }
 
 impl Config {
+    /// The detectors' configuration: the first server block with a `detect` directive, else all on.
+    pub fn detect(&self) -> crate::detect::DetectConfig {
+        self.servers.iter().find(|s| s.plugins.contains(&"detect")).map(|s| s.detect.clone()).unwrap_or_default()
+    }
+
     /// Parses and validates a Corefile from disk.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let cf = crate::corefile::parse_file(path)?;

@@ -271,8 +271,7 @@ pub fn run(flags: &NodeLocalFlags, mut opts: Options) -> Result<(), DriverError>
     // The node's conntrack is readable here (host network, NET_ADMIN): `stale_conntrack` scans it
     // unless the Corefile turns it off.
     let cfg = super::load_config(&opts.conf)?;
-    let detect = cfg.servers.iter().find(|s| s.plugins.contains(&"detect")).map(|s| &s.detect);
-    if detect.is_none_or(|d| d.on[crate::detect::STALE_CONNTRACK]) {
+    if cfg.detect().on[crate::detect::STALE_CONNTRACK] {
         opts.dns_services = Some(super::node_scan::watch_services(&flags.upstream_svc));
     }
     let ipv6 = flags.local_ips.first().is_some_and(IpAddr::is_ipv6);

@@ -276,7 +276,7 @@ pub struct Server {
 /// The detectors' configuration: the first block with a `detect` directive, else all on; and the
 /// cluster domain, the first forward zone of a `kubernetes` plugin.
 fn detect_setup(cfg: &Config) -> (crate::detect::DetectConfig, Vec<u8>) {
-    let dc = cfg.servers.iter().find(|s| s.plugins.contains(&"detect")).map(|s| s.detect.clone()).unwrap_or_default();
+    let dc = cfg.detect();
     let domain = cfg
         .servers
         .iter()
