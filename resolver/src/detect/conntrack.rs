@@ -41,6 +41,15 @@ pub struct CtFlow {
     pub expires_in: Duration,
 }
 
+impl CtFlow {
+    /// The Service of `services` this flow was sent to, when DNAT took it to an address that is
+    /// not one of that Service's endpoints (the flows this detector follows).
+    pub fn off_endpoints<'a>(&self, services: &'a [DnsService]) -> Option<&'a DnsService> {
+        let svc = services.iter().find(|s| s.ips.contains(&self.service.ip()))?;
+        (self.backend != self.service.ip() && !svc.endpoints.contains(&self.backend)).then_some(svc)
+    }
+}
+
 /// A DNS Service as the API has it: its name, cluster IPs and ready endpoints' addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DnsService {
@@ -91,10 +100,7 @@ impl StaleFlows {
         let mut seen = BTreeMap::new();
         let mut key = String::new();
         for f in flows {
-            let Some(svc) = services.iter().find(|s| s.ips.contains(&f.service.ip())) else { continue };
-            if f.backend == f.service.ip() || svc.endpoints.contains(&f.backend) {
-                continue;
-            }
+            let Some(svc) = f.off_endpoints(services) else { continue };
             let expires = now + f.expires_in;
             let id = (f.client, f.service);
             if seen.len() < MAX_FLOWS {

@@ -355,7 +355,10 @@ impl Stats {
         for s in self.stale.used() {
             let n = s.counts[0].recent(now);
             if n >= 1 {
-                let backend = s.key().rsplit(' ').next().unwrap_or("");
+                // The key is `<service> <ip:port> via <former endpoint>`.
+                let (service, backend) = s.key().split_once(" via ").unwrap_or((s.key(), ""));
+                let vip = service.split(' ').nth(1).and_then(|a| a.rsplit_once(':')).map_or("", |(ip, _)| ip);
+                let vip = vip.trim_start_matches('[').trim_end_matches(']');
                 let mut clients: Vec<&str> = self
                     .stale_clients
                     .used()
@@ -373,14 +376,14 @@ impl Stats {
                     message: format!(
                         "conntrack on this node pins {} to {backend}, which is no longer an endpoint: every query sent on {} is lost; clients: {}{}; to free them: conntrack -D -p udp --orig-dst {} --reply-src {backend}",
                         match s.peak {
-                            0 => format!("client sockets of {} (in the last minute; none at the last scan)", s.key().split(" via ").next().unwrap_or("")),
-                            1 => format!("1 client socket of {}", s.key().split(" via ").next().unwrap_or("")),
-                            n => format!("{n} client sockets of {}", s.key().split(" via ").next().unwrap_or("")),
+                            0 => format!("client sockets of {service} (in the last minute; none at the last scan)"),
+                            1 => format!("1 client socket of {service}"),
+                            n => format!("{n} client sockets of {service}"),
                         },
                         if s.peak == 1 { "it" } else { "them" },
                         clients.join(", "),
                         if more > 0 { format!(" and {more} more") } else { String::new() },
-                        s.key().split(' ').nth(1).and_then(|a| a.rsplit_once(':')).map_or("", |(ip, _)| ip.trim_start_matches('[').trim_end_matches(']')),
+                        vip,
                     ),
                     fix: FIX_STALE,
                 });

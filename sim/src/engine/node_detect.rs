@@ -40,8 +40,7 @@ impl Engine {
                         expires_in: e.expires.saturating_sub(now),
                     })
                     .collect();
-            let suspect = flows.iter().any(|f| f.backend != f.service.ip() && !eps.contains(&f.backend));
-            if !suspect && !self.node_detect.contains_key(&i) {
+            if !self.node_detect.contains_key(&i) && flows.iter().all(|f| f.off_endpoints(&services).is_none()) {
                 continue;
             }
             let d = self.node_detect.entry(i).or_default();
