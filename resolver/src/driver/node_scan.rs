@@ -110,7 +110,7 @@ async fn watch(client: Client, names: Vec<String>, tx: watch::Sender<Arc<Vec<Dns
             Err(e) => {
                 if !failing {
                     warn!(
-                        "stale_conntrack: watching the DNS Services in {NAMESPACE} failed (it retries; RBAC: get, list, watch on services and endpointslices there): {e}"
+                        "stale_conntrack: watching the DNS Services in {NAMESPACE} failed (it retries; RBAC: list and watch on services and endpointslices there, the Role in the node-local manifest): {e}"
                     );
                 }
                 failing = true;
