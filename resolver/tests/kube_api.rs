@@ -56,7 +56,7 @@ fn services_endpoints_and_namespaces_follow_the_api_through_410_and_an_outage() 
     for path in ["/api/v1/namespaces?", "/api/v1/services?", "/apis/discovery.k8s.io/v1/endpointslices?"] {
         assert!(reqs.iter().any(|r| r.starts_with(path) && r.contains("watch=true")), "{path} watched: {reqs:?}");
     }
-    assert!(!reqs.iter().any(|r| r.starts_with("/api/v1/pods")), "pods are watched only with `pods verified`: {reqs:?}");
+    assert!(!reqs.iter().any(|r| r.starts_with("/api/v1/pods")), "pods are watched only with `pods verified` or autopath: {reqs:?}");
 
     // A Service added: answered.
     api.put(Kind::Service, service("default", "api", "10.96.0.40"));
@@ -95,6 +95,33 @@ fn services_endpoints_and_namespaces_follow_the_api_through_410_and_an_outage() 
     api.set_down(false);
     api.put(Kind::Service, service("default", "back", "10.96.0.60"));
     eventually("changes flow again once the apiserver is back", || short(p, &["back.default.svc.cluster.local", "A"]) == ["10.96.0.60"]);
+    drop(n);
+    drop(rt);
+}
+
+#[test]
+fn autopath_watches_pods_without_pods_verified_and_finds_the_clients_namespace() {
+    let rt = runtime();
+    let api = rt.block_on(FakeApi::start());
+    api.put(Kind::Namespace, namespace("default"));
+    api.put(Kind::Namespace, namespace("shop"));
+    api.put(Kind::Service, service("default", "web", "10.96.0.20"));
+    // dig asks from 127.0.0.1: the pod shop/cart-1.
+    api.put(
+        Kind::Pod,
+        serde_json::json!({"metadata": {"name": "cart-1", "namespace": "shop"}, "spec": {"nodeName": "worker-1"},
+            "status": {"phase": "Running", "podIP": "127.0.0.1"}}),
+    );
+    let ready = free_port();
+    let corefile = format!(
+        ".:{{PORT}} {{\n  ready 127.0.0.1:{ready}\n  autopath @kubernetes\n  kubernetes cluster.local {{\n    kubeconfig kubeconfig.yaml\n    pods insecure\n  }}\n}}\n"
+    );
+    let n = start("kube-api-autopath", &corefile, &[("kubeconfig.yaml", &api.kubeconfig())]);
+    let reqs = api.requests();
+    assert!(reqs.iter().any(|r| r.starts_with("/api/v1/pods?") && r.contains("watch=true")), "autopath watches pods: {reqs:?}");
+    // glibc in namespace shop appends shop.svc.cluster.local first: autopath answers the name the
+    // search path would reach (web.default.svc) in one round trip, with a CNAME.
+    assert_eq!(short(n.port, &["web.default.shop.svc.cluster.local", "A"]), ["10.96.0.20", "web.default.svc.cluster.local."]);
     drop(n);
     drop(rt);
 }

@@ -171,6 +171,13 @@ impl Config {
         self.servers.iter().any(|s| s.autopath.as_ref().is_some_and(|a| a.source == AutopathSource::Kubernetes))
     }
 
+    /// Whether the cluster state must hold the pods: `pods verified` answers pod records only for
+    /// pods that exist, and `autopath @kubernetes` finds a client's namespace from its pod (ndots
+    /// does not need `pods verified` for it). The detectors name a client's node from it too.
+    pub fn watches_pods(&self) -> bool {
+        self.needs_host_search() || self.servers.iter().filter_map(|s| s.kubernetes.as_ref()).any(|k| k.pods == PodsMode::Verified)
+    }
+
     /// The configuration a Corefile gives, its file arguments read relative to `base`.
     pub fn from_corefile(cf: &Corefile, base: &Path) -> Result<Config, ConfigError> {
         Config::from_corefile_in(cf, &Files::Disk(base))

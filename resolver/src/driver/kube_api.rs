@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cluster::{ClusterState, Kind, Object, WatchEvent, Watched};
-use crate::config::{KubernetesConfig, PodsMode};
+use crate::config::KubernetesConfig;
 
 use super::DriverError;
 
@@ -30,7 +30,8 @@ use super::DriverError;
 /// watch has listed once, then each new state. A configuration that cannot make a client (no
 /// in-cluster service account outside a cluster, an unreadable kubeconfig) is an error here, at
 /// start-up, as it is for CoreDNS; an apiserver that does not answer is not (the watches retry).
-pub(super) fn start(k: &KubernetesConfig) -> Result<watch::Receiver<Arc<ClusterState>>, DriverError> {
+/// `pods`: watch Pods too (`Config::watches_pods`: `pods verified` or `autopath @kubernetes`).
+pub(super) fn start(k: &KubernetesConfig, pods: bool) -> Result<watch::Receiver<Arc<ClusterState>>, DriverError> {
     let (tx, rx) = watch::channel(Arc::new(ClusterState { unsynced: true, ..ClusterState::default() }));
     let (made, made_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let kc = k.clone();
@@ -43,7 +44,7 @@ pub(super) fn start(k: &KubernetesConfig) -> Result<watch::Receiver<Arc<ClusterS
             match client(&kc).await {
                 Ok(c) => {
                     let _ = made.send(Ok(()));
-                    watch_all(&kc, c, tx).await;
+                    watch_all(&kc, pods, c, tx).await;
                 }
                 Err(e) => drop(made.send(Err(e))),
             }
@@ -126,7 +127,7 @@ where
     })
 }
 
-async fn watch_all(k: &KubernetesConfig, client: Client, tx: watch::Sender<Arc<ClusterState>>) {
+async fn watch_all(k: &KubernetesConfig, pods: bool, client: Client, tx: watch::Sender<Arc<ClusterState>>) {
     let mut base = watcher::Config::default();
     if let Some(l) = &k.labels {
         base = base.labels(l);
@@ -144,7 +145,7 @@ async fn watch_all(k: &KubernetesConfig, client: Client, tx: watch::Sender<Arc<C
         kinds.push(Kind::EndpointSlice);
         streams.push(stream(Api::<EndpointSlice>::all(client.clone()), Kind::EndpointSlice, base.clone()).boxed());
     }
-    if k.pods == PodsMode::Verified {
+    if pods {
         // As CoreDNS: pods that are gone or finished are not watched.
         let pods = base.clone().fields("status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown");
         kinds.push(Kind::Pod);

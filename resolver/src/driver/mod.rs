@@ -265,7 +265,7 @@ fn cluster_source(cfg: &Config) -> Result<Source, DriverError> {
     if let Some(path) = &k.cluster_state {
         return Ok((Arc::new(ClusterState::load(path)?), None));
     }
-    let rx = kube_api::start(k)?;
+    let rx = kube_api::start(k, cfg.watches_pods())?;
     kube_api::wait_for_sync(&rx, k.startup_timeout);
     let state = rx.borrow().clone();
     Ok((state, Some(rx)))

@@ -63,7 +63,7 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
                 }
                 let kube = |c: &Config| c.servers.iter().find_map(|s| s.kubernetes.clone());
                 let same_watch = match (kube(&old), kube(&cfg)) {
-                    (Some(a), Some(b)) => a.same_watch(&b),
+                    (Some(a), Some(b)) => a.same_watch(&b) && old.watches_pods() == cfg.watches_pods(),
                     (None, None) => true,
                     _ => false,
                 };
@@ -71,7 +71,7 @@ pub(super) async fn reload_watch(shared: Rc<Shared>, conf: PathBuf, interval: Du
                     // The watch is one per process, started with the process (CoreDNS restarts its
                     // plugins on reload; ndots does not restart the watch yet).
                     warn!(
-                        "reload: the kubernetes plugin's source changed (endpoint, kubeconfig, tls, labels, namespace_labels, pods verified, noendpoints, cluster_state, or the plugin added or removed); the running watch keeps its settings until the next restart"
+                        "reload: the kubernetes plugin's source changed (endpoint, kubeconfig, tls, labels, namespace_labels, pods verified or autopath @kubernetes, noendpoints, cluster_state, or the plugin added or removed); the running watch keeps its settings until the next restart"
                     );
                 }
                 let now = shared.now();
