@@ -66,3 +66,31 @@ fn walks_and_retransmissions_are_metrics_and_findings_and_detect_off_silences_th
     assert!(!http_get(prom, "/metrics").contains("ndots_search_walks_total{"));
     assert!(http_get(prom, "/debug/findings").ends_with("[]\n"));
 }
+
+#[test]
+fn a_retransmitting_pod_the_cluster_state_knows_is_named_by_its_node() {
+    // The pod 127.0.0.2 on node worker-7 (as `pods verified` or a state file with pods knows it);
+    // 127.0.0.3 is no pod the state knows: its /24 stands for it.
+    let state = "apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Namespace, metadata: {name: shop}}
+- {apiVersion: v1, kind: Pod, metadata: {name: cart-1, namespace: shop}, spec: {nodeName: worker-7}, status: {podIP: 127.0.0.2}}
+";
+    let prom = free_port();
+    let m = start("detect-node", &corefile(prom, ""), &[("state.yaml", state)]);
+    for (ip, id) in [("127.0.0.2", 7), ("127.0.0.3", 8)] {
+        let sock = UdpSocket::bind((ip, 0)).expect("bind");
+        let q = raw_query(id, "nothing-here.shop.svc.cluster.local", 1, false);
+        for _ in 0..4 {
+            sock.send_to(&q, ("127.0.0.1", m.port)).expect("send");
+            std::thread::sleep(Duration::from_millis(600));
+        }
+    }
+    let metrics = http_get(prom, "/metrics");
+    assert!(metrics.lines().any(|l| l == "ndots_client_retransmits_total{source=\"node/worker-7\",interval=\"other\"} 3"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "ndots_client_retransmits_total{source=\"127.0.0.0/24\",interval=\"other\"} 3"), "{metrics}");
+    let findings = http_get(prom, "/debug/findings");
+    assert!(findings.contains(r#""detector":"retransmit","subject":"source node/worker-7""#), "{findings}");
+    assert!(findings.contains("pods on node/worker-7 sent 3 queries again"), "{findings}");
+}

@@ -6,8 +6,9 @@
 //! Where it comes from (a file the driver polls today, an API watch later) is the driver's business
 //! (`driver::reload`); the core is handed a parsed `ClusterState`.
 //!
-//! Memory: pods are kept as a sorted `(IP, namespace index)` array only (24 bytes per pod), not as
-//! objects: that is all autopath and `pods verified` need (sources.md#wishlist item 8).
+//! Memory: pods are kept as a sorted array of (IP, namespace index, node index) only (24 bytes per
+//! pod), not as objects: that is all autopath, `pods verified` and the detectors need
+//! (sources.md#wishlist item 8).
 
 mod objects;
 mod watch;
@@ -63,6 +64,20 @@ pub struct Service {
     pub endpoint_ports: Vec<Port>,
 }
 
+/// A pod in the index: 24 bytes (the node index fits beside the namespace's in the address's padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodEntry {
+    pub ip: IpAddr,
+    /// Index into `ClusterState::namespaces`.
+    pub namespace: u32,
+    /// Index into `ClusterState::nodes`; `PodEntry::NO_NODE` when unscheduled or past 65,534 nodes.
+    pub node: u16,
+}
+
+impl PodEntry {
+    pub const NO_NODE: u16 = u16::MAX;
+}
+
 /// The whole cluster as the DNS sees it. Lookups only; iteration is over `BTreeMap`s (deterministic).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterState {
@@ -74,8 +89,10 @@ pub struct ClusterState {
     pub services: BTreeMap<(String, String), Service>,
     /// Every ClusterIP and ready endpoint IP → (namespace, service, endpoint index or None for the ClusterIP).
     pub reverse: BTreeMap<IpAddr, (String, String, Option<usize>)>,
-    /// Pod IPs, sorted, with the index of their namespace in `namespaces`.
-    pub pods: Vec<(IpAddr, u32)>,
+    /// Pod IPs, sorted, with their namespace and node.
+    pub pods: Vec<PodEntry>,
+    /// The nodes pods run on (`spec.nodeName`), sorted; `PodEntry::node` indexes it.
+    pub nodes: Vec<String>,
     /// Not every watch has listed yet (the API source before its first sync): a name the state does
     /// not know may still exist, so the `kubernetes` plugin answers SERVFAIL where it would say
     /// NXDOMAIN, as CoreDNS does (sources.md#coredns-kubernetes). A file is always complete.
@@ -142,21 +159,33 @@ impl ClusterState {
                 }
             }
         }
+        st.nodes = objs.pods.values().filter(|p| !p.node.is_empty()).map(|p| p.node.clone()).collect();
+        st.nodes.sort();
+        st.nodes.dedup();
         for ((ns, _), p) in &objs.pods {
             let Ok(ns_idx) = st.namespaces.binary_search(ns) else { continue };
+            let node = st.nodes.binary_search(&p.node).ok().and_then(|i| u16::try_from(i).ok()).filter(|i| *i != PodEntry::NO_NODE);
             for ip in &p.ips {
-                st.pods.push((*ip, ns_idx as u32));
+                st.pods.push(PodEntry { ip: *ip, namespace: ns_idx as u32, node: node.unwrap_or(PodEntry::NO_NODE) });
             }
         }
         st.pods.sort();
-        st.pods.dedup_by_key(|p| p.0);
+        st.pods.dedup_by_key(|p| p.ip);
         st
+    }
+
+    fn pod(&self, ip: IpAddr) -> Option<&PodEntry> {
+        self.pods.binary_search_by(|p| p.ip.cmp(&ip)).ok().map(|i| &self.pods[i])
     }
 
     /// The namespace of the pod with this IP, if any (autopath, `pods verified`).
     pub fn pod_namespace(&self, ip: IpAddr) -> Option<&str> {
-        let i = self.pods.binary_search_by(|p| p.0.cmp(&ip)).ok()?;
-        self.namespaces.get(self.pods[i].1 as usize).map(String::as_str)
+        self.namespaces.get(self.pod(ip)?.namespace as usize).map(String::as_str)
+    }
+
+    /// The node the pod with this IP runs on, if known (`pods verified`; the detectors).
+    pub fn pod_node(&self, ip: IpAddr) -> Option<&str> {
+        self.nodes.get(usize::from(self.pod(ip)?.node)).map(String::as_str)
     }
 
     pub fn has_namespace(&self, ns: &str) -> bool {
@@ -187,11 +216,11 @@ impl ClusterState {
         self.pods.capacity() * Self::BYTES_PER_POD
             + svc
             + reverse
-            + self.namespaces.iter().chain(&self.dns_namespaces).map(|n| n.len() + 24).sum::<usize>()
+            + self.namespaces.iter().chain(&self.dns_namespaces).chain(&self.nodes).map(|n| n.len() + 24).sum::<usize>()
     }
 
     /// Heap bytes the pod index uses per pod (reported for autopath's memory, issue 2).
-    pub const BYTES_PER_POD: usize = std::mem::size_of::<(IpAddr, u32)>();
+    pub const BYTES_PER_POD: usize = std::mem::size_of::<PodEntry>();
 }
 
 impl ClusterObjects {
@@ -240,6 +269,7 @@ items:
 - apiVersion: v1
   kind: Pod
   metadata: {name: web-1, namespace: default}
+  spec: {nodeName: worker-1}
   status: {podIP: 10.244.1.5, podIPs: [{ip: 10.244.1.5}]}
 "#;
 
@@ -251,7 +281,19 @@ items:
         assert_eq!(web.endpoints.len(), 2);
         assert_eq!(web.endpoint_ports[0].port, 8080);
         assert_eq!(st.pod_namespace("10.244.1.5".parse().expect("ip")), Some("default"));
+        assert_eq!(st.pod_node("10.244.1.5".parse().expect("ip")), Some("worker-1"));
+        assert_eq!(st.pod_node("10.244.1.6".parse().expect("ip")), None, "not a pod");
         assert_eq!(st.reverse.len(), 2, "the ClusterIP and the one ready endpoint");
+    }
+
+    #[test]
+    fn the_pod_index_keeps_24_bytes_per_pod_with_the_node() {
+        assert_eq!(ClusterState::BYTES_PER_POD, 24);
+        let unscheduled = SAMPLE.replace("  spec: {nodeName: worker-1}\n", "");
+        let st = ClusterState::parse(&unscheduled, "state.yaml").expect("parses");
+        assert_eq!(st.pod_namespace("10.244.1.5".parse().expect("ip")), Some("default"));
+        assert_eq!(st.pod_node("10.244.1.5".parse().expect("ip")), None, "no node before scheduling");
+        assert!(st.nodes.is_empty());
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct PodObj {
     /// Empty for a hostNetwork pod: it shares the node's IP and cannot be told apart by source IP
     /// (coredns#7120).
     pub ips: Vec<IpAddr>,
+    /// `spec.nodeName`: the node it was scheduled to (empty before scheduling). The detectors name
+    /// a client's node by it.
+    pub node: String,
 }
 
 /// One object, reduced to what DNS needs, with its key.
@@ -232,7 +235,8 @@ impl Object {
                         .or_else(|| it.status.get("podIP").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()).map(|ip| vec![ip]))
                         .unwrap_or_default()
                 };
-                Object::Pod((it.metadata.namespace, name), PodObj { ips })
+                let node = it.spec.get("nodeName").and_then(|v| v.as_str()).unwrap_or("").to_string();
+                Object::Pod((it.metadata.namespace, name), PodObj { ips, node })
             }
             _ => return None,
         })

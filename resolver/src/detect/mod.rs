@@ -6,7 +6,8 @@
 //!   by source namespace, with the names walked.
 //! - `retransmit`: the same query (client address and port, ID, question) again after 0.5 to 12 s: a
 //!   query or answer lost on the way. By interval (5 s: glibc's and Go's timeout; 2.5 s: musl's
-//!   retry; other) and by source /24 (a node's pod range with most CNIs).
+//!   retry; other) and by source: the client's node when the cluster state knows the pod (`pods
+//!   verified`), else its /24 (a node's pod range with most CNIs).
 //! - `truncation_ignored`: a UDP answer with TC=1 whose client never asked again over TCP.
 //! - `upstream_budget`: packets per second to each upstream against a budget (`upstream_budget N`,
 //!   the AWS ENI's 1024 packets/s), and how many exchanges went unanswered.

@@ -1,4 +1,4 @@
-//! The detectors' counters: fixed-size top-K tables of subjects (a namespace, a source /24, a
+//! The detectors' counters: fixed-size top-K tables of subjects (a namespace, a source node or /24, a
 //! client, an upstream) with their counts in 30 s windows, summed over workers like the metrics,
 //! rendered as `ndots_*` metrics and read as findings.
 
@@ -172,7 +172,7 @@ pub struct Stats {
     pub walks: TopK<2>,
     /// By the name walked: [steps].
     pub walk_names: TopK<1>,
-    /// By source /24: [after about 5 s, about 2.5 s, other intervals].
+    /// By source (`node/<name>` or /24): [after about 5 s, about 2.5 s, other intervals].
     pub retransmits: TopK<3>,
     /// By client: [truncated answers]. With `tcp_clients` ([queries over TCP] by client): a client
     /// that gets truncated answers and never asks over TCP ignores TC=1. Counted per client and
@@ -182,7 +182,7 @@ pub struct Stats {
     pub tcp_clients: TopK<1>,
     /// By upstream: [packets, seconds over the budget, exchanges unanswered]; `peak`: packets/s.
     pub upstreams: TopK<3>,
-    /// By source /24: [half pairs asked again after a timeout].
+    /// By source (`node/<name>` or /24): [half pairs asked again after a timeout].
     pub race: TopK<1>,
     /// By `<service> <ip:port> via <former endpoint>`: [stale flows seen at a scan]; `peak`: the
     /// flows at the last scan. With `stale_clients` (by `<former endpoint> <client>`).
@@ -212,7 +212,7 @@ impl Default for Stats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub detector: &'static str,
-    /// A namespace, a source /24, a client, an upstream.
+    /// A namespace, a source node or /24, a client, an upstream.
     pub subject: String,
     /// Events in the last minute (up to two 30 s windows).
     pub recent: u64,
@@ -237,6 +237,12 @@ impl Finding {
 }
 
 pub const FIX_WALK: &str = "set `options ndots:2` in the pods' dnsConfig (or end external names with a dot), or enable autopath";
+/// The pods a source key stands for: `node/<name>` (the cluster state knew the pod) or an address
+/// range.
+fn pods_at(key: &str) -> String {
+    if key.starts_with("node/") { format!("pods on {key}") } else { format!("pods in {key}") }
+}
+
 pub const FIX_RETRANSMIT: &str = "look at that node: conntrack insert_failed and drops (the insertion race: single-request-reopen, node-local-dns, kernel >= 5.0), packet loss on its links";
 pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns before 2.2, PgBouncer): use a resolver that retries over TCP, or keep answers under 512 bytes";
 pub const FIX_BUDGET: &str =
@@ -292,8 +298,8 @@ impl Stats {
                     recent: n,
                     total: s.counts.iter().map(|c| c.total).sum(),
                     message: format!(
-                        "pods in {} sent {n} queries again in the last minute ({five} after about 5 s: glibc's or Go's timeout; {two} after about 2.5 s: musl's retry; {other} other): their queries or answers are lost",
-                        s.key()
+                        "{} sent {n} queries again in the last minute ({five} after about 5 s: glibc's or Go's timeout; {two} after about 2.5 s: musl's retry; {other} other): their queries or answers are lost",
+                        pods_at(s.key())
                     ),
                     fix: FIX_RETRANSMIT,
                 });
@@ -345,8 +351,8 @@ impl Stats {
                     recent: n,
                     total: s.counts[0].total,
                     message: format!(
-                        "pods in {} that send A and AAAA together had {n} pairs arrive half here and ask again after a timeout in the last minute: the other query or its answer was lost (dropped on the way, as the conntrack insertion race drops it, or sent to another replica that did not answer)",
-                        s.key()
+                        "{} that send A and AAAA together had {n} pairs arrive half here and ask again after a timeout in the last minute: the other query or its answer was lost (dropped on the way, as the conntrack insertion race drops it, or sent to another replica that did not answer)",
+                        pods_at(s.key())
                     ),
                     fix: FIX_RACE,
                 });
@@ -406,7 +412,7 @@ impl Stats {
         family(
             o,
             "ndots_client_retransmits_total",
-            "Queries a client sent again (same socket, ID and question), by source /24 and interval.",
+            "Queries a client sent again (same socket, ID and question), by source (node/<name> when the pod is known, else its /24) and interval.",
             "counter",
         );
         for s in self.retransmits.used() {
@@ -437,7 +443,7 @@ impl Stats {
         family(
             o,
             "ndots_race_half_pairs_total",
-            "A/AAAA pairs that arrived half and whose client asked again after a timeout, by source /24.",
+            "A/AAAA pairs that arrived half and whose client asked again after a timeout, by source (node/<name> or /24).",
             "counter",
         );
         per_subject(o, "ndots_race_half_pairs_total", "source", &self.race, |s| s.counts[0].total);

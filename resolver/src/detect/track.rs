@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::stats::Stats;
 use super::{DetectConfig, RACE, RETRANSMIT, SEARCH_WALK, TRUNCATION, UPSTREAM_BUDGET, hash_bytes, ip_hash, mix};
+use crate::cluster::ClusterState;
 use crate::wire;
 
 const RETRANSMIT_SLOTS: usize = 4096;
@@ -63,16 +64,19 @@ impl Default for Trackers {
     }
 }
 
-/// `a.b.c.0/24` for IPv4 (a node's pod range with most CNIs), the /64 for IPv6, in a fixed buffer.
-fn source_key(ip: IpAddr, buf: &mut [u8; 48]) -> usize {
+/// Where a client's pods are: `node/<name>` when the cluster state knows the pod (`pods verified`
+/// watches pods with their `spec.nodeName`), else `a.b.c.0/24` for IPv4 (a node's pod range with
+/// most CNIs) or the /64 for IPv6. In a fixed buffer (a name past 64 bytes is cut by `TopK::slot`).
+fn source_key(ip: IpAddr, state: &ClusterState, buf: &mut [u8; 72]) -> usize {
     use std::io::Write;
     let mut c = std::io::Cursor::new(&mut buf[..]);
-    let _ = match ip {
-        IpAddr::V4(v4) => {
+    let _ = match (state.pod_node(ip), ip) {
+        (Some(node), _) => write!(c, "node/{node}"),
+        (None, IpAddr::V4(v4)) => {
             let o = v4.octets();
             write!(c, "{}.{}.{}.0/24", o[0], o[1], o[2])
         }
-        IpAddr::V6(v6) => {
+        (None, IpAddr::V6(v6)) => {
             let s = v6.segments();
             write!(c, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
@@ -88,13 +92,15 @@ fn ip_key(ip: IpAddr, buf: &mut [u8; 48]) -> usize {
 }
 
 impl Trackers {
-    /// A client query arrived (`qname`: lowercased wire name). `tcp`: it came over TCP.
+    /// A client query arrived (`qname`: lowercased wire name). `tcp`: it came over TCP. `state`
+    /// names the client's node when it knows the pod.
     #[allow(clippy::too_many_arguments)] // One value per part of the query the detectors read.
     pub fn on_query(
         &mut self,
         now: Duration,
         cfg: &DetectConfig,
         stats: &mut Stats,
+        state: &ClusterState,
         src: SocketAddr,
         tcp: bool,
         id: u16,
@@ -121,8 +127,8 @@ impl Trackers {
                     } else {
                         2
                     };
-                    let mut buf = [0u8; 48];
-                    let n = source_key(src.ip(), &mut buf);
+                    let mut buf = [0u8; 72];
+                    let n = source_key(src.ip(), state, &mut buf);
                     stats.retransmits.slot(&buf[..n]).counts[bucket].add(now, 1);
                 }
             }
@@ -145,7 +151,7 @@ impl Trackers {
                 self.pair_done(src.ip());
             } else {
                 if p.key == key && p.seen != 3 && (RETRY_AFTER.0..=RETRY_AFTER.1).contains(&age) {
-                    self.count_half(p, stats);
+                    self.count_half(p, state, stats);
                 }
                 self.pairs[i] = Pair { key, at: now, seen: bit, src: Some(src.ip()) };
             }
@@ -242,12 +248,12 @@ impl Trackers {
 
     /// A lone half whose socket asked the same name again after a timeout, from a client that
     /// sends pairs: the race's signature.
-    fn count_half(&mut self, p: Pair, stats: &mut Stats) {
+    fn count_half(&mut self, p: Pair, state: &ClusterState, stats: &mut Stats) {
         let Some(ip) = p.src else { return };
         let c = self.pair_clients[(mix(ip_hash(ip), 2) % self.pair_clients.len() as u64) as usize];
         if c.ip == Some(ip) && c.pairs >= PAIRS_BEFORE {
-            let mut buf = [0u8; 48];
-            let n = source_key(ip, &mut buf);
+            let mut buf = [0u8; 72];
+            let n = source_key(ip, state, &mut buf);
             stats.race.slot(&buf[..n]).counts[0].add(p.at, 1);
         }
     }
@@ -377,12 +383,32 @@ mod tests {
         let (mut tr, mut st, cfg) = (Trackers::default(), Stats::default(), DetectConfig::default());
         let src: SocketAddr = "10.100.3.7:40000".parse().expect("addr");
         let q = n("web.default.svc.cluster.local");
-        tr.on_query(Duration::from_millis(1000), &cfg, &mut st, src, false, 7, 1, &q);
-        tr.on_query(Duration::from_millis(6001), &cfg, &mut st, src, false, 7, 1, &q);
+        tr.on_query(Duration::from_millis(1000), &cfg, &mut st, &ClusterState::default(), src, false, 7, 1, &q);
+        tr.on_query(Duration::from_millis(6001), &cfg, &mut st, &ClusterState::default(), src, false, 7, 1, &q);
         // Another ID is another query.
-        tr.on_query(Duration::from_millis(9000), &cfg, &mut st, src, false, 8, 1, &q);
+        tr.on_query(Duration::from_millis(9000), &cfg, &mut st, &ClusterState::default(), src, false, 8, 1, &q);
         let s = st.retransmits.used().next().expect("a source");
         assert_eq!((s.key(), s.counts[0].total, s.counts[2].total), ("10.100.3.0/24", 1, 0));
+    }
+
+    #[test]
+    fn a_pod_the_cluster_state_knows_is_counted_by_its_node() {
+        let (mut tr, mut st, cfg) = (Trackers::default(), Stats::default(), DetectConfig::default());
+        let state = ClusterState::parse(
+            "items:\n- {kind: Namespace, metadata: {name: shop}}\n- {kind: Pod, metadata: {name: a, namespace: shop}, spec: {nodeName: worker-3}, status: {podIP: 10.100.3.7}}\n",
+            "state.yaml",
+        )
+        .expect("state");
+        let q = n("web.default.svc.cluster.local");
+        let s = Duration::from_secs;
+        // The known pod and one the state does not know, on the same /24.
+        for src in ["10.100.3.7:40000", "10.100.3.8:40000"] {
+            let src: SocketAddr = src.parse().expect("addr");
+            tr.on_query(s(1), &cfg, &mut st, &state, src, false, 7, 1, &q);
+            tr.on_query(s(6), &cfg, &mut st, &state, src, false, 7, 1, &q);
+        }
+        let keys: Vec<&str> = st.retransmits.used().map(|x| x.key()).collect();
+        assert_eq!(keys, ["node/worker-3", "10.100.3.0/24"]);
     }
 
     #[test]
@@ -395,25 +421,25 @@ mod tests {
         for (k, port) in [40000u16, 40001].into_iter().enumerate() {
             let src = SocketAddr::new(ip, port);
             let t = ms(1000 * (k as u64 + 1));
-            tr.on_query(t, &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
-            tr.on_query(t + Duration::from_micros(30), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
+            tr.on_query(t, &cfg, &mut st, &ClusterState::default(), src, false, 1, wire::TYPE_A, &q);
+            tr.on_query(t + Duration::from_micros(30), &cfg, &mut st, &ClusterState::default(), src, false, 2, wire::TYPE_AAAA, &q);
         }
         // A lone A never asked again: its AAAA went to another replica (NAT clash resolution)
         // and was answered there.
-        tr.on_query(ms(3000), &cfg, &mut st, SocketAddr::new(ip, 40002), false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(3000), &cfg, &mut st, &ClusterState::default(), SocketAddr::new(ip, 40002), false, 1, wire::TYPE_A, &q);
         tr.sweep(ms(10_000), &cfg, &mut st);
         assert!(st.race.used().next().is_none(), "a split pair is not a loss");
         // A lone A, then 5 s later the same socket asks again (glibc's timeout): the AAAA was lost.
         let src = SocketAddr::new(ip, 40003);
-        tr.on_query(ms(11_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
-        tr.on_query(ms(16_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
-        tr.on_query(ms(16_000) + Duration::from_micros(30), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
+        tr.on_query(ms(11_000), &cfg, &mut st, &ClusterState::default(), src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(16_000), &cfg, &mut st, &ClusterState::default(), src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(16_000) + Duration::from_micros(30), &cfg, &mut st, &ClusterState::default(), src, false, 2, wire::TYPE_AAAA, &q);
         let s = st.race.used().next().expect("the lone A");
         assert_eq!((s.key(), s.counts[0].total), ("10.100.0.0/24", 1));
         // single-request: the AAAA follows the A's answer a few ms later, not a loss.
         let src = SocketAddr::new(ip, 40004);
-        tr.on_query(ms(20_000), &cfg, &mut st, src, false, 1, wire::TYPE_A, &q);
-        tr.on_query(ms(20_300), &cfg, &mut st, src, false, 2, wire::TYPE_AAAA, &q);
+        tr.on_query(ms(20_000), &cfg, &mut st, &ClusterState::default(), src, false, 1, wire::TYPE_A, &q);
+        tr.on_query(ms(20_300), &cfg, &mut st, &ClusterState::default(), src, false, 2, wire::TYPE_AAAA, &q);
         assert_eq!(st.race.used().next().map(|s| s.counts[0].total), Some(1));
     }
 
@@ -429,7 +455,7 @@ mod tests {
             }
         }
         // b asks over TCP (to this replica or another: the counts are summed).
-        tr.on_query(Duration::from_millis(2100), &cfg, &mut st, SocketAddr::new(b, 5000), true, 9, 1, &q);
+        tr.on_query(Duration::from_millis(2100), &cfg, &mut st, &ClusterState::default(), SocketAddr::new(b, 5000), true, 9, 1, &q);
         let f = st.findings(Duration::from_secs(3));
         let subjects: Vec<&str> = f.iter().filter(|f| f.detector == "truncation_ignored").map(|f| f.subject.as_str()).collect();
         assert_eq!(subjects, ["client 10.100.1.5"]);

@@ -75,7 +75,7 @@ impl Server {
             m.requests[usize::from(client.transport == Transport::Tcp)][fam][type_bucket(view.qtype)] += 1;
         }
         let tcp = client.transport == Transport::Tcp;
-        self.detect.on_query(now, &self.detect_cfg, &mut self.metrics.detect, client.src, tcp, view.id, view.qtype, qname);
+        self.detect.on_query(now, &self.detect_cfg, &mut self.metrics.detect, &self.state, client.src, tcp, view.id, view.qtype, qname);
         // loop: count our own probe.
         let b = &mut self.blocks[bi];
         if let Some((probe, seen)) = &mut b.loop_probe

@@ -562,13 +562,7 @@ impl Server {
         if rcode != wire::RCODE_NXDOMAIN && !tc {
             return;
         }
-        let st = &self.state;
-        let ns = st
-            .pods
-            .binary_search_by(|p| p.0.cmp(&client.src.ip()))
-            .ok()
-            .and_then(|i| st.namespaces.get(st.pods[i].1 as usize))
-            .map(String::as_str);
+        let ns = self.state.pod_namespace(client.src.ip());
         self.detect.on_answer(now, &self.detect_cfg, &mut self.metrics.detect, client.src.ip(), qname, rcode, tc, ns, &self.detect_domain);
     }
 
