@@ -88,6 +88,20 @@ fn s12_retransmissions_name_the_nodes_of_the_lossy_az_and_node_local_dns_is_quie
     let node: usize = loudest.subject.trim_start_matches("source 10.100.").split('.').next().and_then(|n| n.parse().ok()).expect("node");
     assert_eq!(node % azs, 0, "the loudest source is a node in the lossy AZ 0: {}; {hint}", all(&fail));
     assert!(fired(&fixed, "retransmit").is_empty(), "{}; {hint}", all(&fixed));
+
+    // With the pods watched (`pods verified`), the replicas know each client's node
+    // (`spec.nodeName`): the same findings name the nodes themselves.
+    let inc = incidents().into_iter().find(|i| i.id == "S12").expect("S12");
+    let mut spec = (inc.failure.spec)(seed(inc.seed));
+    assert!(spec.corefile.contains("pods insecure"), "{}", spec.corefile);
+    spec.corefile = spec.corefile.replace("pods insecure", "pods verified");
+    let named = run(spec).expect("runs");
+    let f = fired(&named, "retransmit");
+    assert!(!f.is_empty() && f.iter().all(|x| x.subject.starts_with("source node/node-")), "{}; {hint}", all(&named));
+    let loudest = f.iter().max_by_key(|x| x.recent).expect("one");
+    let node: usize = loudest.subject.trim_start_matches("source node/node-").parse().expect("node");
+    assert_eq!(node % azs, 0, "the loudest source is a node in the lossy AZ 0: {}; {hint}", all(&named));
+    assert!(loudest.message.starts_with(&format!("pods on node/node-{node} sent")), "{}", loudest.message);
 }
 
 #[test]

@@ -14,14 +14,14 @@ use netmodel::ratelimit::TokenBucket;
 use netmodel::{Proto, conntrack};
 use resolver::cluster::{ClusterObjects, Kind, Watched};
 use resolver::config::Files;
-use resolver::{ClusterState, Config, Server};
+use resolver::{Config, Server};
 
 use crate::client::{Call, PodAddrs, Process, ResolvConf};
 use crate::report::{NetCounters, Report, Wire};
 use crate::spec::{ClusterSpec, ProxyMode, ServerProfile};
 
 use super::queue::COMPACT_MIN;
-use super::state::{cluster_list, dump_items, target_services};
+use super::state::{States, cluster_list, dump_items, target_services};
 use super::{Engine, Ev, Inst, InstKind, KUBE_DNS, KUBE_DNS_UPSTREAM, NODE_LOCAL_IP, Node, Pod, SimError, upstream_ip};
 
 impl Engine {
@@ -109,7 +109,7 @@ impl Engine {
             &cluster_list(&replica_ips, &pods, spec.extra_pods, &BTreeMap::new(), &dump),
             "simulated-cluster",
         )?);
-        let state = Arc::new(watched.state());
+        let states = States::new(watched.state());
         let mut insts = Vec::new();
         for (r, (node, ip)) in replica_ips.iter().enumerate() {
             let az = nodes[*node].az;
@@ -121,7 +121,7 @@ impl Engine {
                     InstKind::ClusterDns,
                     *node,
                     *ip,
-                    server_for(&corefile, az, &spec, InstKind::ClusterDns, state.clone(), seed)?,
+                    server_for(&corefile, az, &spec, InstKind::ClusterDns, &states, seed)?,
                     corefile,
                     seed,
                 )
@@ -143,7 +143,7 @@ impl Engine {
                     InstKind::NodeLocal,
                     i,
                     NODE_LOCAL_IP,
-                    server_for(&corefile, n.az, &spec, InstKind::NodeLocal, state.clone(), seed)?,
+                    server_for(&corefile, n.az, &spec, InstKind::NodeLocal, &states, seed)?,
                     corefile,
                     seed,
                 ));
@@ -173,7 +173,7 @@ impl Engine {
             upstream_slow: vec![Duration::ZERO; spec.azs],
             upstream_loss: vec![0.0; spec.azs],
             link_loss: BTreeMap::new(),
-            state,
+            states,
             watched,
             replica_ips,
             per_node,
@@ -261,7 +261,7 @@ pub(super) fn server_for(
     az: usize,
     spec: &ClusterSpec,
     kind: InstKind,
-    state: Arc<ClusterState>,
+    states: &States,
     seed: u64,
 ) -> Result<Server, SimError> {
     let profile = profile(spec, kind);
@@ -271,6 +271,7 @@ pub(super) fn server_for(
     let rc = node_resolv_conf(az);
     let mut cfg = Config::from_corefile_in(&cf, &Files::Only(&[("/etc/resolv.conf", &rc)]))?;
     configure(profile, &cf, &mut cfg).map_err(SimError::Spec)?;
+    let state = states.for_config(&cfg);
     let mut server = Server::new(Arc::new(cfg), state, seed);
     server.set_detect_budget(spec.eni_limit.map(|e| e.rate_per_sec as u32));
     Ok(server)

@@ -37,7 +37,7 @@ impl Engine {
         let seed = self.spec.seed ^ (0x5eed_0000 + self.replica_ips.len() as u64);
         let relist = self.spec.replica_memory.map_or(Duration::from_secs(10), |m| m.relist);
         // The Corefile parsed when the cluster was built, so it parses again.
-        let Ok(server) = server_for(&corefile, self.nodes[node].az, &self.spec, InstKind::ClusterDns, self.state.clone(), seed) else {
+        let Ok(server) = server_for(&corefile, self.nodes[node].az, &self.spec, InstKind::ClusterDns, &self.states, seed) else {
             return;
         };
         self.insts.push(Inst {
@@ -102,7 +102,9 @@ impl Engine {
                     .iter()
                     .filter_map(|s| s.kubernetes.as_ref())
                     .any(|k| k.pods == resolver::config::PodsMode::Verified);
-                let watched = m.watched(state.pods.len() as u64, state.services.len() as u64, verified);
+                // The published fit counts the cluster's pods whether or not they are watched.
+                let full = &self.states.full;
+                let watched = m.watched(full.pods.len() as u64, full.services.len() as u64, verified);
                 m.base
                     + watched * if relisting { 2 } else { 1 }
                     + i.server.in_flight() as u64 * m.per_inflight
@@ -139,7 +141,7 @@ impl Engine {
             i.relist_until = Some(now + relist);
         }
         i.seed = i.seed.wrapping_add(0x9e37_79b9);
-        match server_for(&i.corefile, self.nodes[i.node].az, &self.spec, i.kind, self.state.clone(), i.seed) {
+        match server_for(&i.corefile, self.nodes[i.node].az, &self.spec, i.kind, &self.states, i.seed) {
             Ok(s) => i.server = s,
             Err(_) => return,
         }

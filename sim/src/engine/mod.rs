@@ -32,7 +32,6 @@ mod state;
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use netmodel::Proto;
@@ -41,7 +40,7 @@ use netmodel::dnat::{KubeProxy, Rules};
 use netmodel::ipvs::Ipvs;
 use netmodel::ports::Ports;
 use netmodel::ratelimit::TokenBucket;
-use resolver::{ClusterState, Server};
+use resolver::Server;
 
 use crate::client::{Call, Lookup, Process, ResolvConf, Transport};
 use crate::report::{NetCounters, Report, Wire};
@@ -242,8 +241,8 @@ pub struct Engine {
     upstream_loss: Vec<f64>,
     /// UDP loss on links between two nodes, keyed (lower node, higher node).
     link_loss: BTreeMap<(NodeId, NodeId), f64>,
-    state: Arc<ClusterState>,
-    /// The cluster's objects as the replicas' API watches hold them; `state` is built from it.
+    states: state::States,
+    /// The cluster's objects as the replicas' API watches hold them; `states` is built from it.
     watched: resolver::cluster::Watched,
     replica_ips: Vec<(usize, IpAddr)>,
     /// Pod IPs handed out per node so far.

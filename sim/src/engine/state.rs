@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use resolver::cluster::ClusterObjects;
+use resolver::{ClusterState, Config};
 
 use super::{Engine, KUBE_DNS, KUBE_DNS_UPSTREAM, Pod, SimError};
 
@@ -16,12 +17,33 @@ impl Engine {
         // The change reaches the replicas as the watches deliver it: one event per changed object.
         if let Ok(objects) = ClusterObjects::parse(&list, "simulated-cluster") {
             self.watched.apply_objects(&objects);
-            self.state = Arc::new(self.watched.state());
+            self.states = States::new(self.watched.state());
             let now = self.now;
             for i in &mut self.insts {
-                i.server.handle_cluster_state(now, self.state.clone());
+                let state = self.states.for_config(i.server.config());
+                i.server.handle_cluster_state(now, state);
             }
         }
+    }
+}
+
+/// The cluster state as the apiserver has it, and as a resolver holds it: only one whose
+/// configuration watches pods (`Config::watches_pods`, as the binary's API watch) holds the pods.
+/// Both shared by every resolver they serve.
+#[derive(Debug, Clone)]
+pub(super) struct States {
+    pub(super) full: Arc<ClusterState>,
+    podless: Arc<ClusterState>,
+}
+
+impl States {
+    pub(super) fn new(full: ClusterState) -> States {
+        let podless = ClusterState { pods: Vec::new(), nodes: Vec::new(), ..full.clone() };
+        States { full: Arc::new(full), podless: Arc::new(podless) }
+    }
+
+    pub(super) fn for_config(&self, cfg: &Config) -> Arc<ClusterState> {
+        if cfg.watches_pods() { self.full.clone() } else { self.podless.clone() }
     }
 }
 
@@ -69,11 +91,11 @@ pub(super) fn cluster_list(
                 "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
         }
     }
-    for (i, (_, ip)) in replicas.iter().enumerate() {
-        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("coredns-{i}"), "namespace": "kube-system"}, "status": {"podIP": ip.to_string()}}));
+    for (i, (node, ip)) in replicas.iter().enumerate() {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("coredns-{i}"), "namespace": "kube-system"}, "spec": {"nodeName": node_name(*node)}, "status": {"podIP": ip.to_string()}}));
     }
     for (i, p) in pods.iter().enumerate() {
-        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("app-{i}"), "namespace": p.namespace}, "status": {"podIP": p.ip.to_string()}}));
+        items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("app-{i}"), "namespace": p.namespace}, "spec": {"nodeName": node_name(p.node)}, "status": {"podIP": p.ip.to_string()}}));
     }
     // The rest of a large cluster: pods that only exist in the state.
     for i in 0..extra_pods {
@@ -82,6 +104,11 @@ pub(super) fn cluster_list(
     }
     items.extend(dump.iter().cloned());
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+/// A simulated node's name as its Node object would have it (the report's "node N").
+pub(crate) fn node_name(node: usize) -> String {
+    format!("node-{node}")
 }
 
 /// Services for the cluster names the pod groups look up, for a scenario without a cluster state:
