@@ -48,9 +48,9 @@ fn main() {
     println!("cluster state heap: the watcher's reduced objects plus one served state");
     println!("  per Service (2 ports, ClusterIP):      {b_svc:>7.0} bytes");
     println!("  per EndpointSlice endpoint (ready):     {b_ep:>7.0} bytes");
-    println!("  per Pod (pods verified):                {b_pod:>7.0} bytes");
+    println!("  per Pod (pods verified or autopath):    {b_pod:>7.0} bytes");
     println!("  {services} Services, {endpoints} endpoints:                {:>7.1} MB", mb(with_eps));
-    println!("  the same and {pods} Pods (pods verified):  {:>7.1} MB", mb(with_pods));
+    println!("  the same and {pods} Pods (pods verified or autopath):  {:>7.1} MB", mb(with_pods));
     println!(
         "  CoreDNS's sizing for {} pods + services: {coredns:.0} MB by default, {coredns_autopath:.0} MB with autopath (whole process)",
         pods + services
