@@ -142,8 +142,9 @@ pub struct Report {
     pub stuck: Vec<LookupRecord>,
     /// What the resolvers' detectors raised during the run (`resolver::detect`), checked every
     /// 10 s as the driver's log does and at the end, in the order first raised: by where they run,
-    /// "cluster DNS" (every replica's counts summed), "node-local-dns" (every node's) and "node N"
-    /// (that node's conntrack scan).
+    /// "cluster DNS <pod IP>" (a replica), "cluster DNS, replicas summed (alert rule)"
+    /// (`truncation_ignored` over every replica's per-client metrics), "node-local-dns on node N" and
+    /// "node N" (that node's conntrack scan).
     pub findings: Vec<Raised>,
 }
 

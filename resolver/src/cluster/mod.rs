@@ -188,6 +188,18 @@ impl ClusterState {
         self.nodes.get(usize::from(self.pod(ip)?.node)).map(String::as_str)
     }
 
+    /// How many ready endpoints share the Service that has `ip` as an endpoint (a replica behind
+    /// kube-dns: the replicas a client's connections are spread over); 1 for an address that is
+    /// no endpoint (a node-local cache, a server outside the cluster).
+    pub fn replicas_of(&self, ip: IpAddr) -> u32 {
+        match self.reverse.get(&ip) {
+            Some((ns, name, Some(_))) => {
+                self.services.get(&(ns.clone(), name.clone())).map_or(1, |s| s.endpoints.iter().filter(|e| e.ready).count().max(1) as u32)
+            }
+            _ => 1,
+        }
+    }
+
     pub fn has_namespace(&self, ns: &str) -> bool {
         self.dns_namespaces.binary_search_by(|n| n.as_str().cmp(ns)).is_ok()
     }
@@ -284,6 +296,11 @@ items:
         assert_eq!(st.pod_node("10.244.1.5".parse().expect("ip")), Some("worker-1"));
         assert_eq!(st.pod_node("10.244.1.6".parse().expect("ip")), None, "not a pod");
         assert_eq!(st.reverse.len(), 2, "the ClusterIP and the one ready endpoint");
+        assert_eq!(st.replicas_of("10.244.1.5".parse().expect("ip")), 1, "one ready endpoint of web");
+        assert_eq!(st.replicas_of("10.96.0.20".parse().expect("ip")), 1, "the ClusterIP is no endpoint");
+        let two = SAMPLE.replace("conditions: {ready: false}", "conditions: {ready: true}");
+        let st = ClusterState::parse(&two, "state.yaml").expect("parses");
+        assert_eq!(st.replicas_of("10.244.1.6".parse().expect("ip")), 2);
     }
 
     #[test]

@@ -175,11 +175,13 @@ pub struct Stats {
     /// By source (`node/<name>` or /24): [after about 5 s, about 2.5 s, other intervals].
     pub retransmits: TopK<3>,
     /// By client: [truncated answers]. With `tcp_clients` ([queries over TCP] by client): a client
-    /// that gets truncated answers and never asks over TCP ignores TC=1. Counted per client and
-    /// summed over servers, so a TCP retry that went to another replica (the Service spreads them)
-    /// still counts where the views are summed.
+    /// that gets truncated answers and never asks over TCP ignores TC=1. Judged only by a server
+    /// that sees all of its clients' TCP (`replicas` 1); across replicas by summing the metrics.
     pub truncated: TopK<1>,
     pub tcp_clients: TopK<1>,
+    /// The replicas this server's clients' connections are spread over (its Service's ready
+    /// endpoints; 1 for a node-local cache or when unknown).
+    pub replicas: u32,
     /// By upstream: [packets, seconds over the budget, exchanges unanswered]; `peak`: packets/s.
     pub upstreams: TopK<3>,
     /// By source (`node/<name>` or /24): [half pairs asked again after a timeout].
@@ -203,6 +205,7 @@ impl Default for Stats {
             race: TopK::new(16),
             stale: TopK::new(16),
             stale_clients: TopK::new(64),
+            replicas: 1,
             budget: None,
         }
     }
@@ -262,6 +265,7 @@ impl Stats {
         self.stale.merge(&o.stale);
         self.stale_clients.merge(&o.stale_clients);
         self.budget = self.budget.or(o.budget);
+        self.replicas = self.replicas.max(o.replicas);
     }
 
     /// The current findings: subjects with enough events in the last minute.
@@ -307,16 +311,21 @@ impl Stats {
         }
         for s in self.truncated.used() {
             let tc = s.counts[0].recent(now);
-            let tcp = self.tcp_clients.used().find(|c| c.key() == s.key()).map_or(0, |c| c.counts[0].recent(now));
-            if tc >= 2 && tcp == 0 {
+            let tcp = self.tcp_clients.used().find(|c| c.key() == s.key()).map_or(0, |c| c.counts[0].total);
+            // One of several replicas sees only the TCP retries the Service sends it, and a client
+            // that keeps its TCP connection (c-ares) sends them all to one replica: only a server
+            // that sees all of its clients' traffic judges. Across replicas, the per-client
+            // metrics below do (the README's alert rule).
+            if self.replicas <= 1 && tc >= 2 && tcp == 0 {
                 out.push(Finding {
                     detector: KINDS[TRUNCATION],
                     subject: format!("client {}", s.key()),
                     recent: tc,
                     total: s.counts[0].total,
                     message: format!(
-                        "client {} got {tc} truncated answers (TC=1) in the last minute and never asked over TCP: it takes the truncated answer or fails",
-                        s.key()
+                        "client {} got {tc} truncated answers (TC=1) in the last minute ({} in all) and never asked over TCP: it takes the truncated answer or fails",
+                        s.key(),
+                        s.counts[0].total
                     ),
                     fix: FIX_TRUNCATION,
                 });
@@ -427,6 +436,10 @@ impl Stats {
         let ignored =
             self.truncated.used().filter(|s| !self.tcp_clients.used().any(|c| c.key() == s.key())).map(|s| s.counts[0].total).sum::<u64>();
         let _ = writeln!(o, "ndots_truncated_answers_ignored_total {ignored}");
+        family(o, "ndots_client_truncated_answers_total", "UDP answers sent with TC=1, by client (the top clients).", "counter");
+        per_subject(o, "ndots_client_truncated_answers_total", "client", &self.truncated, |s| s.counts[0].total);
+        family(o, "ndots_client_tcp_queries_total", "Queries over TCP, by client (the top clients).", "counter");
+        per_subject(o, "ndots_client_tcp_queries_total", "client", &self.tcp_clients, |s| s.counts[0].total);
         family(o, "ndots_upstream_packets_total", "Packets sent to each upstream.", "counter");
         per_subject(o, "ndots_upstream_packets_total", "to", &self.upstreams, |s| s.counts[0].total);
         family(o, "ndots_upstream_peak_packets_per_second", "The most packets sent to each upstream in one second.", "gauge");
@@ -494,6 +507,20 @@ mod tests {
     }
 
     #[test]
+    fn truncation_ignored_is_judged_only_where_all_of_a_clients_tcp_arrives() {
+        let t = Duration::from_secs(1);
+        let fired = |st: &Stats| st.findings(t).iter().any(|f| f.detector == "truncation_ignored");
+        let mut st = Stats::default();
+        st.truncated.slot(b"10.100.1.5").counts[0].add(t, 2);
+        assert!(fired(&st), "alone (node-local, a sole replica), two are enough");
+        st.replicas = 2;
+        assert!(!fired(&st), "one of two replicas: its TCP retries may all go to the other");
+        st.replicas = 1;
+        st.tcp_clients.slot(b"10.100.1.5").counts[0].add(t, 1);
+        assert!(!fired(&st), "a client that came over TCP honours TC");
+    }
+
+    #[test]
     fn every_family_is_rendered_with_its_subjects() {
         let t = Duration::from_secs(1);
         let mut st = Stats::default();
@@ -515,6 +542,7 @@ mod tests {
             "ndots_race_half_pairs_total{source=\"10.100.0.0/24\"} 3",
             "ndots_truncated_answers_total 7",
             "ndots_truncated_answers_ignored_total 7",
+            "ndots_client_truncated_answers_total{client=\"10.100.1.5\"} 7",
         ] {
             assert!(o.lines().any(|l| l == line), "{line} missing:\n{o}");
         }

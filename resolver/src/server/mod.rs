@@ -271,6 +271,8 @@ pub struct Server {
     stale_flows: crate::detect::StaleFlows,
     detect_cfg: crate::detect::DetectConfig,
     detect_domain: Vec<u8>,
+    /// The address a truncated answer last left from (`truncation_ignored`'s replicas).
+    detect_local: Option<IpAddr>,
 }
 
 /// The detectors' configuration: the first block with a `detect` directive, else all on; and the
@@ -368,6 +370,7 @@ impl Server {
             stale_flows: crate::detect::StaleFlows::default(),
             detect_cfg,
             detect_domain,
+            detect_local: None,
         };
         s.send_loop_probes();
         s
@@ -551,6 +554,7 @@ impl Server {
     /// Settles what timed out in the detectors' tables (the driver calls this before a scrape).
     pub fn detect_tick(&mut self, now: Now) {
         self.detect.sweep(now, &self.detect_cfg, &mut self.metrics.detect);
+        self.metrics.detect.replicas = self.detect_local.map_or(1, |local| self.state.replicas_of(local));
     }
 
     /// An answer is leaving for `client`: the detectors read its question, rcode and TC bit.
@@ -561,6 +565,9 @@ impl Server {
         let (rcode, tc) = (out[3] & 0x0f, out[2] & 0x02 != 0 && client.transport == Transport::Udp);
         if rcode != wire::RCODE_NXDOMAIN && !tc {
             return;
+        }
+        if tc {
+            self.detect_local = Some(client.local.ip());
         }
         let ns = self.state.pod_namespace(client.src.ip());
         self.detect.on_answer(now, &self.detect_cfg, &mut self.metrics.detect, client.src.ip(), qname, rcode, tc, ns, &self.detect_domain);

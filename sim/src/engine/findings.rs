@@ -12,22 +12,37 @@ use super::{Engine, InstKind};
 pub(super) const CHECK: Duration = Duration::from_secs(10);
 
 impl Engine {
-    /// Checks every detector now: the replicas' counts summed, the node-local caches' summed, and
-    /// each node's conntrack scan; new findings are added, held ones updated.
+    /// Checks every detector now: each live replica's and node-local cache's own counts, as each
+    /// process's `/debug/findings` and log judge them (no process sees another's traffic), the
+    /// replicas' summed counts for what only a sum can judge, and each node's conntrack scan; new
+    /// findings are added, held ones updated.
     pub(super) fn raise_findings(&mut self) {
         let now = self.now;
         let mut current = Vec::new();
-        for (kind, label) in [(InstKind::ClusterDns, "cluster DNS"), (InstKind::NodeLocal, "node-local-dns")] {
-            let mut all = resolver::detect::Stats::default();
-            let mut any = false;
-            for i in self.insts.iter_mut().filter(|i| i.kind == kind) {
-                i.server.detect_tick(now);
-                all.merge(&i.server.metrics.detect);
-                any = true;
-            }
-            if any {
-                current.extend(all.findings(now).into_iter().map(|f| (label.to_string(), f)));
-            }
+        let mut summed = resolver::detect::Stats::default();
+        for i in self.insts.iter_mut().filter(|i| i.alive) {
+            i.server.detect_tick(now);
+            let at = match i.kind {
+                InstKind::ClusterDns => {
+                    summed.merge(&i.server.metrics.detect);
+                    format!("cluster DNS {}", i.ip)
+                }
+                InstKind::NodeLocal => format!("node-local-dns on node {}", i.node),
+            };
+            current.extend(i.server.metrics.detect.findings(now).into_iter().map(|f| (at.clone(), f)));
+        }
+        // Across replicas, truncation_ignored is the README's alert rule over the per-client
+        // metrics summed by Prometheus: what no single replica can judge (its clients' TCP retries
+        // may all reach another one).
+        if summed.replicas > 1 {
+            summed.replicas = 1;
+            current.extend(
+                summed
+                    .findings(now)
+                    .into_iter()
+                    .filter(|f| f.detector == resolver::detect::KINDS[resolver::detect::TRUNCATION])
+                    .map(|f| ("cluster DNS, replicas summed (alert rule)".to_string(), f)),
+            );
         }
         current.extend(self.node_findings());
         for (at, f) in current {
