@@ -240,18 +240,18 @@ impl Finding {
 }
 
 pub const FIX_WALK: &str = "set `options ndots:2` in the pods' dnsConfig (or end external names with a dot), or enable autopath";
-/// The pods a source key stands for: `node/<name>` (the cluster state knew the pod) or an address
-/// range.
-fn pods_at(key: &str) -> String {
-    if key.starts_with("node/") { format!("pods on {key}") } else { format!("pods in {key}") }
-}
-
 pub const FIX_RETRANSMIT: &str = "look at that node: conntrack insert_failed and drops (the insertion race: single-request-reopen, node-local-dns, kernel >= 5.0), packet loss on its links";
 pub const FIX_TRUNCATION: &str = "the client ignores TC=1 (libevent's evdns before 2.2, PgBouncer): use a resolver that retries over TCP, or keep answers under 512 bytes";
 pub const FIX_BUDGET: &str =
     "cache in front of the upstream (cache, node-local-dns), fewer search-path walks (ndots:2), or spread the queries over more interfaces";
 pub const FIX_STALE: &str = "kube-proxy did not delete the UDP conntrack entries of a removed DNS endpoint (its sync was late or failed, it has no conntrack binary, or it is 1.32 to 1.36 and the Service has no endpoints): delete them with the command in the finding, then fix kube-proxy's cleanup; clients that keep one UDP socket (Envoy, c-ares, dnsmasq) stay cut off until then";
 pub const FIX_RACE: &str = "if the clients' node counts conntrack insert_failed, the insertion race: `options single-request-reopen` (glibc), node-local-dns, or a kernel with the fixes (5.0; 6.12 with NFQUEUE); otherwise look for loss on that node's links or a replica that does not answer";
+
+/// The pods a source key stands for: `node/<name>` (the cluster state knew the pod) or an address
+/// range.
+fn pods_at(key: &str) -> String {
+    if key.starts_with("node/") { format!("pods on {key}") } else { format!("pods in {key}") }
+}
 
 impl Stats {
     pub fn merge(&mut self, o: &Stats) {
