@@ -12,6 +12,56 @@ use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
 
+/// The Prometheus operator's PrometheusRule (`monitoring.coreos.com/v1`), the fields its CRD has
+/// (prometheus-operator's `PrometheusRuleSpec`, `RuleGroup`, `Rule`); no type in k8s-openapi, so
+/// written here with unknown fields refused.
+mod prometheus_rule {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct PrometheusRule {
+        pub api_version: String,
+        pub kind: String,
+        pub metadata: ObjectMeta,
+        pub spec: Spec,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Spec {
+        pub groups: Vec<Group>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Group {
+        pub name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub interval: Option<String>,
+        pub rules: Vec<Rule>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rule {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub alert: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub record: Option<String>,
+        pub expr: String,
+        #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+        pub for_: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub labels: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub annotations: BTreeMap<String, String>,
+    }
+}
+
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
@@ -75,6 +125,7 @@ fn check_typed(kind: &str, v: &Value) -> Result<Vec<String>, String> {
         "Deployment" => typed_round_trip::<Deployment>(v),
         "DaemonSet" => typed_round_trip::<DaemonSet>(v),
         "Service" => typed_round_trip::<Service>(v),
+        "PrometheusRule" => typed_round_trip::<prometheus_rule::PrometheusRule>(v),
         other => Err(format!("no type for kind {other}")),
     }
 }
