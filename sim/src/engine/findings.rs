@@ -32,9 +32,8 @@ impl Engine {
             current.extend(i.server.metrics.detect.findings(now).into_iter().map(|f| (at.clone(), f)));
         }
         // Across replicas, truncation_ignored is an alert rule (NdotsTruncationIgnored in
-        // deploy/ndots-alerts.yaml) over the per-client
-        // metrics summed by Prometheus: what no single replica can judge (its clients' TCP retries
-        // may all reach another one).
+        // deploy/ndots-alerts.yaml) over the per-client metrics summed by Prometheus: what no
+        // single replica can judge (its clients' TCP retries may all reach another one).
         if summed.replicas > 1 {
             summed.replicas = 1;
             current.extend(
