@@ -313,8 +313,8 @@ impl Stats {
             let tc = s.counts[0].recent(now);
             let tcp = self.tcp_clients.used().find(|c| c.key() == s.key()).map_or(0, |c| c.counts[0].total);
             // One of several replicas sees only the TCP retries the Service sends it, and a client
-            // that keeps its TCP connection (c-ares) sends them all to one replica: only a server
-            // that sees all of its clients' traffic judges. Across replicas, the per-client
+            // that keeps its TCP connection (c-ares, sources.md#c-ares) sends them all to one
+            // replica: only a server that sees all of its clients' traffic judges. Across replicas, the per-client
             // metrics below do (the README's alert rule).
             if self.replicas <= 1 && tc >= 2 && tcp == 0 {
                 out.push(Finding {
